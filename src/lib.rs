@@ -1,0 +1,11 @@
+//! onnx-posefix: rewrite a PoseNet ONNX model so that it emits decoded keypoints, using only ops
+//! that thin runtimes support, and prove the rewrite with tract.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod contract;
+pub mod error;
+pub mod proto;
+pub mod tract_bridge;
+
+pub use onnx_protobuf;
+pub use tract_onnx;
