@@ -53,12 +53,23 @@ fn load(bytes: &[u8]) -> Result<InferenceModel, Error> {
         .map_err(|e| Error::Tract(format!("tract could not load the model: {}", one_line(&e))))
 }
 
-fn pin_inputs(model: &mut InferenceModel, pins: &[(usize, Vec<usize>)]) -> Result<(), Error> {
-    for (ix, dims) in pins {
+/// Pins named inputs to concrete float shapes.
+fn pin_inputs(model: &mut InferenceModel, pins: &[(String, Vec<usize>)]) -> Result<(), Error> {
+    let names: Vec<String> = model
+        .input_outlets()
+        .map_err(|e| Error::Tract(one_line(&e)))?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect();
+    for (name, dims) in pins {
+        let ix = names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::Usage(format!("the model has no input called {name}")))?;
         let fact = InferenceFact::dt_shape(f32::datum_type(), dims.as_slice());
         model
-            .set_input_fact(*ix, fact)
-            .map_err(|e| Error::Tract(format!("tract rejected the pinned shape of input #{ix}: {}", one_line(&e))))?;
+            .set_input_fact(ix, fact)
+            .map_err(|e| Error::Tract(format!("tract rejected the shape pinned on input {name}: {}", one_line(&e))))?;
     }
     Ok(())
 }
@@ -73,9 +84,9 @@ fn dims_of(shape: &ShapeFact) -> Vec<Dim> {
         .collect()
 }
 
-/// Shape inference: the facts of every input and output, with the given inputs pinned to
-/// concrete shapes (`(input index, dims)`); other inputs keep what the model declares.
-pub fn infer_facts(bytes: &[u8], pins: &[(usize, Vec<usize>)]) -> Result<ModelFacts, Error> {
+/// Shape inference: the facts of every input and output, with the named inputs pinned to
+/// concrete shapes; other inputs keep what the model declares.
+pub fn infer_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<ModelFacts, Error> {
     let mut model = load(bytes)?;
     pin_inputs(&mut model, pins)?;
     let typed = model
@@ -99,7 +110,7 @@ pub fn infer_facts(bytes: &[u8], pins: &[(usize, Vec<usize>)]) -> Result<ModelFa
 
 /// An optimized, runnable model with fixed input shapes, built once and reused for every input.
 pub struct Runner {
-    plan: TypedRunnableModel,
+    plan: std::sync::Arc<TypedRunnableModel>,
     output_names: Vec<String>,
     input_shapes: Vec<Vec<usize>>,
 }
@@ -111,11 +122,16 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// Builds the plan with every input pinned to `input_shapes` (one per graph input, in order).
+    /// Builds the plan with every input pinned to `input_shapes` (one per graph input that is
+    /// not an initializer, in order).
     pub fn new(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Runner, Error> {
         let mut model = load(bytes)?;
-        let pins: Vec<(usize, Vec<usize>)> = input_shapes.iter().cloned().enumerate().collect();
-        pin_inputs(&mut model, &pins)?;
+        for (ix, dims) in input_shapes.iter().enumerate() {
+            let fact = InferenceFact::dt_shape(f32::datum_type(), dims.as_slice());
+            model
+                .set_input_fact(ix, fact)
+                .map_err(|e| Error::Tract(format!("tract rejected the shape of input #{ix}: {}", one_line(&e))))?;
+        }
         let output_names = model
             .output_outlets()
             .map_err(|e| Error::Tract(one_line(&e)))?

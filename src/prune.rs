@@ -1,0 +1,83 @@
+//! `--prune`: keep only the listed outputs and what feeds them.
+
+use std::collections::HashSet;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::{GraphProto, NodeProto};
+
+/// Every tensor a node reads, including the outer-scope names its subgraphs (If, Loop, Scan
+/// bodies) use implicitly.
+fn reads(node: &NodeProto, into: &mut HashSet<String>) {
+    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
+    for attr in &node.attribute {
+        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
+            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
+            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
+            _ => vec![],
+        };
+        for g in graphs {
+            for n in &g.node {
+                reads(n, into);
+            }
+        }
+    }
+}
+
+/// Removes every node, initializer and value-info that does not feed `keep_outputs`, and every
+/// other graph output. Graph inputs stay (they are the model's interface) unless they are
+/// initializers nothing reads any more. Returns the number of nodes removed.
+pub fn prune(graph: &mut GraphProto, keep_outputs: &[&str]) -> usize {
+    let mut needed: HashSet<String> = keep_outputs.iter().map(|s| s.to_string()).collect();
+    let mut keep = vec![false; graph.node.len()];
+    // Walk backwards until nothing changes: correct even when nodes are not topologically sorted.
+    loop {
+        let mut changed = false;
+        for (i, node) in graph.node.iter().enumerate() {
+            if !keep[i] && node.output.iter().any(|o| needed.contains(o)) {
+                keep[i] = true;
+                reads(node, &mut needed);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let before = graph.node.len();
+    let mut kept = keep.iter();
+    graph.node.retain(|_| *kept.next().expect("one flag per node"));
+    let initializers: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    graph.initializer.retain(|t| needed.contains(&t.name));
+    graph.sparse_initializer.retain(|t| t.values.as_ref().is_none_or(|v| needed.contains(&v.name)));
+    graph.input.retain(|i| !initializers.contains(&i.name) || needed.contains(&i.name));
+    graph.output.retain(|o| keep_outputs.contains(&o.name.as_str()));
+    graph.value_info.retain(|v| needed.contains(&v.name));
+    before - graph.node.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{node, value_info, Dim};
+    use onnx_protobuf::tensor_proto::DataType;
+
+    #[test]
+    fn keeps_only_what_feeds_the_output_even_out_of_order() {
+        let mut g = GraphProto::new();
+        g.node = vec![
+            node("Relu", "c", &["b"], &["out"], vec![]),
+            node("Relu", "a", &["in"], &["b"], vec![]),
+            node("Relu", "side", &["in"], &["other"], vec![]),
+        ];
+        g.input = vec![value_info("in", DataType::FLOAT, &[Dim::Fixed(1)])];
+        g.output = vec![
+            value_info("other", DataType::FLOAT, &[Dim::Fixed(1)]),
+            value_info("out", DataType::FLOAT, &[Dim::Fixed(1)]),
+        ];
+        assert_eq!(prune(&mut g, &["out"]), 1);
+        let names: Vec<_> = g.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["c", "a"]);
+        assert_eq!(g.output.len(), 1);
+        assert_eq!(g.input.len(), 1);
+    }
+}

@@ -1,0 +1,299 @@
+//! The rewrite pipeline: read, check, infer shapes, find the heads, build the decoder apart,
+//! splice it in, record provenance, optionally prune, write whole.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::{GraphProto, ModelProto};
+use protobuf::Enum;
+
+use crate::contract::{Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT};
+use crate::decoder::{self, DecoderSpec};
+use crate::error::{Error, Result};
+use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
+use crate::heads::{self, HeadChoice, Heads, ImageInput};
+use crate::model_io::{self, LoadedModel};
+use crate::proto::{self, Dim};
+use crate::tract_bridge::{self, ModelFacts};
+use crate::prune;
+
+/// `--input-shape [NAME:]D,D,D,D`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputShape {
+    pub name: Option<String>,
+    pub dims: Vec<usize>,
+}
+
+impl FromStr for InputShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, dims) = match s.rsplit_once(':') {
+            Some((name, dims)) if !name.is_empty() => (Some(name.to_string()), dims),
+            Some(_) => return Err(format!("'{s}': empty input name before ':'")),
+            None => (None, s),
+        };
+        let dims = dims
+            .split(',')
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("'{s}': expected [NAME:]D,D,... with positive integers, e.g. 1,3,257,257"))?;
+        Ok(InputShape { name, dims })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RewriteOptions {
+    pub heads: HeadChoice,
+    pub input_shapes: Vec<InputShape>,
+    pub stride: Option<u32>,
+    pub scores: Option<ScoreMode>,
+    pub output_name: String,
+    pub prune: bool,
+}
+
+impl Default for RewriteOptions {
+    fn default() -> Self {
+        RewriteOptions {
+            heads: HeadChoice::default(),
+            input_shapes: vec![],
+            stride: None,
+            scores: None,
+            output_name: DEFAULT_OUTPUT_NAME.to_string(),
+            prune: false,
+        }
+    }
+}
+
+/// The rewritten model and what was decided on the way.
+#[derive(Clone, Debug)]
+pub struct Rewritten {
+    pub model: ModelProto,
+    pub provenance: Provenance,
+    pub heads: Heads,
+    pub image: Option<ImageInput>,
+    /// Whether the score mode was detected (true) or forced with `--scores`.
+    pub scores_detected: bool,
+    pub nodes_added: usize,
+    pub nodes_pruned: usize,
+}
+
+/// The default-domain opset of a model.
+pub fn default_opset(model: &ModelProto) -> Option<i64> {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+}
+
+/// The decoder's provenance when `model` already carries one.
+pub fn existing_provenance(model: &ModelProto) -> Option<Provenance> {
+    Provenance::from_metadata(model.metadata_props.iter().map(|e| (e.key.as_str(), e.value.as_str())))
+}
+
+fn graph_of(model: &ModelProto) -> &GraphProto {
+    model.graph.as_ref().expect("model_io checked the graph")
+}
+
+/// Every name in the graph: nodes, tensors, initializers, inputs, outputs, value-infos.
+fn taken_names(graph: &GraphProto) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for n in &graph.node {
+        names.insert(n.name.clone());
+        names.extend(n.input.iter().cloned());
+        names.extend(n.output.iter().cloned());
+    }
+    names.extend(graph.initializer.iter().map(|t| t.name.clone()));
+    names.extend(graph.input.iter().chain(&graph.output).chain(&graph.value_info).map(|v| v.name.clone()));
+    names
+}
+
+fn check_not_decorated(model: &ModelProto, output_name: &str) -> Result<()> {
+    let graph = graph_of(model);
+    if model.metadata_props.iter().any(|e| e.key.starts_with(METADATA_PREFIX))
+        || graph.node.iter().any(|n| n.name.starts_with(NAME_PREFIX))
+    {
+        return Err(Error::AlreadyDecoded(
+            "the model already has an onnx-posefix decoder; rewrite the original model instead".into(),
+        ));
+    }
+    if taken_names(graph).contains(output_name) {
+        return Err(Error::Usage(format!(
+            "the model already has a tensor called {output_name}; choose another with --output-name"
+        )));
+    }
+    Ok(())
+}
+
+/// Names and dims to pin, checked against the declared inputs.
+fn resolve_pins(graph: &GraphProto, shapes: &[InputShape]) -> Result<Vec<(String, Vec<usize>)>> {
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<_> = graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
+    let mut pins = Vec::new();
+    for shape in shapes {
+        let input = match &shape.name {
+            Some(name) => inputs.iter().find(|i| &i.name == name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--input-shape names {name}, but the inputs are: {}",
+                    inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?,
+            None if inputs.len() == 1 => inputs[0],
+            None => {
+                return Err(Error::Usage(format!(
+                    "the model has {} inputs; name the one to pin: --input-shape NAME:D,D,...",
+                    inputs.len()
+                )))
+            }
+        };
+        if let Some((_, Some(declared))) = proto::declared_tensor(input) {
+            if declared.len() != shape.dims.len() {
+                return Err(Error::Usage(format!(
+                    "--input-shape gives {} dims, but input {} has rank {}",
+                    shape.dims.len(),
+                    input.name,
+                    declared.len()
+                )));
+            }
+            for (axis, (d, p)) in declared.iter().zip(&shape.dims).enumerate() {
+                if matches!(d, Dim::Fixed(v) if *v != *p as i64) {
+                    return Err(Error::Usage(format!(
+                        "--input-shape sets axis {axis} of {} to {p}, but the model fixes it at {d}",
+                        input.name
+                    )));
+                }
+            }
+        }
+        if pins.iter().any(|(n, _)| n == &input.name) {
+            return Err(Error::Usage(format!("--input-shape given twice for {}", input.name)));
+        }
+        pins.push((input.name.clone(), shape.dims.clone()));
+    }
+    Ok(pins)
+}
+
+/// Rewrites a loaded model. Nothing is written.
+pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritten> {
+    let proto = &model.proto;
+    let opset = default_opset(proto)
+        .ok_or_else(|| Error::Unsupported("the model imports no default-domain (ai.onnx) opset".into()))?;
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(Error::Unsupported(format!(
+            "the model uses opset {opset}; onnx-posefix emits opsets {MIN_OPSET} to {MAX_OPSET} \
+             (convert it first, e.g. with onnx.version_converter)"
+        )));
+    }
+    check_not_decorated(proto, &options.output_name)?;
+    let graph = graph_of(proto);
+    let pins = resolve_pins(graph, &options.input_shapes)?;
+    let facts = tract_bridge::infer_facts(&model.bytes, &pins)?;
+    let heads = heads::detect(&facts.outputs, &options.heads)?;
+    let image = heads::image_input(&facts.inputs);
+    let stride = match (options.stride, &image) {
+        (Some(0), _) => return Err(Error::Usage("--stride must be positive".into())),
+        (Some(s), _) => s,
+        (None, Some(image)) => heads::output_stride(image.size, heads.grid).ok_or_else(|| {
+            Error::Usage(format!(
+                "cannot derive the output stride from input {}x{} and heatmap grid {}x{}; pass --stride N",
+                image.size.0, image.size.1, heads.grid.0, heads.grid.1
+            ))
+        })?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "cannot tell the image input among {}; pass --stride N (and --input-shape for symbolic dims)",
+                facts.inputs.iter().map(|i| format!("{} {}", i.name, i.shape_string())).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let scores = options.scores.unwrap_or_else(|| heads::score_mode(graph, &heads.heatmaps));
+
+    let spec = DecoderSpec {
+        heatmaps: heads.heatmaps.clone(),
+        offsets: heads.offsets.clone(),
+        layout: heads.layout,
+        grid: heads.grid,
+        stride,
+        scores,
+        output: options.output_name.clone(),
+    };
+    let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken_names(graph)));
+    decoder::build(&mut builder, &spec)?;
+    let (nodes, initializers) = builder.finish();
+    let nodes_added = nodes.len();
+
+    let provenance = Provenance {
+        tool_version: TOOL_VERSION.to_string(),
+        heatmaps: heads.heatmaps.clone(),
+        offsets: heads.offsets.clone(),
+        layout: heads.layout,
+        stride,
+        scores,
+        output: options.output_name.clone(),
+    };
+    let mut out = proto.clone();
+    let graph = out.graph.as_mut().expect("checked above");
+    if out.ir_version < 4 {
+        // IR 3 requires every initializer to be declared as a graph input too.
+        for t in &initializers {
+            let dims: Vec<Dim> = t.dims.iter().map(|d| Dim::Fixed(*d)).collect();
+            let dt = DataType::from_i32(t.data_type).unwrap_or(DataType::FLOAT);
+            graph.input.push(proto::value_info(&t.name, dt, &dims));
+        }
+    }
+    graph.node.extend(nodes);
+    graph.initializer.extend(initializers);
+    let batch = heads.batch.clone();
+    let dims = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
+    graph.output.push(proto::value_info(&options.output_name, DataType::FLOAT, &dims));
+    if !pins.is_empty() {
+        write_pinned_shapes(graph, &facts);
+    }
+    let nodes_pruned = if options.prune { prune::prune(graph, &[&options.output_name]) } else { 0 };
+    out.metadata_props
+        .extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
+
+    Ok(Rewritten { model: out, provenance, heads, image, scores_detected: options.scores.is_none(), nodes_added, nodes_pruned })
+}
+
+/// Writes the inferred shapes of the inputs and outputs into their declarations, so that a model
+/// whose symbolic dims were pinned stays consistent.
+fn write_pinned_shapes(graph: &mut GraphProto, facts: &ModelFacts) {
+    for vi in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        if let Some(dims) = facts.inputs.iter().chain(&facts.outputs).find(|f| f.name == vi.name).and_then(|f| f.shape.clone()) {
+            proto::set_declared_shape(vi, &dims);
+        }
+    }
+}
+
+/// Reads `input`, rewrites it and writes `output` atomically. `input` is never modified unless
+/// it is `output` and `force` is set, in which case it is replaced atomically.
+pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, force: bool) -> Result<Rewritten> {
+    if model_io::same_file(input, output) && !force {
+        return Err(Error::Usage(format!(
+            "OUT {} is the same file as IN; pass --force to replace it",
+            output.display()
+        )));
+    }
+    let model = model_io::read_model(input)?;
+    let rewritten = rewrite(&model, options)?;
+    model_io::write_atomically(output, &model_io::to_bytes(&rewritten.model)?)?;
+    Ok(rewritten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_shapes_parse() {
+        assert_eq!("1,3,257,257".parse::<InputShape>().unwrap(), InputShape { name: None, dims: vec![1, 3, 257, 257] });
+        let named: InputShape = "image:2,257,193,3".parse().unwrap();
+        assert_eq!(named.name.as_deref(), Some("image"));
+        assert!("1,3,x,257".parse::<InputShape>().is_err());
+        assert!("1,0,257".parse::<InputShape>().is_err());
+        assert!(":1,3".parse::<InputShape>().is_err());
+    }
+}
