@@ -109,6 +109,16 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
             pairs = named;
         }
     }
+    if pairs.is_empty() {
+        if let Some(symbolic) = outputs.iter().find(|o| has_symbolic_grid(o)) {
+            return Err(Error::Heads(format!(
+                "output {} has shape {} with symbolic dims besides the batch; pin the input with \
+                 --input-shape, e.g. --input-shape 1,3,257,257",
+                symbolic.name,
+                symbolic.shape_string()
+            )));
+        }
+    }
     match pairs.as_slice() {
         [(h, o)] => Ok(Heads {
             heatmaps: h.output.name.clone(),
@@ -135,6 +145,12 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
             )))
         }
     }
+}
+
+/// A rank-4 output whose channel count could be a head's but whose other dims are not all known.
+fn has_symbolic_grid(output: &TensorFacts) -> bool {
+    let Some(dims) = output.shape.as_ref().filter(|d| d.len() == 4) else { return false };
+    dims[1..].iter().any(|d| !matches!(d, Dim::Fixed(_)))
 }
 
 fn list_outputs(outputs: &[TensorFacts]) -> String {
@@ -184,33 +200,37 @@ pub fn image_input(inputs: &[TensorFacts]) -> Option<ImageInput> {
     }
 }
 
-/// Output stride of a grid over an input: PoseNet's `(in-1)/(out-1)` when exact on both axes,
-/// else `in/out` when exact, else `None`.
-pub fn output_stride(input: (usize, usize), grid: (usize, usize)) -> Option<u32> {
-    let exact = |num: usize, den: usize| (den > 0 && num % den == 0).then(|| num / den);
-    let same = |a: Option<usize>, b: Option<usize>| match (a, b) {
-        (Some(a), Some(b)) if a == b && a > 0 => Some(a as u32),
+/// Output stride of a grid over an input: PoseNet's `(in-1)/(out-1)` (257 -> 17 is 16) or
+/// `in/out` (TF "SAME" models, 256 -> 16 is 16), on both axes alike. When both rules are exact
+/// and disagree (256 -> 16 is also 255/15 = 17), the power of two wins, as every PoseNet stride
+/// (8, 16, 32) is one. `Err` carries the candidates when no single stride follows.
+pub fn output_stride(input: (usize, usize), grid: (usize, usize)) -> std::result::Result<u32, Vec<u32>> {
+    let exact = |num: usize, den: usize| (den > 0 && num > 0 && num % den == 0).then(|| num / den);
+    // An axis of one cell says nothing under the PoseNet rule; let the other axis decide.
+    let posenet_axis = |size: usize, cells: usize| if cells > 1 { exact(size.saturating_sub(1), cells - 1) } else { None };
+    let agree = |a: Option<usize>, b: Option<usize>, one_cell: (bool, bool)| match (a, b, one_cell) {
+        (Some(a), Some(b), _) if a == b => Some(a),
+        (Some(a), None, (false, true)) => Some(a),
+        (None, Some(b), (true, false)) => Some(b),
         _ => None,
     };
-    let valid = |size: usize, cells: usize| {
-        if cells > 1 {
-            exact(size - 1, cells - 1)
-        } else {
-            None
-        }
+    let one_cell = (grid.0 == 1, grid.1 == 1);
+    let posenet = agree(posenet_axis(input.0, grid.0), posenet_axis(input.1, grid.1), one_cell);
+    let same = agree(exact(input.0, grid.0), exact(input.1, grid.1), (false, false));
+    let candidates: Vec<u32> = match (posenet, same) {
+        (Some(a), Some(b)) if a != b => vec![a as u32, b as u32],
+        (Some(a), _) | (None, Some(a)) => vec![a as u32],
+        (None, None) => vec![],
     };
-    // A 1-cell axis says nothing with the PoseNet rule; let the other axis decide.
-    let posenet = match (grid.0 > 1, grid.1 > 1) {
-        (true, true) => same(valid(input.0, grid.0), valid(input.1, grid.1)),
-        (true, false) => valid(input.0, grid.0).map(|s| s as u32),
-        (false, true) => valid(input.1, grid.1).map(|s| s as u32),
-        (false, false) => None,
-    };
-    posenet.or_else(|| same(exact(input.0, grid.0), exact(input.1, grid.1)))
+    let powers: Vec<u32> = candidates.iter().copied().filter(|s| s.is_power_of_two()).collect();
+    match (candidates.as_slice(), powers.as_slice()) {
+        ([one], _) | (_, [one]) => Ok(*one),
+        _ => Err(candidates),
+    }
 }
 
-/// Whether the heatmaps already end in a Sigmoid (through Identity nodes), which makes the
-/// heatmap maximum the score itself.
+/// Whether the heatmaps already end in a Sigmoid, possibly followed by ops that only move values
+/// (Transpose to NHWC, Reshape, Identity...), which makes the heatmap maximum the score itself.
 pub fn score_mode(graph: &GraphProto, heatmaps: &str) -> ScoreMode {
     let mut tensor = heatmaps.to_string();
     // Bounded walk: a malformed graph may contain an Identity cycle.
@@ -221,7 +241,11 @@ pub fn score_mode(graph: &GraphProto, heatmaps: &str) -> ScoreMode {
         let default_domain = producer.domain.is_empty() || producer.domain == "ai.onnx";
         match producer.op_type.as_str() {
             "Sigmoid" if default_domain => return ScoreMode::Raw,
-            "Identity" if default_domain && !producer.input.is_empty() => tensor = producer.input[0].clone(),
+            "Identity" | "Transpose" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+                if default_domain && !producer.input.is_empty() =>
+            {
+                tensor = producer.input[0].clone()
+            }
             _ => break,
         }
     }
@@ -282,11 +306,17 @@ mod tests {
 
     #[test]
     fn strides() {
-        assert_eq!(output_stride((257, 257), (17, 17)), Some(16));
-        assert_eq!(output_stride((513, 257), (33, 17)), Some(16));
-        assert_eq!(output_stride((256, 256), (16, 16)), Some(16));
-        assert_eq!(output_stride((225, 225), (29, 29)), Some(8));
-        assert_eq!(output_stride((257, 257), (17, 9)), None);
-        assert_eq!(output_stride((100, 100), (7, 7)), None);
+        assert_eq!(output_stride((257, 257), (17, 17)), Ok(16));
+        assert_eq!(output_stride((513, 257), (33, 17)), Ok(16));
+        assert_eq!(output_stride((256, 256), (16, 16)), Ok(16), "255/15 = 17 too, but 16 is PoseNet's");
+        assert_eq!(output_stride((225, 225), (29, 29)), Ok(8));
+        assert_eq!(output_stride((257, 33), (17, 1)), Ok(16), "a one-cell axis defers to the other");
+        assert_eq!(output_stride((257, 257), (17, 9)), Err(vec![]));
+        assert_eq!(output_stride((100, 100), (7, 7)), Err(vec![]));
+        assert_eq!(output_stride((1, 1), (3, 3)), Err(vec![]), "never 0");
+        assert_eq!(output_stride((0, 0), (3, 3)), Err(vec![]));
+        // 61 -> 5: 60/4 = 15 and none of 61/5; 91 -> 7: 90/6 = 15 and 91/7 = 13, no power of two.
+        assert_eq!(output_stride((61, 61), (5, 5)), Ok(15));
+        assert_eq!(output_stride((91, 91), (7, 7)), Err(vec![15, 13]));
     }
 }

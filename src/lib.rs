@@ -3,8 +3,18 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod contract;
+pub mod decoder;
 pub mod error;
+pub mod graph;
+pub mod heads;
+pub mod model_io;
 pub mod proto;
+pub mod prune;
+pub mod reference;
+pub mod render;
+pub mod rewrite;
+pub mod rng;
+pub mod synthetic;
 pub mod tract_bridge;
 
 pub use onnx_protobuf;

@@ -195,9 +195,13 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
     let stride = match (options.stride, &image) {
         (Some(0), _) => return Err(Error::Usage("--stride must be positive".into())),
         (Some(s), _) => s,
-        (None, Some(image)) => heads::output_stride(image.size, heads.grid).ok_or_else(|| {
+        (None, Some(image)) => heads::output_stride(image.size, heads.grid).map_err(|candidates| {
+            let options = match candidates.as_slice() {
+                [] => String::new(),
+                c => format!(" (it could be {})", c.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" or ")),
+            };
             Error::Usage(format!(
-                "cannot derive the output stride from input {}x{} and heatmap grid {}x{}; pass --stride N",
+                "cannot derive the output stride from input {}x{} and heatmap grid {}x{}{options}; pass --stride N",
                 image.size.0, image.size.1, heads.grid.0, heads.grid.1
             ))
         })?,

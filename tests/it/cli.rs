@@ -1,0 +1,212 @@
+//! The binary on good and bad input: one clear line on stderr and exit code 2 for every bad
+//! input, no panic, IN untouched, and no partial OUT.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use onnx_posefix::onnx_protobuf::Message;
+use onnx_posefix::proto;
+use onnx_posefix::synthetic::{self, SyntheticSpec};
+use tempfile::TempDir;
+
+use crate::common::{real_model_path, run_cli, stderr, stdout};
+
+/// Runs `onnx-posefix IN OUT extra...` expecting a refusal; checks the error contract and returns
+/// the error line.
+fn refuse(input: &Path, output: &Path, extra: &[&str]) -> String {
+    let before = fs::read(input).ok();
+    let existed = output.exists();
+    let mut args = vec![input.as_os_str().to_owned(), output.as_os_str().to_owned()];
+    args.extend(extra.iter().map(|a| a.into()));
+    let out = run_cli(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "exit code for {input:?}: stderr {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert_eq!(fs::read(input).ok(), before, "IN was modified");
+    if !existed {
+        assert!(!output.exists(), "a partial OUT was left behind");
+    }
+    if let Some(dir) = output.parent().filter(|d| d.is_dir()) {
+        let leftovers: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".posefix-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+    err
+}
+
+fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn synthetic_file(dir: &TempDir, name: &str, spec: &SyntheticSpec) -> PathBuf {
+    write(dir, name, &synthetic::generate(spec).write_to_bytes().unwrap())
+}
+
+#[test]
+fn rewrites_the_real_model() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.onnx");
+    let before = fs::read(real_model_path()).unwrap();
+    let run = run_cli(&[real_model_path().as_os_str(), out.as_os_str()]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(stdout(&run).contains("stride 16"), "{}", stdout(&run));
+    assert_eq!(fs::read(real_model_path()).unwrap(), before);
+    let rewritten = onnx_posefix::model_io::read_model(&out).unwrap();
+    assert_eq!(rewritten.proto.graph.as_ref().unwrap().output.last().unwrap().name, "keypoints");
+}
+
+#[test]
+fn unreadable_and_invalid_files() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.onnx");
+    let err = refuse(&dir.path().join("missing.onnx"), &out, &[]);
+    assert!(err.contains("missing.onnx"), "{err}");
+
+    let empty = write(&dir, "empty.onnx", b"");
+    assert!(refuse(&empty, &out, &[]).contains("empty"));
+
+    let real = fs::read(real_model_path()).unwrap();
+    let truncated = write(&dir, "truncated.onnx", &real[..real.len() / 2]);
+    assert!(refuse(&truncated, &out, &[]).contains("not a valid ONNX model"));
+
+    let mut rng = onnx_posefix::rng::Rng::new(11);
+    for i in 0..5 {
+        let noise: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
+        let random = write(&dir, &format!("random{i}.onnx"), &noise);
+        refuse(&random, &out, &[]);
+    }
+    let text = write(&dir, "text.onnx", b"this is not a model\n");
+    refuse(&text, &out, &[]);
+    refuse(dir.path(), &out, &[]);
+}
+
+#[test]
+fn models_without_usable_heads() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.onnx");
+
+    // Heads removed: only the displacement outputs remain.
+    let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
+    model.graph.as_mut().unwrap().output.retain(|o| o.name.starts_with("displacement"));
+    let headless = write(&dir, "headless.onnx", &model.write_to_bytes().unwrap());
+    let err = refuse(&headless, &out, &[]);
+    assert!(err.contains("no pose heads"), "{err}");
+
+    // Two 17-channel outputs on the same grid, neither named like heatmaps.
+    let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
+    let graph = model.graph.as_mut().unwrap();
+    let heat = graph.output.iter().position(|o| o.name == "heatmaps").unwrap();
+    let mut twin = graph.output[heat].clone();
+    twin.name = "twin".into();
+    graph.node.push(proto::node("Identity", "twin_node", &["heatmaps"], &["twin"], vec![]));
+    graph.output.push(twin);
+    graph.output[heat].name = "maps".into();
+    for n in graph.node.iter_mut() {
+        for o in n.output.iter_mut().chain(n.input.iter_mut()) {
+            if o == "heatmaps" {
+                *o = "maps".into();
+            }
+        }
+    }
+    let ambiguous = write(&dir, "ambiguous.onnx", &model.write_to_bytes().unwrap());
+    let err = refuse(&ambiguous, &out, &[]);
+    assert!(err.contains("ambiguous") && err.contains("--heatmaps maps --offsets offsets"), "{err}");
+    let ok = run_cli(&[ambiguous.as_os_str(), out.as_os_str(), "--heatmaps".as_ref(), "twin".as_ref()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let err = refuse(&ambiguous, &dir.path().join("o2.onnx"), &["--heatmaps", "nope"]);
+    assert!(err.contains("--heatmaps nope"), "{err}");
+}
+
+#[test]
+fn symbolic_dims_opsets_and_external_data() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.onnx");
+    let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
+    let graph = model.graph.as_mut().unwrap();
+    let dims = [proto::Dim::Fixed(1), proto::Dim::Fixed(3), proto::Dim::Symbol("H".into()), proto::Dim::Symbol("W".into())];
+    proto::set_declared_shape(&mut graph.input[0], &dims);
+    for o in graph.output.iter_mut() {
+        proto::set_declared_shape(o, &[proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown]);
+    }
+    let symbolic = write(&dir, "symbolic.onnx", &model.write_to_bytes().unwrap());
+    let err = refuse(&symbolic, &out, &[]);
+    assert!(err.contains("--input-shape"), "{err}");
+    // A malformed flag is clap's usage error: first line says what, exit 2.
+    let bad = run_cli(&[symbolic.as_os_str(), out.as_os_str(), "--input-shape".as_ref(), "1,3,x,257".as_ref()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).lines().next().unwrap().contains("--input-shape"), "{}", stderr(&bad));
+    let pinned = run_cli(&[symbolic.as_os_str(), out.as_os_str(), "--input-shape".as_ref(), "1,3,257,353".as_ref()]);
+    assert_eq!(pinned.status.code(), Some(0), "{}", stderr(&pinned));
+    assert!(stdout(&pinned).contains("17x23 grid"), "{}", stdout(&pinned));
+
+    let mut old = synthetic::generate(&SyntheticSpec::posenet(9));
+    old.opset_import[0].version = 8;
+    let old = write(&dir, "opset8.onnx", &old.write_to_bytes().unwrap());
+    assert!(refuse(&old, &dir.path().join("o8.onnx"), &[]).contains("opset 8"));
+
+    let mut external = synthetic::generate(&SyntheticSpec::posenet(11));
+    let t = &mut external.graph.as_mut().unwrap().initializer[0];
+    t.raw_data.clear();
+    t.external_data.push(proto::metadata_entry("location", "weights.bin"));
+    let external = write(&dir, "external.onnx", &external.write_to_bytes().unwrap());
+    assert!(refuse(&external, &dir.path().join("oe.onnx"), &[]).contains("external"));
+}
+
+#[test]
+fn output_paths() {
+    let dir = TempDir::new().unwrap();
+    let input = synthetic_file(&dir, "in.onnx", &SyntheticSpec::posenet(13));
+
+    let err = refuse(&input, &dir.path().join("no/such/dir/out.onnx"), &[]);
+    assert!(err.contains("cannot write"), "{err}");
+    let err = refuse(&input, dir.path(), &[]);
+    assert!(err.contains("cannot write"), "{err}");
+
+    let err = refuse(&input, &input, &[]);
+    assert!(err.contains("--force"), "{err}");
+    // `./in.onnx` and a hard link are the same file too.
+    let link = dir.path().join("link.onnx");
+    fs::hard_link(&input, &link).unwrap();
+    assert!(refuse(&input, &link, &[]).contains("same file"));
+    fs::remove_file(&link).unwrap();
+
+    let forced = run_cli(&[input.as_os_str(), input.as_os_str(), "--force".as_ref()]);
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
+    let replaced = onnx_posefix::model_io::read_model(&input).unwrap();
+    assert!(onnx_posefix::rewrite::existing_provenance(&replaced.proto).is_some());
+
+    // Rewriting it again is refused, and says why.
+    let err = refuse(&input, &dir.path().join("twice.onnx"), &[]);
+    assert!(err.contains("already has an onnx-posefix decoder"), "{err}");
+}
+
+#[test]
+fn existing_output_is_replaced_whole() {
+    let dir = TempDir::new().unwrap();
+    let input = synthetic_file(&dir, "in.onnx", &SyntheticSpec::posenet(11));
+    let out = write(&dir, "out.onnx", b"old contents");
+    // A failed rewrite leaves the old OUT alone...
+    let bad = write(&dir, "bad.onnx", b"\x08\x07garbage");
+    refuse(&bad, &out, &[]);
+    assert_eq!(fs::read(&out).unwrap(), b"old contents");
+    // ...a successful one replaces it.
+    let run = run_cli(&[input.as_os_str(), out.as_os_str(), "--prune".as_ref()]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(stdout(&run).contains("pruned"), "{}", stdout(&run));
+    onnx_posefix::model_io::read_model(&out).unwrap();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run_cli(&["--scores", "maybe", "a.onnx", "b.onnx"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_cli::<&str>(&[]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use onnx_posefix::model_io::LoadedModel;
+use onnx_posefix::onnx_protobuf::{Message, ModelProto};
+
+/// insta settings writing every snapshot to the top-level `snapshots/` folder.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The real PoseNet bundled in `models/`.
+pub fn real_model_path() -> PathBuf {
+    repo_path("models/posenet-mobilenet075-257.onnx")
+}
+
+/// `../shared/images` when it exists (CI has it; a fresh clone elsewhere does not).
+pub fn shared_images() -> Option<PathBuf> {
+    let dir = repo_path("../shared/images");
+    dir.is_dir().then_some(dir)
+}
+
+pub fn loaded(model: &ModelProto) -> LoadedModel {
+    LoadedModel { bytes: model.write_to_bytes().expect("encode"), proto: model.clone() }
+}
+
+/// Runs the binary with `args`.
+pub fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_onnx-posefix")).args(args).output().expect("run onnx-posefix")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

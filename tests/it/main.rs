@@ -1,0 +1,5 @@
+//! All integration tests, in one test binary to cut link time.
+
+mod cli;
+mod common;
+mod rewrite;

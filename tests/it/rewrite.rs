@@ -1,0 +1,327 @@
+//! The rewrite over the generated model matrix: snapshots of the appended subgraph, additivity,
+//! portability of the emitted ops, and tract runs against the reference decoder.
+
+use std::collections::HashSet;
+
+use onnx_posefix::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
+use onnx_posefix::heads::HeadChoice;
+use onnx_posefix::model_io::LoadedModel;
+use onnx_posefix::onnx_protobuf::{Message, ModelProto};
+use onnx_posefix::proto::{declared_tensor, Dim};
+use onnx_posefix::reference;
+use onnx_posefix::rewrite::{rewrite, InputShape, RewriteOptions, Rewritten};
+use onnx_posefix::rng::Rng;
+use onnx_posefix::synthetic::{self, Head, SyntheticSpec};
+use onnx_posefix::tract_bridge::Runner;
+use onnx_posefix::{render, rewrite as rw};
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, IxDyn};
+use tract_onnx::prelude::*;
+
+use crate::common::{loaded, snapshot_settings};
+
+/// Ops the decoder may use: all in Unity Barracuda 1.0.4's list and in every runtime we target.
+const PORTABLE_OPS: [&str; 12] =
+    ["Reshape", "ReduceMax", "ReduceSum", "Equal", "Greater", "Not", "Cast", "Mul", "Add", "Sigmoid", "Concat", "MatMul"];
+
+fn rewrite_spec(spec: &SyntheticSpec, options: &RewriteOptions) -> (LoadedModel, Rewritten) {
+    let original = loaded(&synthetic::generate(spec));
+    let rewritten = rewrite(&original, options).unwrap_or_else(|e| panic!("{}: {e}", spec.label()));
+    (original, rewritten)
+}
+
+fn encode(m: &ModelProto) -> Vec<u8> {
+    m.write_to_bytes().expect("encode")
+}
+
+/// Inputs for a spec, in its layout: seeded noise, zeros (all-equal heatmaps: ties everywhere),
+/// a checkerboard (equal maxima in different rows) and a gradient.
+fn inputs(spec: &SyntheticSpec, batch: usize) -> Vec<(&'static str, ArrayD<f32>)> {
+    let mut shape = spec.input_shape(batch);
+    shape[0] = batch;
+    let mut rng = Rng::new(7);
+    let noise = ArrayD::from_shape_fn(IxDyn(&shape), |_| rng.uniform(-1.0, 1.0));
+    let (cy, cx) = match spec.input_layout {
+        Layout::Nchw => (2, 3),
+        Layout::Nhwc => (1, 2),
+    };
+    let checker = ArrayD::from_shape_fn(IxDyn(&shape), |ix| if ((ix[cy] / 16) + (ix[cx] / 16)) % 2 == 0 { 1.0 } else { -1.0 });
+    let gradient = ArrayD::from_shape_fn(IxDyn(&shape), |ix| (ix[cy] + ix[cx]) as f32 / 256.0 - 1.0);
+    vec![("noise", noise), ("zeros", ArrayD::zeros(IxDyn(&shape))), ("checkerboard", checker), ("gradient", gradient)]
+}
+
+fn output<'a>(runner: &Runner, outputs: &'a [Tensor], name: &str) -> ArrayViewD<'a, f32> {
+    let ix = runner.output_index(name).unwrap_or_else(|| panic!("no output {name}"));
+    outputs[ix].to_plain_array_view::<f32>().expect("f32")
+}
+
+/// Runs original and rewritten models on the same inputs and checks `keypoints` against the
+/// reference decoder on the original heads. Returns the number of keypoints compared.
+fn assert_matches_reference(spec: &SyntheticSpec, original: &LoadedModel, rewritten: &Rewritten, batch: usize) -> usize {
+    let mut shape = spec.input_shape(batch);
+    shape[0] = batch;
+    let label = spec.label();
+    let before = Runner::new(&original.bytes, &[shape.clone()]).unwrap();
+    let after = Runner::new(&encode(&rewritten.model), &[shape]).unwrap();
+    let p = &rewritten.provenance;
+    let mut compared = 0;
+    for (name, input) in inputs(spec, batch) {
+        let raw = before.run(vec![input.clone().into_tensor()]).unwrap();
+        let heatmaps = output(&before, &raw, spec.names.get(Head::Heatmaps));
+        let offsets = output(&before, &raw, spec.names.get(Head::Offsets));
+        let expected = reference::decode(heatmaps.view(), offsets.view(), p.layout, p.stride, p.scores).unwrap();
+        let decoded = after.run(vec![input.into_tensor()]).unwrap();
+        // The original outputs are still there and still the same values.
+        for head in spec.output_order.iter().filter(|_| rewritten.nodes_pruned == 0) {
+            let head = spec.names.get(*head);
+            assert_eq!(output(&before, &raw, head), output(&after, &decoded, head), "{label} {name}: {head} changed");
+        }
+        let keypoints = output(&after, &decoded, &p.output);
+        assert_eq!(keypoints.shape(), &[batch, NUM_KEYPOINTS, 3], "{label} {name}");
+        for (n, pose) in expected.iter().enumerate() {
+            for (k, kp) in pose.iter().enumerate() {
+                let got = [keypoints[[n, k, 0]], keypoints[[n, k, 1]], keypoints[[n, k, 2]]];
+                // Positions are one f32 addition in both: they must be bit-identical.
+                assert_eq!((got[0], got[1]), (kp.x, kp.y), "{label} {name} n={n} k={k} cell {:?}", kp.cell);
+                assert!((got[2] - kp.score).abs() <= 1e-6, "{label} {name} n={n} k={k}: score {} vs {}", got[2], kp.score);
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+#[test]
+fn matrix_rewrites_match_snapshots_and_the_reference() {
+    let mut total = 0;
+    for spec in synthetic::matrix() {
+        let (original, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
+        snapshot_settings().bind(|| {
+            insta::assert_snapshot!(format!("decoder_{}", spec.label()), render::appended_subgraph(&rewritten.model));
+        });
+        assert_eq!(rewritten.provenance.stride as usize, spec.stride, "{}", spec.label());
+        let expected_scores = if spec.sigmoid_heatmaps { ScoreMode::Raw } else { ScoreMode::Sigmoid };
+        assert_eq!(rewritten.provenance.scores, expected_scores, "{}", spec.label());
+        assert_eq!(rewritten.provenance.layout, spec.heads_layout, "{}", spec.label());
+        let batch = spec.batch.concrete(2);
+        total += assert_matches_reference(&spec, &original, &rewritten, batch);
+    }
+    assert!(total > 0);
+}
+
+#[test]
+fn rewrite_is_additive() {
+    for spec in synthetic::matrix() {
+        let (original, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
+        let (a, b) = (&original.proto, &rewritten.model);
+        let (ga, gb) = (a.graph.as_ref().unwrap(), b.graph.as_ref().unwrap());
+        // Everything of the original is still there, in the same order, byte for byte.
+        assert_prefix(&ga.node, &gb.node, "node");
+        assert_prefix(&ga.initializer, &gb.initializer, "initializer");
+        assert_prefix(&ga.input, &gb.input, "input");
+        assert_prefix(&ga.output, &gb.output, "output");
+        assert_prefix(&ga.value_info, &gb.value_info, "value_info");
+        assert_prefix(&a.metadata_props, &b.metadata_props, "metadata");
+        assert_eq!(a.opset_import, b.opset_import, "opset imports are not bumped");
+        assert_eq!(a.ir_version, b.ir_version);
+        assert_eq!(gb.output.len(), ga.output.len() + 1, "keypoints comes last");
+        assert_eq!(gb.output.last().unwrap().name, "keypoints");
+        let (_, dims) = declared_tensor(gb.output.last().unwrap()).unwrap();
+        assert_eq!(dims.unwrap()[1..], [Dim::Fixed(17), Dim::Fixed(3)]);
+    }
+}
+
+#[test]
+fn unknown_fields_survive() {
+    let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
+    // Fields from a newer onnx.proto than ours, at model and node level.
+    model.special_fields.mut_unknown_fields().add_varint(99, 7);
+    let node = &mut model.graph.as_mut().unwrap().node[0];
+    node.special_fields.mut_unknown_fields().add_length_delimited(98, b"future".to_vec());
+    let bytes = encode(&model);
+    let original = LoadedModel { proto: ModelProto::parse_from_bytes(&bytes).unwrap(), bytes };
+    let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
+    let reread = ModelProto::parse_from_bytes(&encode(&rewritten.model)).unwrap();
+    assert_eq!(reread.special_fields.unknown_fields().get(99).map(|f| format!("{f:?}")), Some("Varint(7)".to_string()));
+    let node = &reread.graph.as_ref().unwrap().node[0];
+    assert!(node.special_fields.unknown_fields().get(98).is_some(), "node-level unknown field lost");
+}
+
+fn encode_any<M: Message>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("encode")
+}
+
+fn assert_prefix<M: Message + std::fmt::Debug>(before: &[M], after: &[M], what: &str) {
+    assert!(after.len() >= before.len(), "{what}: entries were removed");
+    for (i, (x, y)) in before.iter().zip(after).enumerate() {
+        assert_eq!(encode_any(x), encode_any(y), "{what} #{i} changed");
+    }
+}
+
+#[test]
+fn decoder_uses_only_portable_ops_ranks_and_constant_2d_matmuls() {
+    for spec in synthetic::matrix() {
+        let (_, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
+        let graph = rewritten.model.graph.as_ref().unwrap();
+        let ours: Vec<_> = graph.node.iter().filter(|n| n.name.starts_with("posefix/")).collect();
+        assert_eq!(ours.len(), rewritten.nodes_added);
+        let constants: std::collections::HashMap<&str, &Vec<i64>> =
+            graph.initializer.iter().map(|t| (t.name.as_str(), &t.dims)).collect();
+        for n in &ours {
+            assert!(PORTABLE_OPS.contains(&n.op_type.as_str()), "{}: {} emitted", spec.label(), n.op_type);
+            assert!(n.domain.is_empty());
+            if n.op_type == "MatMul" {
+                let rhs = constants.get(n.input[1].as_str()).expect("MatMul against a constant");
+                assert_eq!(rhs.len(), 2, "2-D constant operand");
+            }
+            if n.op_type == "Reshape" {
+                let shape = constants.get(n.input[1].as_str()).expect("constant shape");
+                assert!(shape[0] <= 4, "{}: reshape to rank {}", spec.label(), shape[0]);
+            }
+            if n.op_type == "Equal" {
+                assert!(spec.opset >= 11, "Equal on floats needs opset 11");
+            }
+        }
+        for (name, dims) in &constants {
+            if name.starts_with("posefix/") {
+                assert!(dims.len() <= 4, "{name} has rank {}", dims.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn prune_keeps_only_keypoints_and_gives_the_same_result() {
+    let spec = synthetic::matrix().into_iter().find(|s| s.heads_layout == Layout::Nhwc).unwrap();
+    let options = RewriteOptions { prune: true, ..RewriteOptions::default() };
+    let (original, pruned) = rewrite_spec(&spec, &options);
+    let (_, full) = rewrite_spec(&spec, &RewriteOptions::default());
+    let graph = pruned.model.graph.as_ref().unwrap();
+    assert_eq!(graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["keypoints"]);
+    assert!(pruned.nodes_pruned >= 2, "the displacement heads feed nothing: {}", pruned.nodes_pruned);
+    let names: HashSet<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains("displacement")), "{names:?}");
+    let remaining: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    assert!(!remaining.iter().any(|n| n.contains("displacement")), "unused weights are dropped");
+    assert!(encode(&pruned.model).len() < encode(&full.model).len());
+    let batch = spec.batch.concrete(2);
+    assert!(assert_matches_reference(&spec, &original, &pruned, batch) > 0);
+}
+
+/// A model whose input is fully symbolic, `[N, 3, H, W]`.
+fn symbolic_spatial(spec: &SyntheticSpec) -> ModelProto {
+    let mut model = synthetic::generate(spec);
+    let graph = model.graph.as_mut().unwrap();
+    let dims = [Dim::Symbol("N".into()), Dim::Fixed(3), Dim::Symbol("H".into()), Dim::Symbol("W".into())];
+    onnx_posefix::proto::set_declared_shape(&mut graph.input[0], &dims);
+    for o in graph.output.iter_mut() {
+        let (_, d) = declared_tensor(o).unwrap();
+        let rank = d.map(|d| d.len()).unwrap_or(4);
+        let syms: Vec<Dim> = (0..rank).map(|i| Dim::Symbol(format!("o{i}"))).collect();
+        onnx_posefix::proto::set_declared_shape(o, &syms);
+    }
+    model
+}
+
+#[test]
+fn symbolic_dims_need_pinning_and_pins_are_written_into_the_model() {
+    let spec = SyntheticSpec::posenet(13);
+    let model = symbolic_spatial(&spec);
+    let err = rewrite(&loaded(&model), &RewriteOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("--input-shape"), "{err}");
+
+    let options = RewriteOptions {
+        input_shapes: vec!["1,3,257,257".parse::<InputShape>().unwrap()],
+        ..RewriteOptions::default()
+    };
+    let rewritten = rewrite(&loaded(&model), &options).unwrap();
+    let graph = rewritten.model.graph.as_ref().unwrap();
+    let (_, input) = declared_tensor(&graph.input[0]).unwrap();
+    assert_eq!(input.unwrap(), [1, 3, 257, 257].map(Dim::Fixed));
+    let heatmaps = graph.output.iter().find(|o| o.name == "heatmaps").unwrap();
+    assert_eq!(declared_tensor(heatmaps).unwrap().1.unwrap(), [1, 17, 17, 17].map(Dim::Fixed));
+    assert_matches_reference(&spec, &loaded(&model), &rewritten, 1);
+
+    // The named form pins the same input; a fixed dim cannot be changed.
+    let named = RewriteOptions { input_shapes: vec!["image:1,3,257,257".parse().unwrap()], ..RewriteOptions::default() };
+    assert!(rewrite(&loaded(&model), &named).is_ok());
+    let fixed = loaded(&synthetic::generate(&spec));
+    let contradict = RewriteOptions { input_shapes: vec!["1,3,513,513".parse().unwrap()], ..RewriteOptions::default() };
+    let err = rewrite(&fixed, &contradict).unwrap_err().to_string();
+    assert!(err.contains("fixes it at 257"), "{err}");
+}
+
+#[test]
+fn heads_can_be_named_and_scores_forced() {
+    let spec = SyntheticSpec { sigmoid_heatmaps: true, ..SyntheticSpec::posenet(11) };
+    let options = RewriteOptions {
+        heads: HeadChoice { heatmaps: Some("heatmaps".into()), offsets: Some("offsets".into()) },
+        scores: Some(ScoreMode::Sigmoid),
+        output_name: "pose".into(),
+        ..RewriteOptions::default()
+    };
+    let (original, rewritten) = rewrite_spec(&spec, &options);
+    assert_eq!(rewritten.provenance.scores, ScoreMode::Sigmoid);
+    assert!(!rewritten.scores_detected);
+    assert_eq!(rewritten.model.graph.as_ref().unwrap().output.last().unwrap().name, "pose");
+    assert_matches_reference(&spec, &original, &rewritten, 1);
+}
+
+#[test]
+fn a_decorated_model_is_refused() {
+    let spec = SyntheticSpec::posenet(11);
+    let (_, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
+    let again = rewrite(&loaded(&rewritten.model), &RewriteOptions { output_name: "other".into(), ..Default::default() });
+    assert!(again.unwrap_err().to_string().contains("already has an onnx-posefix decoder"));
+    assert_eq!(rw::existing_provenance(&rewritten.model), Some(rewritten.provenance.clone()));
+}
+
+#[test]
+fn names_that_collide_with_ours_get_suffixes() {
+    let spec = SyntheticSpec::posenet(11);
+    let mut model = synthetic::generate(&spec);
+    // A user tensor already called like one of ours (without the node prefix check firing).
+    let graph = model.graph.as_mut().unwrap();
+    let mut extra = graph.node[0].clone();
+    extra.name = "user_node".into();
+    extra.output = vec!["posefix/heatmap_max".into()];
+    graph.node.push(extra);
+    let rewritten = rewrite(&loaded(&model), &RewriteOptions::default()).unwrap();
+    let graph = rewritten.model.graph.as_ref().unwrap();
+    let outputs: Vec<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
+    let unique: HashSet<&String> = outputs.iter().copied().collect();
+    assert_eq!(outputs.len(), unique.len(), "every tensor is written once");
+    assert!(outputs.iter().any(|o| o.as_str() == "posefix/heatmap_max_2"));
+}
+
+#[test]
+fn real_model_rewrites_and_matches_the_reference_on_noise() {
+    let original = onnx_posefix::model_io::read_model(&crate::common::real_model_path()).unwrap();
+    let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
+    snapshot_settings().bind(|| {
+        insta::assert_snapshot!("decoder_real_posenet_mobilenet075_257", render::appended_subgraph(&rewritten.model));
+    });
+    let p = &rewritten.provenance;
+    assert_eq!((p.heatmaps.as_str(), p.offsets.as_str(), p.stride, p.scores), ("heatmaps", "offsets", 16, ScoreMode::Sigmoid));
+    let shape = vec![1, 3, 257, 257];
+    let before = Runner::new(&original.bytes, &[shape.clone()]).unwrap();
+    let after = Runner::new(&encode(&rewritten.model), &[shape.clone()]).unwrap();
+    let mut rng = Rng::new(3);
+    for _ in 0..3 {
+        let input = ArrayD::from_shape_fn(IxDyn(&shape), |_| rng.uniform(-1.0, 1.0));
+        let raw = before.run(vec![input.clone().into_tensor()]).unwrap();
+        let expected = reference::decode(
+            output(&before, &raw, "heatmaps"),
+            output(&before, &raw, "offsets"),
+            Layout::Nchw,
+            16,
+            ScoreMode::Sigmoid,
+        )
+        .unwrap();
+        let got = after.run(vec![input.into_tensor()]).unwrap();
+        let got = output(&after, &got, "keypoints");
+        for (k, kp) in expected[0].iter().enumerate() {
+            assert_eq!((got[[0, k, 0]], got[[0, k, 1]]), (kp.x, kp.y), "keypoint {k}");
+            assert!((got[[0, k, 2]] - kp.score).abs() <= 1e-6);
+        }
+    }
+}
