@@ -16,6 +16,7 @@ pub mod rewrite;
 pub mod rng;
 pub mod synthetic;
 pub mod tract_bridge;
+pub mod wire;
 
 pub use onnx_protobuf;
 pub use tract_onnx;

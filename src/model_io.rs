@@ -5,24 +5,73 @@ use std::io::Write;
 use std::path::Path;
 
 use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::{Message, ModelProto};
+use onnx_protobuf::{GraphProto, Message, ModelProto};
 
 use crate::error::{Error, Result};
+use crate::wire::{self, Piece};
 
 /// The largest model protobuf can hold in one message; bigger models keep weights outside.
 const PROTOBUF_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Initializer records larger than this are left out of a structure-only parse.
+const STRUCTURE_MAX_INITIALIZER_BYTES: usize = 4096;
+
 /// A model as read from disk: its parsed messages and the exact bytes they came from (tract reads
 /// the bytes, so they are never re-serialized just to be inspected).
+///
+/// After [`read_structure`], `proto` is the model's *structure*: initializers larger than 4 KiB
+/// keep their name, type and dims but no data, which stays in `bytes`. Write such a model only
+/// with [`write_edited`], which carries the data over.
 #[derive(Clone, Debug)]
 pub struct LoadedModel {
     pub bytes: Vec<u8>,
     pub proto: ModelProto,
 }
 
-/// Reads and sanity-checks an ONNX model. Random bytes often decode as *some* protobuf message,
-/// so beyond decoding this insists on a graph with outputs and a default-domain opset.
+impl LoadedModel {
+    /// Whether some initializer's data was left out of `proto`.
+    pub fn weights_stripped(&self) -> bool {
+        self.proto.graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| !has_data(t)))
+    }
+}
+
+/// Whether a tensor carries its values (or is empty, or lives in external data).
+pub fn has_data(t: &onnx_protobuf::TensorProto) -> bool {
+    let declared: i64 = t.dims.iter().product();
+    declared == 0
+        || !t.raw_data.is_empty()
+        || !t.float_data.is_empty()
+        || !t.int32_data.is_empty()
+        || !t.int64_data.is_empty()
+        || !t.double_data.is_empty()
+        || !t.uint64_data.is_empty()
+        || !t.string_data.is_empty()
+        || !t.external_data.is_empty()
+}
+
+/// Reads and sanity-checks an ONNX model, parsing all of it.
 pub fn read_model(path: &Path) -> Result<LoadedModel> {
+    read(path, parse_model)
+}
+
+/// Reads a model for rewriting: everything but the data of large initializers is parsed.
+pub fn read_structure(path: &Path) -> Result<LoadedModel> {
+    read(path, parse_structure)
+}
+
+/// Parses everything but the data of large initializers, with the checks of [`parse_model`].
+pub fn parse_structure(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let structure = wire::strip_weights(bytes, STRUCTURE_MAX_INITIALIZER_BYTES)
+        .map_err(|e| format!("protobuf decoding failed ({e}); is the file truncated?"))?;
+    parse_model(&structure)
+}
+
+/// Random bytes often decode as *some* protobuf message, so beyond decoding this insists on a
+/// graph with nodes and outputs.
+fn read(path: &Path, parse: fn(&[u8]) -> std::result::Result<ModelProto, String>) -> Result<LoadedModel> {
     let meta = fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
     if meta.is_dir() {
         return Err(Error::InvalidModel { path: path.into(), reason: "it is a directory".into() });
@@ -35,7 +84,7 @@ pub fn read_model(path: &Path) -> Result<LoadedModel> {
         )));
     }
     let bytes = fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let proto = parse_model(&bytes).map_err(|reason| Error::InvalidModel { path: path.into(), reason })?;
+    let proto = parse(&bytes).map_err(|reason| Error::InvalidModel { path: path.into(), reason })?;
     if uses_external_data(&proto) {
         return Err(Error::Unsupported(format!(
             "{} keeps tensor data in external files: models with external data are not supported yet",
@@ -98,6 +147,10 @@ fn same_inode(_: &Path, _: &Path) -> bool {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed, then
 /// renamed over the target, so readers see the old file or the whole new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with(path, |file| file.write_all(bytes))
+}
+
+fn write_with(path: &Path, fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>) -> Result<()> {
     if path.is_dir() {
         return Err(Error::io(
             "cannot write",
@@ -114,15 +167,89 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("cannot write", path, e))?;
+    fill(tmp.as_file_mut()).map_err(|e| Error::io("cannot write", path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io("cannot write", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("cannot write", path, e.error))?;
     Ok(())
 }
 
-/// Serializes a model (the one re-encoding step of a rewrite).
+/// Serializes a fully parsed model. For a model read with [`read_structure`] use
+/// [`encode_edited`], which carries the weights over.
 pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
     model
         .write_to_bytes()
         .map_err(|e| Error::Unsupported(format!("cannot encode the rewritten model: {e}")))
+}
+
+/// The fields of a model besides its graph and metadata, which an edit must leave alone.
+fn same_outside_graph_and_metadata(a: &ModelProto, b: &ModelProto) -> bool {
+    a.ir_version == b.ir_version
+        && a.opset_import == b.opset_import
+        && a.producer_name == b.producer_name
+        && a.producer_version == b.producer_version
+        && a.domain == b.domain
+        && a.model_version == b.model_version
+        && a.doc_string == b.doc_string
+        && a.training_info == b.training_info
+        && a.functions == b.functions
+        && a.special_fields == b.special_fields
+}
+
+fn same_graph_scalars(a: &GraphProto, b: &GraphProto) -> bool {
+    a.name == b.name
+        && a.doc_string == b.doc_string
+        && a.quantization_annotation == b.quantization_annotation
+        && a.metadata_props == b.metadata_props
+        && a.special_fields == b.special_fields
+}
+
+/// Encodes `edited`, a copy of `original.proto` whose graph lists and metadata were edited by
+/// removing entries, changing value-infos in place and appending, by splicing over
+/// `original.bytes`: unchanged records (the weights above all) are borrowed verbatim.
+pub fn encode_edited<'a>(original: &'a LoadedModel, edited: &ModelProto) -> Result<Vec<Piece<'a>>> {
+    let internal = |what: &str| Error::Unsupported(format!("internal error while encoding the output: {what}"));
+    let wire_error = |e: wire::WireError| Error::Unsupported(format!("cannot re-encode the model: {e}"));
+    let before = &original.proto;
+    if !same_outside_graph_and_metadata(before, edited) {
+        return Err(internal("fields outside the graph changed"));
+    }
+    let (Some(g0), Some(g1)) = (before.graph.as_ref(), edited.graph.as_ref()) else {
+        return Err(internal("graph missing"));
+    };
+    if !same_graph_scalars(g0, g1) {
+        return Err(internal("graph fields other than lists changed"));
+    }
+    let by_name = |a: &onnx_protobuf::ValueInfoProto, b: &onnx_protobuf::ValueInfoProto| a.name == b.name;
+    // Nodes and tensors are never changed in place: any difference is a removal plus an append.
+    fn never<M>(_: &M, _: &M) -> bool {
+        false
+    }
+    let mut graph_plans = vec![
+        (wire::GRAPH_NODE, wire::plan_list(wire::GRAPH_NODE, &g0.node, &g1.node, never)),
+        (wire::GRAPH_INITIALIZER, wire::plan_list(wire::GRAPH_INITIALIZER, &g0.initializer, &g1.initializer, never)),
+        (wire::GRAPH_INPUT, wire::plan_list(wire::GRAPH_INPUT, &g0.input, &g1.input, by_name)),
+        (wire::GRAPH_OUTPUT, wire::plan_list(wire::GRAPH_OUTPUT, &g0.output, &g1.output, by_name)),
+        (wire::GRAPH_VALUE_INFO, wire::plan_list(wire::GRAPH_VALUE_INFO, &g0.value_info, &g1.value_info, by_name)),
+        (
+            wire::GRAPH_SPARSE_INITIALIZER,
+            wire::plan_list(wire::GRAPH_SPARSE_INITIALIZER, &g0.sparse_initializer, &g1.sparse_initializer, never),
+        ),
+    ];
+    let mut model_plans = vec![(
+        wire::MODEL_METADATA,
+        wire::plan_list(wire::MODEL_METADATA, &before.metadata_props, &edited.metadata_props, |a, b| a.key == b.key),
+    )];
+    let bytes = &original.bytes;
+    let graph = wire::graph_record(bytes).map_err(wire_error)?.ok_or_else(|| internal("no graph record"))?;
+    let graph_body = wire::splice_message(&bytes[graph.payload.clone()], &mut graph_plans, |_| None).map_err(wire_error)?;
+    let mut graph_pieces = Some(wire::wrap(wire::MODEL_GRAPH, graph_body));
+    wire::splice_message(bytes, &mut model_plans, |r| {
+        (r.field == wire::MODEL_GRAPH).then(|| graph_pieces.take().unwrap_or_default())
+    })
+    .map_err(wire_error)
+}
+
+/// Writes pieces to `path` atomically, like [`write_atomically`].
+pub fn write_pieces_atomically(path: &Path, pieces: &[Piece]) -> Result<()> {
+    write_with(path, |file| pieces.iter().try_for_each(|p| file.write_all(p.bytes())))
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto};
-use protobuf::Enum;
+use protobuf::{Enum, Message};
 
 use crate::contract::{Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT};
 use crate::decoder::{self, DecoderSpec};
@@ -87,6 +87,15 @@ pub fn default_opset(model: &ModelProto) -> Option<i64> {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
+}
+
+impl Rewritten {
+    /// The rewritten model's bytes, the weights carried over from `original` (the model this was
+    /// rewritten from) without being decoded.
+    pub fn to_bytes(&self, original: &LoadedModel) -> Result<Vec<u8>> {
+        let pieces = model_io::encode_edited(original, &self.model)?;
+        Ok(pieces.iter().flat_map(|p| p.bytes()).copied().collect())
+    }
 }
 
 /// The decoder's provenance when `model` already carries one.
@@ -175,6 +184,37 @@ fn resolve_pins(graph: &GraphProto, shapes: &[InputShape]) -> Result<Vec<(String
     Ok(pins)
 }
 
+/// A weightless copy of a structure-only model for tract's shape inference: initializers without
+/// data become graph inputs of the same type and shape.
+fn shape_skeleton(structure: &ModelProto) -> Vec<u8> {
+    let mut skeleton = structure.clone();
+    let graph = skeleton.graph.as_mut().expect("checked when read");
+    let declared: HashSet<String> = graph.input.iter().map(|i| i.name.clone()).collect();
+    let (stripped, kept) = std::mem::take(&mut graph.initializer).into_iter().partition(|t| !model_io::has_data(t));
+    graph.initializer = kept;
+    for t in stripped.iter().filter(|t| !declared.contains(&t.name)) {
+        let dims: Vec<Dim> = t.dims.iter().map(|d| Dim::Fixed(*d)).collect();
+        let dt = DataType::from_i32(t.data_type).unwrap_or(DataType::FLOAT);
+        graph.input.push(proto::value_info(&t.name, dt, &dims));
+    }
+    skeleton.write_to_bytes().unwrap_or_default()
+}
+
+/// tract's facts on the model's real inputs (initializers excluded) and outputs. A model read
+/// without its weights is inferred from its skeleton, and only when tract needs the values of
+/// some weight to infer shapes does it get the whole model.
+fn shape_facts(model: &LoadedModel, pins: &[(String, Vec<usize>)]) -> Result<ModelFacts> {
+    let mut facts = match model.weights_stripped() {
+        true => tract_bridge::infer_facts(&shape_skeleton(&model.proto), pins)
+            .or_else(|_| tract_bridge::infer_facts(&model.bytes, pins))?,
+        false => tract_bridge::infer_facts(&model.bytes, pins)?,
+    };
+    let graph = graph_of(&model.proto);
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    facts.inputs.retain(|i| !initializers.contains(i.name.as_str()));
+    Ok(facts)
+}
+
 /// Rewrites a loaded model. Nothing is written.
 pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritten> {
     let proto = &model.proto;
@@ -189,7 +229,7 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
     check_not_decorated(proto, &options.output_name)?;
     let graph = graph_of(proto);
     let pins = resolve_pins(graph, &options.input_shapes)?;
-    let facts = tract_bridge::infer_facts(&model.bytes, &pins)?;
+    let facts = shape_facts(model, &pins)?;
     let heads = heads::detect(&facts.outputs, &options.heads)?;
     let image = heads::image_input(&facts.inputs);
     let stride = match (options.stride, &image) {
@@ -281,9 +321,10 @@ pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, force
             output.display()
         )));
     }
-    let model = model_io::read_model(input)?;
+    let model = model_io::read_structure(input)?;
     let rewritten = rewrite(&model, options)?;
-    model_io::write_atomically(output, &model_io::to_bytes(&rewritten.model)?)?;
+    let pieces = model_io::encode_edited(&model, &rewritten.model)?;
+    model_io::write_pieces_atomically(output, &pieces)?;
     Ok(rewritten)
 }
 

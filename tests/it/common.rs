@@ -29,8 +29,10 @@ pub fn shared_images() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// A model as the rewrite reads it from disk: its structure, weights left in the bytes.
 pub fn loaded(model: &ModelProto) -> LoadedModel {
-    LoadedModel { bytes: model.write_to_bytes().expect("encode"), proto: model.clone() }
+    let bytes = model.write_to_bytes().expect("encode");
+    LoadedModel { proto: onnx_posefix::model_io::parse_structure(&bytes).expect("parse"), bytes }
 }
 
 /// Runs the binary with `args`.
