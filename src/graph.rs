@@ -5,7 +5,8 @@
 //! - ReduceMax: `axes` is an attribute up to opset 17, an int64 input from opset 18.
 //! - ReduceSum: `axes` is an attribute up to opset 12, an int64 input from opset 13.
 //! - Equal: float inputs only from opset 11; before that `x == max` is written
-//!   `Not(Greater(max, x))`, which is the same wherever `max >= x` holds.
+//!   `1 - Cast(Greater(max, x))`, which is the same wherever `max >= x` holds (not `Not(...)`:
+//!   OpenCV DNN has no Not).
 //! - Reshape: `shape` is an input since opset 5 (`allowzero` from 14 defaults to 0; we never
 //!   emit a 0 in a shape).
 //! - Cast: `to` is an int attribute since opset 6.
@@ -129,15 +130,18 @@ impl GraphBuilder {
     }
 
     /// A float mask, 1.0 where `x` equals `max` and 0.0 elsewhere; `max` must be a reduce-max of
-    /// `x` (broadcast), which makes the pre-opset-11 form `Not(Greater(max, x))` equivalent.
+    /// `x` (broadcast), which makes the pre-opset-11 form `1 - Cast(Greater(max, x))` equivalent.
     pub fn max_mask(&mut self, hint: &str, x: &str, max: &str) -> String {
-        let is_max = if self.opset >= 11 {
-            self.op("Equal", &format!("{hint}_eq"), &[x, max], vec![])
+        let to_float = || vec![proto::attr_int("to", DataType::FLOAT as i64)];
+        if self.opset >= 11 {
+            let is_max = self.op("Equal", &format!("{hint}_eq"), &[x, max], vec![]);
+            self.op("Cast", hint, &[&is_max], to_float())
         } else {
             let below = self.op("Greater", &format!("{hint}_below"), &[max, x], vec![]);
-            self.op("Not", &format!("{hint}_eq"), &[&below], vec![])
-        };
-        self.op("Cast", hint, &[&is_max], vec![proto::attr_int("to", DataType::FLOAT as i64)])
+            let below = self.op("Cast", &format!("{hint}_below_f"), &[&below], to_float());
+            let one = self.const_f32(&format!("{hint}_one"), &[1], &[1.0]);
+            self.op("Sub", hint, &[&one, &below], vec![])
+        }
     }
 
     pub fn finish(self) -> (Vec<NodeProto>, Vec<TensorProto>) {
@@ -184,7 +188,7 @@ mod tests {
         let mut b = GraphBuilder::new(9, NameAllocator::new(HashSet::new()));
         b.max_mask("m", "x", "mx");
         let names: Vec<_> = ops(b).into_iter().map(|o| o.0).collect();
-        assert_eq!(names, ["Greater", "Not", "Cast"]);
+        assert_eq!(names, ["Greater", "Cast", "Sub"]);
         let mut b = GraphBuilder::new(11, NameAllocator::new(HashSet::new()));
         b.max_mask("m", "x", "mx");
         let names: Vec<_> = ops(b).into_iter().map(|o| o.0).collect();

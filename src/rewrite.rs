@@ -17,6 +17,7 @@ use crate::heads::{self, HeadChoice, Heads, ImageInput};
 use crate::model_io::{self, LoadedModel};
 use crate::proto::{self, Dim};
 use crate::tract_bridge::{self, ModelFacts};
+use crate::profiles::{self, Profile};
 use crate::prune;
 
 /// `--input-shape [NAME:]D,D,D,D`
@@ -52,6 +53,8 @@ pub struct RewriteOptions {
     pub scores: Option<ScoreMode>,
     pub output_name: String,
     pub prune: bool,
+    /// The runtime profile the emitted decoder must satisfy (`--target`).
+    pub target: String,
 }
 
 impl Default for RewriteOptions {
@@ -63,6 +66,7 @@ impl Default for RewriteOptions {
             scores: None,
             output_name: DEFAULT_OUTPUT_NAME.to_string(),
             prune: false,
+            target: profiles::PORTABLE.to_string(),
         }
     }
 }
@@ -138,7 +142,7 @@ fn check_not_decorated(model: &ModelProto, output_name: &str) -> Result<()> {
 }
 
 /// Names and dims to pin, checked against the declared inputs.
-fn resolve_pins(graph: &GraphProto, shapes: &[InputShape]) -> Result<Vec<(String, Vec<usize>)>> {
+pub(crate) fn resolve_pins(graph: &GraphProto, shapes: &[InputShape]) -> Result<Vec<(String, Vec<usize>)>> {
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<_> = graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
     let mut pins = Vec::new();
@@ -201,13 +205,20 @@ fn shape_skeleton(structure: &ModelProto) -> Vec<u8> {
 }
 
 /// tract's facts on the model's real inputs (initializers excluded) and outputs. A model read
-/// without its weights is inferred from its skeleton, and only when tract needs the values of
-/// some weight to infer shapes does it get the whole model.
+/// without its weights is inferred from its skeleton; only when that fails, or leaves dims
+/// beyond the batch unknown (an op needed the values of a weight), does tract get the whole model.
 fn shape_facts(model: &LoadedModel, pins: &[(String, Vec<usize>)]) -> Result<ModelFacts> {
-    let mut facts = match model.weights_stripped() {
-        true => tract_bridge::infer_facts(&shape_skeleton(&model.proto), pins)
-            .or_else(|_| tract_bridge::infer_facts(&model.bytes, pins))?,
-        false => tract_bridge::infer_facts(&model.bytes, pins)?,
+    let settled = |facts: &ModelFacts| {
+        facts.outputs.iter().all(|o| o.shape.as_ref().is_some_and(|d| d.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_)))))
+    };
+    let skeleton = model
+        .weights_stripped()
+        .then(|| tract_bridge::infer_facts(&shape_skeleton(&model.proto), pins).ok())
+        .flatten()
+        .filter(settled);
+    let mut facts = match skeleton {
+        Some(facts) => facts,
+        None => tract_bridge::infer_facts(&model.bytes, pins)?,
     };
     let graph = graph_of(&model.proto);
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -227,6 +238,7 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
         )));
     }
     check_not_decorated(proto, &options.output_name)?;
+    let target = Profile::by_name(&options.target)?;
     let graph = graph_of(proto);
     let pins = resolve_pins(graph, &options.input_shapes)?;
     let facts = shape_facts(model, &pins)?;
@@ -298,6 +310,7 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
     let nodes_pruned = if options.prune { prune::prune(graph, &[&options.output_name]) } else { 0 };
     out.metadata_props
         .extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
+    profiles::check_decoder(&out, &facts.outputs, &target)?;
 
     Ok(Rewritten { model: out, provenance, heads, image, scores_detected: options.scores.is_none(), nodes_added, nodes_pruned })
 }

@@ -108,6 +108,34 @@ pub fn infer_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<ModelF
     Ok(ModelFacts { inputs: facts_of(typed.input_outlets().expect("inputs")), outputs: facts_of(typed.output_outlets().expect("outputs")) })
 }
 
+/// Shape inference over the whole graph: the facts of every tensor, named as in the ONNX model
+/// (tract labels each outlet with the ONNX tensor it stands for; initializers are named nodes).
+/// Used to judge rank and axis rules on intermediate tensors.
+pub fn infer_tensor_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<Vec<TensorFacts>, Error> {
+    let mut model = load(bytes)?;
+    pin_inputs(&mut model, pins)?;
+    let typed = model
+        .into_typed()
+        .map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(&e))))?;
+    let mut facts = Vec::new();
+    for node in typed.nodes() {
+        for (slot, output) in node.outputs.iter().enumerate() {
+            let outlet = OutletId::new(node.id, slot);
+            let name = match typed.outlet_label(outlet) {
+                Some(label) => label.to_string(),
+                None if slot == 0 => node.name.clone(),
+                None => continue,
+            };
+            facts.push(TensorFacts {
+                name,
+                datum_type: Some(output.fact.datum_type),
+                shape: Some(dims_of(&output.fact.shape)),
+            });
+        }
+    }
+    Ok(facts)
+}
+
 /// An optimized, runnable model with fixed input shapes, built once and reused for every input.
 pub struct Runner {
     plan: std::sync::Arc<TypedRunnableModel>,

@@ -2,4 +2,5 @@
 
 mod cli;
 mod common;
+mod profiles;
 mod rewrite;

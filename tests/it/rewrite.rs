@@ -21,7 +21,7 @@ use crate::common::{loaded, snapshot_settings};
 
 /// Ops the decoder may use: all in Unity Barracuda 1.0.4's list and in every runtime we target.
 const PORTABLE_OPS: [&str; 12] =
-    ["Reshape", "ReduceMax", "ReduceSum", "Equal", "Greater", "Not", "Cast", "Mul", "Add", "Sigmoid", "Concat", "MatMul"];
+    ["Reshape", "ReduceMax", "ReduceSum", "Equal", "Greater", "Sub", "Cast", "Mul", "Add", "Sigmoid", "Concat", "MatMul"];
 
 fn rewrite_spec(spec: &SyntheticSpec, options: &RewriteOptions) -> (LoadedModel, Rewritten) {
     let original = loaded(&synthetic::generate(spec));

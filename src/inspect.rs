@@ -1,0 +1,391 @@
+//! `inspect`: what a model is made of and who would run it. Inputs and outputs with tract's
+//! shapes, an op histogram, the pose heads the rewrite would find (layout, grid, stride, score
+//! mode), whether a decoder is already there, and for each profile the nodes of the whole model
+//! it would reject, with the rule and its source. The result serializes to JSON and renders as
+//! text; nothing here prints.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use onnx_protobuf::GraphProto;
+use serde::Serialize;
+
+use crate::contract::Provenance;
+use crate::error::{Error, Result};
+use crate::heads::{self, HeadChoice};
+use crate::model_io::LoadedModel;
+use crate::profiles::{self, datum_type_name, Facts, Profile, Violation};
+use crate::proto::Dim;
+use crate::rewrite::{self, InputShape};
+use crate::tract_bridge::{self, TensorFacts};
+
+/// Everything `inspect` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    pub ir_version: i64,
+    /// The default-domain opset.
+    pub opset: Option<i64>,
+    pub producer: String,
+    pub inputs: Vec<Tensor>,
+    pub outputs: Vec<Tensor>,
+    /// Why tract could not infer shapes, when it could not: inputs and outputs are then as
+    /// declared, and rank rules are judged only where ranks follow from the declarations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape_inference_error: Option<String>,
+    pub nodes: usize,
+    /// Op counts, most frequent first (ties by name); ops outside the default domain are
+    /// prefixed with their domain.
+    pub ops: Vec<OpCount>,
+    pub heads: HeadsReport,
+    pub decoder: DecoderReport,
+    pub profiles: Vec<ProfileReport>,
+}
+
+/// A graph input or output.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tensor {
+    pub name: String,
+    /// ONNX element type name (`float`, `int64`, ...), when known.
+    pub element_type: Option<String>,
+    /// One entry per axis, a size or a symbol; `None` when the rank is unknown.
+    pub shape: Option<Vec<JsonDim>>,
+}
+
+/// A dimension as JSON: a number or a symbol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum JsonDim {
+    Fixed(i64),
+    Symbol(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OpCount {
+    pub op: String,
+    pub count: usize,
+}
+
+/// The heads the rewrite would decode, or why it would not find them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HeadsReport {
+    Found {
+        heatmaps: String,
+        offsets: String,
+        layout: String,
+        /// Heatmap grid `[height, width]`.
+        grid: [usize; 2],
+        /// The image input, when one input is recognisably the image.
+        image: Option<String>,
+        stride: Option<u32>,
+        /// Why the stride cannot be derived (the rewrite then needs `--stride`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stride_error: Option<String>,
+        scores: String,
+    },
+    NotFound {
+        reason: String,
+    },
+}
+
+/// Whether the model already carries an onnx-posefix decoder.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecoderReport {
+    pub present: bool,
+    /// Nodes named with the `posefix/` prefix.
+    pub nodes: usize,
+    /// The recorded provenance (tool version, heads, layout, stride, scores, output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProvenanceReport {
+    pub tool_version: String,
+    pub output: String,
+    pub heatmaps: String,
+    pub offsets: String,
+    pub layout: String,
+    pub stride: u32,
+    pub scores: String,
+}
+
+impl From<Provenance> for ProvenanceReport {
+    fn from(p: Provenance) -> Self {
+        ProvenanceReport {
+            tool_version: p.tool_version,
+            output: p.output,
+            heatmaps: p.heatmaps,
+            offsets: p.offsets,
+            layout: p.layout.to_string(),
+            stride: p.stride,
+            scores: p.scores.to_string(),
+        }
+    }
+}
+
+/// One profile's verdict on the whole model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileReport {
+    pub name: String,
+    pub runtime: String,
+    pub version: String,
+    /// Distinct nodes with at least one violation.
+    pub rejected_nodes: usize,
+    /// Whether a rule on the whole model (its opset) is broken.
+    pub rejects_model: bool,
+    pub violations: Vec<Violation>,
+}
+
+/// Inspects `model` against `target`, or against every profile when `None`. `input_shapes`
+/// pin symbolic input dims as in the rewrite (`--input-shape`).
+pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[InputShape]) -> Result<Inspection> {
+    let proto = &model.proto;
+    let graph = proto.graph.as_ref().ok_or_else(|| Error::Unsupported("the model has no graph".into()))?;
+    let pins = rewrite::resolve_pins(graph, input_shapes)?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+
+    // One shape inference gives every tensor; the graph's inputs and outputs are looked up in it.
+    let (facts, inputs, outputs, shape_inference_error) = match tract_bridge::infer_tensor_facts(&model.bytes, &pins) {
+        Ok(all) => {
+            let by_name: HashMap<&str, &TensorFacts> = all.iter().map(|t| (t.name.as_str(), t)).collect();
+            let pick = |list: Vec<TensorFacts>| -> Vec<TensorFacts> {
+                list.into_iter().map(|d| by_name.get(d.name.as_str()).map(|t| (*t).clone()).unwrap_or(d)).collect()
+            };
+            let inputs = pick(declared(&graph.input, &initializers));
+            let outputs = pick(declared(&graph.output, &HashSet::new()));
+            (Facts::from_tensors(&all), inputs, outputs, None)
+        }
+        Err(e) => {
+            let outputs = declared(&graph.output, &HashSet::new());
+            (Facts::propagate(proto, &[]), declared(&graph.input, &initializers), outputs, Some(e.to_string()))
+        }
+    };
+
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for node in &graph.node {
+        let op = match node.domain.as_str() {
+            "" | "ai.onnx" => node.op_type.clone(),
+            domain => format!("{domain}.{}", node.op_type),
+        };
+        *counts.entry(op).or_default() += 1;
+    }
+    let mut ops: Vec<OpCount> = counts.into_iter().map(|(op, count)| OpCount { op, count }).collect();
+    ops.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.op.cmp(&b.op)));
+
+    let profiles = match target {
+        Some(p) => vec![p.clone()],
+        None => Profile::all()?,
+    };
+    let profiles = profiles
+        .iter()
+        .map(|p| {
+            let violations = profiles::check_model(proto, &facts, p, |_| true);
+            let rejected: HashSet<&str> = violations.iter().filter_map(|v| v.node.as_deref()).collect();
+            ProfileReport {
+                rejects_model: violations.iter().any(|v| v.node.is_none()),
+                name: p.name.clone(),
+                runtime: p.runtime.clone(),
+                version: p.version.clone(),
+                rejected_nodes: rejected.len(),
+                violations,
+            }
+        })
+        .collect();
+
+    let provenance = rewrite::existing_provenance(proto);
+    let decoder_nodes = graph.node.iter().filter(|n| profiles::is_decoder_node(n)).count();
+    Ok(Inspection {
+        ir_version: proto.ir_version,
+        opset: rewrite::default_opset(proto),
+        producer: [proto.producer_name.as_str(), proto.producer_version.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+        heads: heads_report(graph, &inputs, &outputs),
+        inputs: inputs.iter().map(tensor).collect(),
+        outputs: outputs.iter().map(tensor).collect(),
+        shape_inference_error,
+        nodes: graph.node.len(),
+        ops,
+        decoder: DecoderReport {
+            present: provenance.is_some() || decoder_nodes > 0,
+            nodes: decoder_nodes,
+            provenance: provenance.map(ProvenanceReport::from),
+        },
+        profiles,
+    })
+}
+
+/// Input pins from `--input-shape`: named, or the single non-initializer input.
+/// Inputs or outputs as the model declares them (what tract infers replaces them).
+fn declared(list: &[onnx_protobuf::ValueInfoProto], skip: &HashSet<&str>) -> Vec<TensorFacts> {
+    list.iter()
+        .filter(|vi| !skip.contains(vi.name.as_str()))
+        .map(|vi| {
+            let declared = crate::proto::declared_tensor(vi);
+            TensorFacts {
+                name: vi.name.clone(),
+                datum_type: declared.as_ref().and_then(|(elem, _)| onnx_datum_type(*elem)),
+                shape: declared.and_then(|(_, dims)| dims),
+            }
+        })
+        .collect()
+}
+
+fn onnx_datum_type(elem: i32) -> Option<tract_onnx::prelude::DatumType> {
+    use onnx_protobuf::tensor_proto::DataType;
+    use protobuf::Enum;
+    use tract_onnx::prelude::DatumType;
+    Some(match DataType::from_i32(elem)? {
+        DataType::FLOAT => DatumType::F32,
+        DataType::FLOAT16 => DatumType::F16,
+        DataType::DOUBLE => DatumType::F64,
+        DataType::INT64 => DatumType::I64,
+        DataType::INT32 => DatumType::I32,
+        DataType::INT8 => DatumType::I8,
+        DataType::UINT8 => DatumType::U8,
+        DataType::BOOL => DatumType::Bool,
+        _ => return None,
+    })
+}
+
+fn tensor(t: &TensorFacts) -> Tensor {
+    Tensor {
+        name: t.name.clone(),
+        element_type: t.datum_type.map(datum_type_name),
+        shape: t.shape.as_ref().map(|dims| {
+            dims.iter()
+                .map(|d| match d {
+                    Dim::Fixed(v) => JsonDim::Fixed(*v),
+                    other => JsonDim::Symbol(other.to_string()),
+                })
+                .collect()
+        }),
+    }
+}
+
+fn heads_report(graph: &GraphProto, inputs: &[TensorFacts], outputs: &[TensorFacts]) -> HeadsReport {
+    let found = match heads::detect(outputs, &HeadChoice::default()) {
+        Ok(found) => found,
+        Err(e) => return HeadsReport::NotFound { reason: e.to_string() },
+    };
+    let image = heads::image_input(inputs);
+    let (stride, stride_error) = match &image {
+        Some(image) => match heads::output_stride(image.size, found.grid) {
+            Ok(s) => (Some(s), None),
+            Err(candidates) if candidates.is_empty() => (
+                None,
+                Some(format!(
+                    "no stride maps input {}x{} onto grid {}x{}",
+                    image.size.0, image.size.1, found.grid.0, found.grid.1
+                )),
+            ),
+            Err(candidates) => (
+                None,
+                Some(format!(
+                    "input {}x{} onto grid {}x{} could be stride {}",
+                    image.size.0,
+                    image.size.1,
+                    found.grid.0,
+                    found.grid.1,
+                    candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" or ")
+                )),
+            ),
+        },
+        None => (None, Some("no single image input to derive it from".to_string())),
+    };
+    HeadsReport::Found {
+        scores: heads::score_mode(graph, &found.heatmaps).to_string(),
+        heatmaps: found.heatmaps,
+        offsets: found.offsets,
+        layout: found.layout.to_string(),
+        grid: [found.grid.0, found.grid.1],
+        image: image.map(|i| i.name),
+        stride,
+        stride_error,
+    }
+}
+
+impl Inspection {
+    /// The verdict of the profile called `name`, if it was checked.
+    pub fn profile(&self, name: &str) -> Option<&ProfileReport> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+fn shape_text(shape: &Option<Vec<JsonDim>>) -> String {
+    match shape {
+        Some(dims) => format!(
+            "[{}]",
+            dims.iter()
+                .map(|d| match d {
+                    JsonDim::Fixed(v) => v.to_string(),
+                    JsonDim::Symbol(s) => s.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "?".to_string(),
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opset = self.opset.map(|o| o.to_string()).unwrap_or_else(|| "none".into());
+        let producer = if self.producer.is_empty() { String::new() } else { format!(", from {}", self.producer) };
+        writeln!(f, "model: IR {}, opset {opset}{producer}", self.ir_version)?;
+        for (title, list) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            writeln!(f, "{title}:")?;
+            for t in list {
+                let ty = t.element_type.as_deref().unwrap_or("?");
+                writeln!(f, "  {} {ty} {}", t.name, shape_text(&t.shape))?;
+            }
+        }
+        if let Some(e) = &self.shape_inference_error {
+            writeln!(f, "shapes: as declared; tract could not infer them: {e}")?;
+        }
+        let ops: Vec<String> = self.ops.iter().map(|o| format!("{} {}", o.op, o.count)).collect();
+        writeln!(f, "ops ({} nodes): {}", self.nodes, ops.join(", "))?;
+        match &self.heads {
+            HeadsReport::Found { heatmaps, offsets, layout, grid, image, stride, stride_error, scores } => {
+                let stride = match (stride, stride_error) {
+                    (Some(s), _) => format!("stride {s}"),
+                    (None, Some(e)) => format!("stride unknown ({e})"),
+                    (None, None) => "stride unknown".to_string(),
+                };
+                let image = image.as_ref().map(|i| format!(", image input {i}")).unwrap_or_default();
+                writeln!(
+                    f,
+                    "heads: heatmaps {heatmaps}, offsets {offsets}, {layout}, {}x{} grid, {stride}, scores {scores}{image}",
+                    grid[0], grid[1]
+                )?;
+            }
+            HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
+        }
+        match (&self.decoder.provenance, self.decoder.present) {
+            (Some(p), _) => writeln!(
+                f,
+                "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {})",
+                self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores, p.tool_version
+            )?,
+            (None, true) => writeln!(f, "decoder: {} posefix/ nodes without provenance metadata", self.decoder.nodes)?,
+            (None, false) => writeln!(f, "decoder: none")?,
+        }
+        writeln!(f, "profiles:")?;
+        for p in &self.profiles {
+            match (p.rejected_nodes, p.rejects_model) {
+                (0, false) => writeln!(f, "  {}: accepts all {} nodes", p.name, self.nodes)?,
+                (0, true) => writeln!(f, "  {}: rejects the model", p.name)?,
+                (n, false) => writeln!(f, "  {}: rejects {n} of {} nodes", p.name, self.nodes)?,
+                (n, true) => writeln!(f, "  {}: rejects the model and {n} of {} nodes", p.name, self.nodes)?,
+            }
+            for v in &p.violations {
+                writeln!(f, "    {v}")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! Runtime profiles: the data and its sources, `portable` as the intersection, the decoder of
+//! every generated model against the profiles, and `inspect` on hand-built and real models.
+
+use std::collections::BTreeSet;
+
+use onnx_posefix::contract::Layout;
+use onnx_posefix::inspect::{self, HeadsReport};
+use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
+use onnx_posefix::onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
+use onnx_posefix::profiles::{self, Facts, Profile, RuleKind, Violation, PORTABLE, PROFILE_NAMES};
+use onnx_posefix::proto::{self, Dim};
+use onnx_posefix::rewrite::{rewrite, RewriteOptions, Rewritten};
+use onnx_posefix::synthetic::{self, SyntheticSpec};
+
+use crate::common::{loaded, real_model_path, snapshot_settings};
+
+fn runtimes() -> Vec<Profile> {
+    Profile::all().unwrap().into_iter().filter(|p| p.derived_from.is_empty()).collect()
+}
+
+fn rewritten(spec: &SyntheticSpec) -> Rewritten {
+    rewrite(&loaded(&synthetic::generate(spec)), &RewriteOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", spec.label()))
+}
+
+fn decoder_violations(r: &Rewritten, profile: &Profile) -> Vec<Violation> {
+    profiles::check_model(&r.model, &Facts::propagate(&r.model, &[]), profile, profiles::is_decoder_node)
+}
+
+#[test]
+fn every_profile_loads_and_every_entry_has_a_source() {
+    let all = Profile::all().unwrap();
+    assert_eq!(all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), PROFILE_NAMES);
+    for p in &all {
+        assert!(!p.supported.ops.is_empty(), "{}", p.name);
+        for source in p.sources() {
+            assert!(!source.trim().is_empty(), "{}: an entry without a source", p.name);
+        }
+        for rule in p.rules.iter().chain(p.op_rules.iter().map(|r| &r.rule)) {
+            assert!(
+                rule.portable || rule.note.is_some(),
+                "{}: \"{}\" left out of portable unexplained",
+                p.name,
+                rule.kind
+            );
+        }
+    }
+    assert_eq!(Profile::by_name("tensorrt-8.4").unwrap().version, "8.4");
+    let err = Profile::by_name("barracuda").unwrap_err().to_string();
+    assert!(err.contains("barracuda-1.0.4") && err.contains(PORTABLE), "{err}");
+    // The Barracuda 1.0.4 gaps are stated, with their sources.
+    let b = Profile::by_name("barracuda-1.0.4").unwrap();
+    for op in ["ArgMax", "TopK", "Less", "Where", "Expand"] {
+        assert!(!b.supported.ops.contains(op) && b.unsupported.contains_key(op), "{op}");
+    }
+}
+
+#[test]
+fn malformed_profiles_are_refused() {
+    let file = "ops = [\"Add\"]";
+    let text = |extra: &str| {
+        format!(
+            "name = \"x\"\nruntime = \"r\"\nversion = \"1\"\nsource = \"s\"\n[supported]\nsource = \"list\"\n{file}\n{extra}"
+        )
+    };
+    assert!(Profile::parse("x.toml", &text("")).is_ok());
+    let no_source = "[[op_rules]]\nops = [\"Add\"]\nrule = \"constant_input\"\ninput = 1\nsource = \"\"\n";
+    assert!(Profile::parse("x.toml", &text(no_source)).unwrap_err().to_string().contains("no source"));
+    let unknown_op = "[[op_rules]]\nops = [\"Mul\"]\nrule = \"constant_input\"\ninput = 1\nsource = \"s\"\n";
+    assert!(Profile::parse("x.toml", &text(unknown_op)).unwrap_err().to_string().contains("Mul"));
+    let unexplained = "[[rules]]\nrule = \"max_rank\"\nrank = 4\nportable = false\nsource = \"s\"\n";
+    assert!(Profile::parse("x.toml", &text(unexplained)).unwrap_err().to_string().contains("without a note"));
+    assert!(Profile::parse("y.toml", &text("")).unwrap_err().to_string().contains("called x"));
+}
+
+/// Recomputes `portable` from the runtime profiles, independently of `Profile::intersection`.
+#[test]
+fn portable_is_the_intersection_of_the_runtimes() {
+    let runtimes = runtimes();
+    let portable = Profile::by_name(PORTABLE).unwrap();
+    assert_eq!(portable.derived_from, runtimes.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+    let everywhere: BTreeSet<String> = runtimes[0]
+        .supported
+        .ops
+        .iter()
+        .filter(|op| runtimes.iter().all(|p| p.supported.ops.contains(*op)))
+        .cloned()
+        .collect();
+    assert_eq!(portable.supported.ops, everywhere);
+    for op in ["Reshape", "ReduceMax", "ReduceSum", "Equal", "Cast", "Mul", "Add", "Sigmoid", "Concat", "MatMul"] {
+        assert!(portable.supported.ops.contains(op), "the decoder's {op} is not portable");
+    }
+    for op in ["ArgMax", "TopK", "Where", "Expand", "Less", "NonZero", "Not"] {
+        assert!(!portable.supported.ops.contains(op) && portable.unsupported.contains_key(op), "{op}");
+    }
+    // Every portable rule of every runtime is there, tagged with its origin; no other rule is.
+    for p in &runtimes {
+        for rule in p.rules.iter().filter(|r| r.portable) {
+            let found = portable
+                .rules
+                .iter()
+                .find(|r| r.kind == rule.kind)
+                .unwrap_or_else(|| panic!("{}: {}", p.name, rule.kind));
+            assert!(found.origin.contains(&p.name));
+        }
+        for r in &p.op_rules {
+            for op in r.ops.iter().filter(|op| everywhere.contains(*op)) {
+                let found = portable.rules_for(op).any(|x| x.kind == r.rule.kind && x.origin.contains(&p.name));
+                assert_eq!(found, r.rule.portable, "{}: {op} \"{}\"", p.name, r.rule.kind);
+            }
+        }
+    }
+    let stated =
+        |op: &str, kind: &RuleKind| runtimes.iter().any(|p| p.rules_for(op).any(|r| r.portable && &r.kind == kind));
+    for r in &portable.op_rules {
+        for op in &r.ops {
+            assert!(everywhere.contains(op) && stated(op, &r.rule.kind), "{op} \"{}\" comes from nowhere", r.rule.kind);
+        }
+    }
+    for r in &portable.rules {
+        assert!(runtimes.iter().any(|p| p.rules.iter().any(|x| x.portable && x.kind == r.kind)), "{}", r.kind);
+    }
+}
+
+#[test]
+fn every_generated_decoder_satisfies_portable() {
+    let portable = Profile::by_name(PORTABLE).unwrap();
+    for spec in synthetic::matrix() {
+        let r = rewritten(&spec);
+        let violations: Vec<Violation> = decoder_violations(&r, &portable);
+        assert!(
+            violations.is_empty(),
+            "{}: {}",
+            spec.label(),
+            violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+        );
+        profiles::check_decoder(&r.model, &[], &portable).unwrap_or_else(|e| panic!("{}: {e}", spec.label()));
+    }
+}
+
+#[test]
+fn barracuda_1_0_4_takes_nchw_decoders_and_refuses_nhwc_reductions() {
+    let barracuda = Profile::by_name("barracuda-1.0.4").unwrap();
+    let reduce_rule = "reductions only over axis 1 of a rank-2 tensor";
+    let (mut nchw, mut nhwc) = (0, 0);
+    for spec in synthetic::matrix() {
+        let r = rewritten(&spec);
+        let violations = decoder_violations(&r, &barracuda);
+        let label = spec.label();
+        let lines = violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+        // From opset 13 (ReduceSum) and 18 (ReduceMax) axes are an input, which 1.0 cannot read.
+        let axes_input = |v: &Violation| v.rule == "axes as an attribute, not an input" && spec.opset >= 13;
+        match spec.heads_layout {
+            Layout::Nchw => {
+                nchw += 1;
+                assert!(violations.iter().all(axes_input), "{label}:\n{lines}");
+                assert_eq!(violations.is_empty(), spec.opset < 13, "{label}:\n{lines}");
+            }
+            Layout::Nhwc => {
+                nhwc += 1;
+                let reductions: Vec<&str> =
+                    violations.iter().filter(|v| v.rule == reduce_rule).filter_map(|v| v.node.as_deref()).collect();
+                assert_eq!(reductions, ["posefix/heatmap_max", "posefix/top_rank", "posefix/keypoint_yx"], "{label}");
+                assert!(violations.iter().all(|v| v.rule == reduce_rule || axes_input(v)), "{label}:\n{lines}");
+                let err = profiles::check_decoder(&r.model, &[], &barracuda).unwrap_err().to_string();
+                assert!(err.contains(reduce_rule) && err.contains("barracuda-1.0.4"), "{err}");
+            }
+        }
+    }
+    assert!(nchw > 0 && nhwc > 0);
+}
+
+#[test]
+fn static_ranks_of_the_decoder_agree_with_tract() {
+    for spec in synthetic::matrix() {
+        let r = rewritten(&spec);
+        let bytes = r.to_bytes(&loaded(&synthetic::generate(&spec))).unwrap();
+        let from_tract = Facts::from_tract(&bytes, &[]).unwrap();
+        let propagated = Facts::propagate(&r.model, &[]);
+        let graph = r.model.graph.as_ref().unwrap();
+        let constants: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for node in graph.node.iter().filter(|n| profiles::is_decoder_node(n)) {
+            // tract folds constants into the ops that read them; their ranks are their dims.
+            for t in node.input.iter().chain(&node.output).filter(|t| !constants.contains(t.as_str())) {
+                let ranks = (propagated.rank(t), from_tract.rank(t));
+                assert!(ranks.0.is_some() && ranks.0 == ranks.1, "{}: {t} {ranks:?}", spec.label());
+            }
+        }
+    }
+}
+
+/// `image [1,3,8,8]` -> Transpose to NHWC -> ArgMax over channels (an int64 graph output), a
+/// rank-4 MatMul against a constant, and an Unsqueeze at axis 0.
+fn argmax_model() -> ModelProto {
+    let mut graph = GraphProto::new();
+    graph.name = "argmax".into();
+    graph.input.push(proto::value_info("image", DataType::FLOAT, &[1, 3, 8, 8].map(Dim::Fixed)));
+    graph.initializer.push(proto::tensor_f32("w", &[3, 4], &[0.5; 12]));
+    graph.node.push(proto::node(
+        "Transpose",
+        "to_nhwc",
+        &["image"],
+        &["nhwc"],
+        vec![proto::attr_ints("perm", &[0, 2, 3, 1])],
+    ));
+    graph.node.push(proto::node(
+        "ArgMax",
+        "best_channel",
+        &["nhwc"],
+        &["best"],
+        vec![proto::attr_int("axis", 3), proto::attr_int("keepdims", 0)],
+    ));
+    graph.node.push(proto::node("MatMul", "project", &["nhwc", "w"], &["projected"], vec![]));
+    graph.node.push(proto::node(
+        "Unsqueeze",
+        "batch_axis",
+        &["projected"],
+        &["lifted"],
+        vec![proto::attr_ints("axes", &[0])],
+    ));
+    graph.output.push(proto::value_info("best", DataType::INT64, &[1, 8, 8].map(Dim::Fixed)));
+    graph.output.push(proto::value_info("lifted", DataType::FLOAT, &[1, 1, 8, 8, 4].map(Dim::Fixed)));
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 11;
+    let mut model = ModelProto::new();
+    model.ir_version = 6;
+    model.opset_import = vec![opset];
+    model.graph = Some(graph).into();
+    model
+}
+
+#[test]
+fn inspect_reports_the_nodes_each_profile_rejects_and_why() {
+    let model = loaded(&argmax_model());
+    let report = inspect::inspect(&model, None, &[]).unwrap();
+    assert_eq!(
+        report.ops.iter().map(|o| o.op.as_str()).collect::<Vec<_>>(),
+        ["ArgMax", "MatMul", "Transpose", "Unsqueeze"]
+    );
+    assert!(matches!(report.heads, HeadsReport::NotFound { .. }));
+    assert!(!report.decoder.present);
+    let rejected = |profile: &str| -> Vec<String> {
+        report.profile(profile).unwrap().violations.iter().map(|v| v.to_string()).collect()
+    };
+    let barracuda = rejected("barracuda-1.0.4");
+    let expect = [
+        "node best_channel (ArgMax): ArgMax is not supported breaks \"supported ops only\" of barracuda-1.0.4",
+        "node project (MatMul): input 0 (nhwc) of rank 4 breaks \"input 0 of rank 2\" of barracuda-1.0.4",
+        "node batch_axis (Unsqueeze): lifted has rank 5 breaks \"tensors of rank 4 or less\" of barracuda-1.0.4",
+        "node batch_axis (Unsqueeze): axis 0 breaks \"axes 2 or higher\" of barracuda-1.0.4",
+    ];
+    for e in expect {
+        assert!(barracuda.iter().any(|v| v.starts_with(e)), "missing {e:?} in:\n{}", barracuda.join("\n"));
+    }
+    assert_eq!(report.profile("barracuda-1.0.4").unwrap().rejected_nodes, 3);
+    // ArgMax and the int64 output are rejected by portable; Transpose is supported everywhere.
+    let portable = rejected(PORTABLE);
+    assert!(
+        portable.iter().any(|v| v.starts_with("node best_channel (ArgMax): ArgMax is not supported")),
+        "{portable:?}"
+    );
+    assert!(portable.iter().all(|v| !v.contains("(Transpose)")), "{portable:?}");
+    let trt = rejected("tensorrt-8.4");
+    assert!(trt.iter().any(|v| v.contains("graph output best of type int64")), "{trt:?}");
+    // The text lists the same lines; the JSON has the same verdicts.
+    let text = report.to_string();
+    assert!(text.contains("barracuda-1.0.4: rejects 3 of 4 nodes"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["profiles"][1]["name"], "barracuda-1.0.4");
+    assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 3, 8, 8]));
+    assert_eq!(json["heads"]["status"], "not_found");
+    // With a target, only that profile is judged.
+    let one = inspect::inspect(&model, Some(&Profile::by_name("opencv-4.x").unwrap()), &[]).unwrap();
+    assert_eq!(one.profiles.len(), 1);
+    assert_eq!(one.profiles[0].rejected_nodes, 0, "{one}");
+}
+
+#[test]
+fn inspect_on_a_rewritten_model_finds_the_decoder() {
+    let spec = SyntheticSpec { heads_layout: Layout::Nhwc, ..SyntheticSpec::posenet(11) };
+    let original = loaded(&synthetic::generate(&spec));
+    let r = rewritten(&spec);
+    let bytes = r.to_bytes(&original).unwrap();
+    let model =
+        onnx_posefix::model_io::LoadedModel { proto: onnx_posefix::model_io::parse_model(&bytes).unwrap(), bytes };
+    let report = inspect::inspect(&model, None, &[]).unwrap();
+    assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
+    assert_eq!(report.decoder.provenance.as_ref().unwrap().layout, "NHWC");
+    assert_eq!(report.profile(PORTABLE).unwrap().rejected_nodes, 0, "{report}");
+    let barracuda = report.profile("barracuda-1.0.4").unwrap();
+    assert_eq!(barracuda.rejected_nodes, 3, "{report}");
+}
+
+#[test]
+fn inspect_on_the_real_model() {
+    let model = onnx_posefix::model_io::read_model(&real_model_path()).unwrap();
+    let report = inspect::inspect(&model, None, &[]).unwrap();
+    match &report.heads {
+        HeadsReport::Found { heatmaps, offsets, layout, grid, stride, scores, .. } => {
+            assert_eq!((heatmaps.as_str(), offsets.as_str(), layout.as_str()), ("heatmaps", "offsets", "NCHW"));
+            assert_eq!((*grid, *stride, scores.as_str()), ([17, 17], Some(16), "sigmoid"));
+        }
+        HeadsReport::NotFound { reason } => panic!("{reason}"),
+    }
+    let ops: Vec<&str> = report.ops.iter().map(|o| o.op.as_str()).collect();
+    assert!(ops.contains(&"Conv") && ops.contains(&"Clip"), "{ops:?}");
+    for p in &report.profiles {
+        assert!(p.violations.is_empty(), "{report}");
+    }
+    snapshot_settings().bind(|| insta::assert_snapshot!("inspect_real_posenet_mobilenet075_257", report.to_string()));
+}
