@@ -6,8 +6,11 @@
 //!
 //! With `A = H*W` heatmap cells and `hm` the heatmaps of one keypoint:
 //! 1. `mx = max(hm)`; `mask = (hm == mx)` as 0/1 floats.
-//! 2. First occurrence: `ranked = mask * (A - i)` gives the first maximal cell the largest rank;
-//!    `onehot = (ranked == max(ranked))` has exactly one 1.0, where argmax would point.
+//! 2. First occurrence: `ranked = mask * (A - i) + [0.5 at cell 0]` gives the first maximal cell
+//!    the largest rank; `onehot = (ranked == max(ranked))` has exactly one 1.0, where argmax would
+//!    point. The half at cell 0 never outranks a maximal cell (ranks are >= 1) but wins when the
+//!    mask is empty: tract's ReduceMax of an all `-inf` map is `f32::MIN`, not `-inf`, and
+//!    other runtimes start their max the same way; the reference then picks cell 0 too.
 //! 3. Positions: the offsets plus a constant grid (`gy*stride`, `gx*stride` per cell) are
 //!    multiplied by `onehot` and summed over the cells: a sum with one non-zero term, so exactly
 //!    `gy*stride + offset` as the reference computes it in f32.
@@ -65,7 +68,11 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let is_max = b.max_mask("is_max", &maps, &max);
     let ranks: Vec<f32> = (0..cells).map(|i| (cells - i) as f32).collect();
     let ranks = b.const_f32("first_cell_rank", &rank_shape, &ranks);
-    let ranked = b.op("Mul", "ranked", &[&is_max, &ranks], vec![]);
+    let mut fallback = vec![0.0f32; cells];
+    fallback[0] = 0.5;
+    let fallback = b.const_f32("empty_mask_fallback", &rank_shape, &fallback);
+    let ranked = b.op("Mul", "ranked_max", &[&is_max, &ranks], vec![]);
+    let ranked = b.op("Add", "ranked", &[&ranked, &fallback], vec![]);
     let top = b.reduce_max("top_rank", &ranked, reduce_axis);
     let onehot = b.max_mask("argmax_onehot", &ranked, &top);
 

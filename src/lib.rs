@@ -18,6 +18,7 @@ pub mod rewrite;
 pub mod rng;
 pub mod synthetic;
 pub mod tract_bridge;
+pub mod verify;
 pub mod wire;
 
 pub use onnx_protobuf;

@@ -1,28 +1,145 @@
 //! The thin binary: parse arguments, call the library, print, map the outcome to an exit code
-//! (0 done, 1 verification mismatch, 2 bad input or usage).
+//! (0 done or all equal, 1 verification mismatch, 2 bad input or usage).
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::heads::HeadChoice;
+use onnx_posefix::model_io;
 use onnx_posefix::rewrite::{self, InputShape, RewriteOptions, Rewritten};
+use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, Preprocess, Report, Tolerances, VerifyOptions};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "onnx-posefix",
     version,
     about = "Rewrite a PoseNet ONNX model so it outputs decoded keypoints using only portable ops",
-    rename_all = "kebab-case"
+    rename_all = "kebab-case",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The PoseNet model to read (never modified, unless it is OUT and --force is given).
-    input: PathBuf,
+    #[arg(required = true)]
+    input: Option<PathBuf>,
     /// Where to write the rewritten model (written whole or not at all).
-    output: PathBuf,
+    #[arg(required = true)]
+    output: Option<PathBuf>,
     #[command(flatten)]
     rewrite: RewriteArgs,
+    /// After writing OUT, verify it against IN with tract (see the verify subcommand).
+    #[arg(long, help_heading = "Verification")]
+    verify: bool,
+    #[command(flatten)]
+    verification: VerificationArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify a rewritten model against its original, with tract
+    ///
+    /// Both models run on photos and adversarial inputs, and REWRITTEN's decoder alone on crafted
+    /// heads; its keypoints are compared with a reference decoder on ORIGINAL's heads. Exit 0
+    /// all equal, 1 mismatch, 2 bad usage or unreadable inputs.
+    Verify(VerifyCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(rename_all = "kebab-case")]
+struct VerifyCommand {
+    /// The model as it was before the rewrite (its heads feed the reference decoder).
+    original: PathBuf,
+    /// The rewritten model (its keypoints output is checked).
+    rewritten: PathBuf,
+    #[command(flatten)]
+    decoder: DecoderArgs,
+    #[command(flatten)]
+    verification: VerificationArgs,
+}
+
+/// What to compare when REWRITTEN carries no onnx-posefix provenance (or to override it).
+#[derive(Args, Debug)]
+#[command(rename_all = "kebab-case")]
+struct DecoderArgs {
+    /// ORIGINAL's heatmaps output.
+    #[arg(long, value_name = "NAME", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    heatmaps: Option<String>,
+    /// ORIGINAL's offsets output.
+    #[arg(long, value_name = "NAME", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    offsets: Option<String>,
+    /// Output stride in input pixels per heatmap cell.
+    #[arg(long, value_name = "N", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    stride: Option<u32>,
+    /// Score = sigmoid(heatmap max) or the max itself.
+    #[arg(long, value_parser = ["sigmoid", "raw"], help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    scores: Option<String>,
+    /// REWRITTEN's [N, 17, 3] keypoints output.
+    #[arg(long, value_name = "NAME", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    output_name: Option<String>,
+    /// Pin symbolic input dims other than the batch, e.g. image:1,3,257,257.
+    #[arg(long, value_name = "[NAME:]DIMS", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    input_shape: Vec<InputShape>,
+}
+
+/// How to verify; shared by `--verify` and the verify subcommand.
+#[derive(Args, Debug)]
+#[command(rename_all = "kebab-case")]
+struct VerificationArgs {
+    /// Photos to check: JPEG or PNG files, or folders of them [default: the bundled sample].
+    #[arg(long, value_name = "PATH", num_args = 1.., help_heading = "Verification")]
+    images: Vec<PathBuf>,
+    /// Pixel normalization: mobilenet x/127.5-1, resnet x+[-123.15,-115.90,-103.06], unit x/255,
+    /// raw x [default: mobilenet].
+    #[arg(long, value_parser = Preprocess::NAMES, help_heading = "Verification")]
+    preprocess: Option<String>,
+    /// Largest |dx| or |dy| accepted, in model-input pixels [default: 0.001].
+    #[arg(long, value_name = "PX", help_heading = "Verification")]
+    tol_px: Option<f32>,
+    /// Largest |dscore| accepted [default: 0.00001].
+    #[arg(long, value_name = "D", help_heading = "Verification")]
+    tol_score: Option<f32>,
+    /// Also write the report as JSON (schema in the README).
+    #[arg(long, value_name = "FILE", help_heading = "Verification")]
+    json: Option<PathBuf>,
+    /// Write each photo with the rewritten model's pose drawn over it, as DIR/<name>.png.
+    #[arg(long, value_name = "DIR", help_heading = "Verification")]
+    draw: Option<PathBuf>,
+}
+
+impl VerificationArgs {
+    /// The first verification flag given, if any.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (!self.images.is_empty(), "--images"),
+            (self.preprocess.is_some(), "--preprocess"),
+            (self.tol_px.is_some(), "--tol-px"),
+            (self.tol_score.is_some(), "--tol-score"),
+            (self.json.is_some(), "--json"),
+            (self.draw.is_some(), "--draw"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    fn options(&self, decoder: DecoderOverrides, input_shapes: Vec<InputShape>) -> VerifyOptions {
+        let defaults = Tolerances::default();
+        VerifyOptions {
+            images: self.images.clone(),
+            preprocess: self.preprocess.as_deref().and_then(|p| p.parse().ok()).unwrap_or(Preprocess::Mobilenet),
+            tolerances: Tolerances {
+                px: self.tol_px.unwrap_or(defaults.px),
+                score: self.tol_score.unwrap_or(defaults.score),
+            },
+            draw: self.draw.clone(),
+            decoder,
+            input_shapes,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -63,11 +180,12 @@ impl RewriteArgs {
             scores: self.scores.as_deref().and_then(ScoreMode::parse),
             output_name: self.output_name.clone(),
             prune: self.prune,
+            ..RewriteOptions::default()
         }
     }
 }
 
-fn describe(out: &std::path::Path, r: &Rewritten) -> String {
+fn describe(out: &Path, r: &Rewritten) -> String {
     let p = &r.provenance;
     format!(
         "wrote {}: {} [{}, 17, 3] (x, y, score) from heatmaps '{}' and offsets '{}' ({}, {}x{} grid, stride {}, scores {}{}), {} nodes added{}",
@@ -87,13 +205,122 @@ fn describe(out: &std::path::Path, r: &Rewritten) -> String {
     )
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match rewrite::rewrite_file(&cli.input, &cli.output, &cli.rewrite.options(), cli.rewrite.force) {
-        Ok(r) => {
-            println!("{}", describe(&cli.output, &r));
-            ExitCode::SUCCESS
+/// Prints a line on stdout, flushed so that it shows as the input completes. A closed stdout
+/// (`| head`) is no reason to panic or to stop: the exit code still tells the outcome.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A one-line progress bar on stderr, drawn between the report lines on stdout. Hand-made
+/// rather than `indicatif`: one redraw per input is all it does, which is a dozen lines, not a
+/// dependency tree.
+struct Progress {
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    const WIDTH: usize = 30;
+
+    fn clear(&self) {
+        eprint!("\r\x1b[2K");
+    }
+
+    fn draw(&self) {
+        let filled = Self::WIDTH * self.done / self.total.max(1);
+        eprint!("\r[{}{}] {}/{}", "#".repeat(filled), ".".repeat(Self::WIDTH - filled), self.done, self.total);
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Runs a verification, printing the header, a line per input (with a progress bar on a
+/// terminal for more than a handful of inputs) and the summary; writes `--json`.
+fn run_verification(
+    original: &Path,
+    rewritten: &Path,
+    options: &VerifyOptions,
+    json: Option<&Path>,
+) -> Result<Outcome, String> {
+    let mut progress: Option<Progress> = None;
+    let mut on_event = |event: Event<'_>| match event {
+        Event::Start { report, total } => {
+            for line in report.header_lines() {
+                say(&line);
+            }
+            if total > 8 && std::io::stderr().is_terminal() {
+                let bar = Progress { total, done: 0 };
+                bar.draw();
+                progress = Some(bar);
+            }
         }
+        Event::Input(result) => {
+            if let Some(p) = &progress {
+                p.clear();
+            }
+            say(&result.line());
+            if let Some(p) = &mut progress {
+                p.done += 1;
+                p.draw();
+            }
+        }
+    };
+    let report: Report =
+        verify::verify_files(original, rewritten, options, &mut on_event).map_err(|e| e.to_string())?;
+    if let Some(p) = &progress {
+        p.clear();
+    }
+    for line in report.summary_lines() {
+        say(&line);
+    }
+    if let Some(path) = json {
+        model_io::write_atomically(path, report.to_json().as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(report.outcome())
+}
+
+fn exit_code(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Equal => ExitCode::SUCCESS,
+        Outcome::Mismatch => ExitCode::from(1),
+        Outcome::Unreadable => ExitCode::from(2),
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome, String> {
+    if let Some(Command::Verify(cmd)) = cli.command {
+        let d = &cmd.decoder;
+        let decoder = DecoderOverrides {
+            heatmaps: d.heatmaps.clone(),
+            offsets: d.offsets.clone(),
+            stride: d.stride,
+            scores: d.scores.as_deref().and_then(ScoreMode::parse),
+            output: d.output_name.clone(),
+        };
+        let options = cmd.verification.options(decoder, d.input_shape.clone());
+        return run_verification(&cmd.original, &cmd.rewritten, &options, cmd.verification.json.as_deref());
+    }
+    let (Some(input), Some(output)) = (cli.input, cli.output) else {
+        return Err("IN and OUT are required".into());
+    };
+    if !cli.verify {
+        if let Some(flag) = cli.verification.first_given() {
+            return Err(format!("{flag} only applies with --verify (or the verify subcommand)"));
+        }
+    }
+    let rewritten =
+        rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.force).map_err(|e| e.to_string())?;
+    say(&describe(&output, &rewritten));
+    if !cli.verify {
+        return Ok(Outcome::Equal);
+    }
+    let options = cli.verification.options(DecoderOverrides::default(), cli.rewrite.input_shape.clone());
+    run_verification(&input, &output, &options, cli.verification.json.as_deref())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(outcome) => exit_code(outcome),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -1,0 +1,335 @@
+//! Step 4: driving REWRITTEN's decoder with crafted heads.
+//!
+//! Real models rarely produce exact ties, huge values or `-inf`, yet a decoder must handle them.
+//! So REWRITTEN is cut at the heads: a model whose inputs are the heatmaps and offsets tensors
+//! and whose nodes are those that compute the keypoints output from them and from initializers.
+//! If that walk back reaches any other graph input, the decoder depends on more than the heads
+//! and the direct checks are skipped (with a note). The crafted heads go to the cut model and to
+//! the reference decoder alike.
+
+use std::collections::{HashMap, HashSet};
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
+use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
+
+use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
+use crate::model_io;
+use crate::proto::{self, Dim};
+use crate::rng::Rng;
+
+use super::setup::Spec;
+
+/// Tensors a node reads from the enclosing scope, its subgraphs' outer-scope reads included.
+fn outer_reads(node: &NodeProto, into: &mut Vec<String>) {
+    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
+    for attr in &node.attribute {
+        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
+            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
+            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
+            _ => vec![],
+        };
+        for g in graphs {
+            let local: HashSet<&str> = g
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter())
+                .chain(g.input.iter().map(|i| &i.name))
+                .chain(g.initializer.iter().map(|t| &t.name))
+                .map(String::as_str)
+                .collect();
+            let mut inner = vec![];
+            for n in &g.node {
+                outer_reads(n, &mut inner);
+            }
+            into.extend(inner.into_iter().filter(|t| !local.contains(t.as_str())));
+        }
+    }
+}
+
+/// The decoder of `rewritten` as a model of its own, serialized; inputs heatmaps then offsets.
+/// The error says why it cannot be cut.
+pub(crate) fn cut(
+    rewritten: &ModelProto,
+    spec: &Spec,
+    heatmaps_shape: &[usize],
+    offsets_shape: &[usize],
+) -> Result<Vec<u8>, String> {
+    let graph = rewritten.graph.as_ref().ok_or("REWRITTEN has no graph")?;
+    let producers: HashMap<&str, usize> =
+        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    let heads = [spec.heatmaps.as_str(), spec.offsets.as_str()];
+
+    let mut keep_nodes = vec![false; graph.node.len()];
+    let mut keep_inits = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![spec.output.clone()];
+    while let Some(tensor) = stack.pop() {
+        if !seen.insert(tensor.clone()) || heads.contains(&tensor.as_str()) {
+            continue;
+        }
+        if initializers.contains(tensor.as_str()) {
+            keep_inits.insert(tensor);
+        } else if let Some(&i) = producers.get(tensor.as_str()) {
+            keep_nodes[i] = true;
+            outer_reads(&graph.node[i], &mut stack);
+        } else if inputs.contains(tensor.as_str()) {
+            return Err(format!("the decoder reads graph input {tensor}, not only the heads"));
+        } else {
+            return Err(format!("nothing in REWRITTEN produces {tensor}"));
+        }
+    }
+
+    let dims = |shape: &[usize]| shape.iter().map(|d| Dim::Fixed(*d as i64)).collect::<Vec<_>>();
+    let mut g = GraphProto::new();
+    g.name = "posefix_decoder_cut".to_string();
+    g.input.push(proto::value_info(&spec.heatmaps, DataType::FLOAT, &dims(heatmaps_shape)));
+    g.input.push(proto::value_info(&spec.offsets, DataType::FLOAT, &dims(offsets_shape)));
+    // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
+    g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
+    g.node = graph.node.iter().zip(&keep_nodes).filter(|(_, k)| **k).map(|(n, _)| n.clone()).collect();
+    g.initializer = graph.initializer.iter().filter(|t| keep_inits.contains(&t.name)).cloned().collect();
+    let batch = Dim::Fixed(heatmaps_shape[0] as i64);
+    let out = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
+    g.output.push(proto::value_info(&spec.output, DataType::FLOAT, &out));
+
+    let mut model = ModelProto::new();
+    model.ir_version = rewritten.ir_version;
+    model.opset_import = rewritten.opset_import.clone();
+    model.functions = rewritten.functions.clone();
+    model.producer_name = "onnx-posefix verify".to_string();
+    model.graph = Some(g).into();
+    model_io::to_bytes(&model).map_err(|e| e.to_string())
+}
+
+/// Crafted heads with a name.
+#[derive(Clone, Debug)]
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub heatmaps: ArrayD<f32>,
+    pub offsets: ArrayD<f32>,
+}
+
+/// The heatmaps of one batch item, `[17, h, w]`, filled by a case.
+type Fill = fn(&mut Array4<f32>, usize, &mut Rng);
+
+/// The crafted cases for heads of these shapes (in `layout`). Each batch item gets its own seed,
+/// and ties sit at positions that move with the item, so mixing items up shows.
+///
+/// Huge values and infinities are crafted only for logit heatmaps ([`ScoreMode::Sigmoid`]).
+/// Raw-score heatmaps come out of a Sigmoid, so they are finite and in [0, 1] (the
+/// `probabilities` case); and the decoder documents that a non-finite raw score turns its
+/// whole output NaN (the interleaving MatMul multiplies it by 0).
+pub(crate) fn crafted_cases(
+    heatmaps_shape: &[usize],
+    offsets_shape: &[usize],
+    layout: Layout,
+    scores: ScoreMode,
+) -> Vec<Case> {
+    let (hy, wx) = layout.spatial_axes();
+    let (n, h, w) = (heatmaps_shape[0], heatmaps_shape[hy], heatmaps_shape[wx]);
+    debug_assert_eq!(offsets_shape[0], n);
+    let mut cases: Vec<(&str, Fill)> = vec![
+        ("ties-in-rows", ties_in_rows),
+        ("all-equal", all_equal),
+        ("first-and-last-cell", first_and_last),
+        ("probabilities", probabilities),
+    ];
+    if scores == ScoreMode::Sigmoid {
+        cases.extend([("huge-values", huge_values as Fill), ("infinities", infinities), ("all-neg-inf", all_neg_inf)]);
+    }
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, fill))| {
+            let mut rng = Rng::new(0xD1EC_7000 + i as u64);
+            let mut heatmaps = Array4::<f32>::zeros((n, NUM_KEYPOINTS, h, w));
+            for b in 0..n {
+                let mut item = heatmaps.index_axis(Axis(0), b).to_owned().insert_axis(Axis(0));
+                fill(&mut item, b, &mut rng);
+                heatmaps.index_axis_mut(Axis(0), b).assign(&item.index_axis(Axis(0), 0));
+            }
+            // Offsets: distinct per keypoint, axis and cell, within a cell or two (quarter pixels
+            // keep every sum exact, so only a real error shows as a delta).
+            let offsets =
+                Array4::from_shape_fn((n, 2 * NUM_KEYPOINTS, h, w), |_| (rng.uniform(-96.0, 96.0)).round() / 4.0);
+            Case { name, heatmaps: to_layout(heatmaps, layout), offsets: to_layout(offsets, layout) }
+        })
+        .collect()
+}
+
+fn to_layout(a: Array4<f32>, layout: Layout) -> ArrayD<f32> {
+    match layout {
+        Layout::Nchw => a.into_dyn(),
+        Layout::Nhwc => a.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned().into_dyn(),
+    }
+}
+
+fn dims(hm: &Array4<f32>) -> (usize, usize) {
+    (hm.shape()[2], hm.shape()[3])
+}
+
+fn fill_uniform(hm: &mut Array4<f32>, rng: &mut Rng, lo: f32, hi: f32) {
+    hm.iter_mut().for_each(|v| *v = rng.uniform(lo, hi));
+}
+
+/// Two or three equal maxima per keypoint: in different rows with the later row's column to the
+/// left (so a column-major scan would pick the other), and for odd keypoints a third in the
+/// same row as the later one. A 1-row map gets its ties within the row.
+fn ties_in_rows(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    fill_uniform(hm, rng, -4.0, 2.0);
+    for k in 0..NUM_KEYPOINTS {
+        let top = 2.5 + k as f32 * 0.125;
+        let (c1, c2) = (w - 1 - (k + b) % w, (k + b) % w);
+        if h >= 2 {
+            let r1 = (k + b) % (h - 1);
+            hm[[0, k, r1, c1]] = top;
+            hm[[0, k, h - 1, c2]] = top;
+            if k % 2 == 1 {
+                hm[[0, k, h - 1, w - 1]] = top;
+            }
+        } else {
+            hm[[0, k, 0, c1]] = top;
+            hm[[0, k, 0, c2]] = top;
+        }
+    }
+}
+
+/// Every cell of a map equal (a different value per keypoint): the first cell must win.
+fn all_equal(hm: &mut Array4<f32>, _b: usize, rng: &mut Rng) {
+    for k in 0..NUM_KEYPOINTS {
+        let v = rng.uniform(-3.0, 3.0);
+        hm.index_axis_mut(Axis(1), k).fill(v);
+    }
+}
+
+/// The maximum at the first cell, at the last cell, or tied between the two.
+fn first_and_last(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    fill_uniform(hm, rng, -4.0, 0.0);
+    for k in 0..NUM_KEYPOINTS {
+        let (first, last) = match (k + b) % 3 {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        if first {
+            hm[[0, k, 0, 0]] = 1.0;
+        }
+        if last {
+            hm[[0, k, h - 1, w - 1]] = 1.0;
+        }
+    }
+}
+
+/// Values of magnitude 1e30 and beyond, ties among them, and maps entirely at -1e30 scale.
+fn huge_values(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    hm.iter_mut().for_each(|v| *v = rng.uniform(-1.0, 1.0) * 1e30);
+    for k in 0..NUM_KEYPOINTS {
+        let (y, x) = ((k + b) % h, (3 * k + b) % w);
+        match k % 3 {
+            0 => {
+                hm[[0, k, y, x]] = f32::MAX;
+                hm[[0, k, h - 1 - y, w - 1 - x]] = f32::MAX;
+            }
+            1 => hm.index_axis_mut(Axis(1), k).iter_mut().for_each(|v| *v = -v.abs() - 1e30),
+            _ => hm[[0, k, y, x]] = 3e38,
+        }
+    }
+}
+
+/// `-inf` cells, with a finite or `+inf` maximum in every map: `-inf` but one finite cell,
+/// `-inf` around tied finite maxima, and `+inf` maxima (tied for some keypoints).
+fn infinities(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    fill_uniform(hm, rng, -2.0, 2.0);
+    for k in 0..NUM_KEYPOINTS {
+        let (y, x) = ((2 * k + b) % h, (k + 2 * b) % w);
+        let mut map = hm.index_axis_mut(Axis(1), k);
+        let mut map = map.index_axis_mut(Axis(0), 0);
+        match k % 4 {
+            0 => {
+                map.fill(f32::NEG_INFINITY);
+                map[[y, x]] = -3.0;
+            }
+            1 => {
+                map.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0).for_each(|(_, v)| *v = f32::NEG_INFINITY);
+                map[[y, x]] = 5.0;
+                map[[h - 1 - y, w - 1 - x]] = 5.0;
+            }
+            2 => map[[y, x]] = f32::INFINITY,
+            _ => {
+                map[[y, x]] = f32::INFINITY;
+                map[[h - 1 - y, w - 1 - x]] = f32::INFINITY;
+            }
+        }
+    }
+}
+
+/// Every third map entirely `-inf` (the first cell must win, with score 0), the others `-inf`
+/// but for a finite cell.
+fn all_neg_inf(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    hm.fill(f32::NEG_INFINITY);
+    for k in (0..NUM_KEYPOINTS).filter(|k| !(k + b).is_multiple_of(3)) {
+        hm[[0, k, (k + b) % h, (2 * k + b) % w]] = rng.uniform(-8.0, 8.0);
+    }
+}
+
+/// Sigmoid-style maps in [0, 1] on a coarse 1/16 grid (ties are frequent), some all 0, some
+/// with 1.0 more than once: what heatmaps ending in a Sigmoid look like to a raw-score decoder.
+fn probabilities(hm: &mut Array4<f32>, b: usize, rng: &mut Rng) {
+    let (h, w) = dims(hm);
+    hm.iter_mut().for_each(|v| *v = (rng.uniform(0.0, 1.0) * 16.0).floor() / 16.0);
+    for k in 0..NUM_KEYPOINTS {
+        match (k + b) % 4 {
+            0 => hm.index_axis_mut(Axis(1), k).fill(0.0),
+            1 => {
+                hm[[0, k, h / 2, w - 1]] = 1.0;
+                hm[[0, k, h - 1, 0]] = 1.0;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    #[test]
+    fn cases_have_the_shapes_and_the_ties_they_promise() {
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let (hm, off) = match layout {
+                Layout::Nchw => ([2, 17, 5, 7], [2, 34, 5, 7]),
+                Layout::Nhwc => ([2, 5, 7, 17], [2, 5, 7, 34]),
+            };
+            assert_eq!(crafted_cases(&hm, &off, layout, ScoreMode::Raw).len(), 4);
+            let cases = crafted_cases(&hm, &off, layout, ScoreMode::Sigmoid);
+            assert_eq!(cases.len(), 7);
+            for case in &cases {
+                assert_eq!(case.heatmaps.shape(), hm);
+                assert_eq!(case.offsets.shape(), off);
+                let poses =
+                    reference::decode(case.heatmaps.view(), case.offsets.view(), layout, 16, ScoreMode::Sigmoid)
+                        .unwrap();
+                assert_eq!(poses.len(), 2);
+                match case.name {
+                    "all-equal" => assert!(poses.iter().flatten().all(|kp| kp.cell == (0, 0))),
+                    // Keypoint 0 of item 0: maxima at (0, 6) and (4, 0): the first row wins.
+                    "ties-in-rows" => assert_eq!(poses[0][0].cell, (0, 6)),
+                    // Keypoint 2 of item 0 ties first and last cell.
+                    "first-and-last-cell" => assert_eq!(poses[0][2].cell, (0, 0)),
+                    "all-neg-inf" => assert_eq!((poses[0][0].cell, poses[0][0].score), ((0, 0), 0.0)),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Step 2: the inputs fed to both models. Photos are decoded (EXIF orientation applied, as a
+//! browser shows them to tfjs), converted to RGB, resized to the model's input size with a
+//! bilinear filter ([`RESIZE_FILTER`], tfjs' `resizeBilinear` default), normalized by a
+//! [`Preprocess`] preset, laid out NCHW or NHWC and repeated over the batch. The adversarial
+//! images are made directly in the model's input space.
+
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
+
+use crate::contract::Layout;
+use crate::rng::Rng;
+
+/// How photos are resized, as the report states it.
+pub const RESIZE_FILTER: &str = "bilinear (image::imageops::FilterType::Triangle)";
+const FILTER: FilterType = FilterType::Triangle;
+
+/// The bundled sample photos, embedded so `--verify` works from any directory.
+const BUNDLED: [(&str, &[u8]); 1] = [("astronaut.png", include_bytes!("../../samples/astronaut.png"))];
+
+/// How 0..255 RGB pixels become model input values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preprocess {
+    /// `x / 127.5 - 1`: tfjs posenet MobileNetV1.
+    Mobilenet,
+    /// `x + [-123.15, -115.90, -103.06]` per RGB channel: tfjs posenet ResNet50.
+    Resnet,
+    /// `x / 255`.
+    Unit,
+    /// `x`.
+    Raw,
+}
+
+/// tfjs posenet's ResNet50 mean, added per RGB channel.
+const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
+
+impl Preprocess {
+    pub const NAMES: [&'static str; 4] = ["mobilenet", "resnet", "unit", "raw"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preprocess::Mobilenet => "mobilenet",
+            Preprocess::Resnet => "resnet",
+            Preprocess::Unit => "unit",
+            Preprocess::Raw => "raw",
+        }
+    }
+
+    /// The preset as a formula, for reports.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Preprocess::Mobilenet => "x/127.5 - 1",
+            Preprocess::Resnet => "x + [-123.15, -115.90, -103.06]",
+            Preprocess::Unit => "x/255",
+            Preprocess::Raw => "x",
+        }
+    }
+
+    /// The input value of pixel value `v` in channel `c` (of 3; a 1-channel input gets luma
+    /// and the mean of the ResNet means).
+    fn apply(self, c: usize, channels: usize, v: u8) -> f32 {
+        let v = v as f32;
+        match self {
+            Preprocess::Mobilenet => v / 127.5 - 1.0,
+            Preprocess::Resnet if channels == 3 => v + RESNET_MEAN[c],
+            Preprocess::Resnet => v + RESNET_MEAN.iter().sum::<f32>() / 3.0,
+            Preprocess::Unit => v / 255.0,
+            Preprocess::Raw => v,
+        }
+    }
+}
+
+impl FromStr for Preprocess {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mobilenet" => Ok(Preprocess::Mobilenet),
+            "resnet" => Ok(Preprocess::Resnet),
+            "unit" => Ok(Preprocess::Unit),
+            "raw" => Ok(Preprocess::Raw),
+            _ => Err(format!("unknown preprocess '{s}'; expected one of {}", Preprocess::NAMES.join(", "))),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    File(PathBuf),
+    Bundled(&'static [u8]),
+    /// A path that yields no photo (a folder without images, an unlistable folder).
+    Problem(String),
+}
+
+/// One photo to check, not yet decoded (photos are decoded one at a time).
+#[derive(Clone, Debug)]
+pub(crate) struct Photo {
+    /// As shown in reports.
+    pub name: String,
+    /// File stem, for `--draw`.
+    pub stem: String,
+    source: Source,
+}
+
+fn is_photo(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "photo".to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// The photos named by `paths`: files as given, folders scanned (not recursively) for `.jpg`,
+/// `.jpeg` and `.png` in any case, sorted. No paths: the bundled samples.
+pub(crate) fn list_photos(paths: &[PathBuf]) -> Vec<Photo> {
+    if paths.is_empty() {
+        return BUNDLED
+            .iter()
+            .map(|(name, bytes)| Photo {
+                name: format!("{name} (bundled)"),
+                stem: stem(Path::new(name)),
+                source: Source::Bundled(bytes),
+            })
+            .collect();
+    }
+    let mut photos = vec![];
+    for path in paths {
+        let file =
+            |p: &Path| Photo { name: p.display().to_string(), stem: stem(p), source: Source::File(p.to_path_buf()) };
+        if !path.is_dir() {
+            photos.push(file(path));
+            continue;
+        }
+        let problem = |reason: String| Photo {
+            name: path.display().to_string(),
+            stem: String::new(),
+            source: Source::Problem(reason),
+        };
+        match fs::read_dir(path) {
+            Err(e) => photos.push(problem(format!("cannot list the folder: {e}"))),
+            Ok(entries) => {
+                let mut found: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_photo(p)).collect();
+                found.sort();
+                if found.is_empty() {
+                    photos.push(problem("no .jpg, .jpeg or .png files in this folder".to_string()));
+                }
+                photos.extend(found.iter().map(|p| file(p)));
+            }
+        }
+    }
+    photos
+}
+
+impl Photo {
+    /// The decoded photo, upright, in RGB; the error is one line without the name.
+    pub fn load(&self) -> Result<RgbImage, String> {
+        let bytes = match &self.source {
+            Source::File(path) => fs::read(path).map_err(|e| format!("cannot read: {e}"))?,
+            Source::Bundled(bytes) => bytes.to_vec(),
+            Source::Problem(reason) => return Err(reason.clone()),
+        };
+        decode(&bytes)
+    }
+}
+
+/// Decodes JPEG or PNG bytes (by content, not by file name) and applies the EXIF orientation.
+fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not a JPEG or PNG image".to_string());
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder.orientation().ok();
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    if let Some(o) = orientation {
+        image.apply_orientation(o);
+    }
+    Ok(image.to_rgb8())
+}
+
+/// A rank-4 tensor of `shape` in `layout`, `f(b, c, y, x)` at each element. Plain loops over a
+/// flat buffer: `ndarray`'s generic indexing would be instantiated here, and is slow unoptimized.
+fn fill(shape: &[usize], layout: Layout, mut f: impl FnMut(usize, usize, usize, usize) -> f32) -> ArrayD<f32> {
+    let (n, (c, h, w)) = (shape[0], dims(shape, layout));
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for b in 0..n {
+        match layout {
+            Layout::Nchw => {
+                for ch in 0..c {
+                    for y in 0..h {
+                        for x in 0..w {
+                            data.push(f(b, ch, y, x));
+                        }
+                    }
+                }
+            }
+            Layout::Nhwc => {
+                for y in 0..h {
+                    for x in 0..w {
+                        for ch in 0..c {
+                            data.push(f(b, ch, y, x));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(shape), data).expect("one value per element")
+}
+
+/// `(channels, height, width)` of a rank-4 shape in `layout`.
+fn dims(shape: &[usize], layout: Layout) -> (usize, usize, usize) {
+    let (y, x) = layout.spatial_axes();
+    (shape[layout.channel_axis()], shape[y], shape[x])
+}
+
+/// The photo as the model's input tensor of `shape`, every batch item the same photo.
+pub(crate) fn photo_tensor(photo: &RgbImage, shape: &[usize], layout: Layout, preprocess: Preprocess) -> ArrayD<f32> {
+    let (channels, h, w) = dims(shape, layout);
+    // Through DynamicImage: its resize is compiled (and optimized) in the image crate, where the
+    // generic `imageops::resize` would be instantiated here, unoptimized in dev builds (7x slower).
+    let resized = DynamicImage::ImageRgb8(photo.clone()).resize_exact(w as u32, h as u32, FILTER);
+    let pixels: Vec<u8> = if channels == 1 { resized.to_luma8().into_raw() } else { resized.into_rgb8().into_raw() };
+    let step = channels.min(3);
+    fill(shape, layout, |_, c, y, x| preprocess.apply(c, channels, pixels[(y * w + x) * step + c.min(step - 1)]))
+}
+
+/// Built-in inputs in the model's input space (roughly [-1, 1], what a normalized photo
+/// spans): all zeros (constant heads: exact ties everywhere in a 1x1-conv model), a constant,
+/// a gradient, a checkerboard of `stride`-pixel squares (equal maxima in different rows of
+/// such a model's heatmaps) and seeded noise (a different seed per batch item).
+pub(crate) fn adversarial(shape: &[usize], layout: Layout, stride: u32) -> Vec<(&'static str, ArrayD<f32>)> {
+    let (_, h, w) = dims(shape, layout);
+    let (h, w) = (h.max(2), w.max(2));
+    let square = stride.max(1) as usize;
+    let mut noise_rngs: Vec<Rng> = (0..shape[0]).map(|b| Rng::new(0x5EED_0000 + b as u64)).collect();
+    vec![
+        ("zeros", ArrayD::zeros(IxDyn(shape))),
+        ("constant", ArrayD::from_elem(IxDyn(shape), 0.5)),
+        (
+            "gradient",
+            fill(shape, layout, |_, c, y, x| {
+                y as f32 / (h - 1) as f32 + x as f32 / (w - 1) as f32 - 1.0 + 0.1 * c as f32
+            }),
+        ),
+        (
+            "checkerboard",
+            fill(shape, layout, |_, _, y, x| if (y / square + x / square).is_multiple_of(2) { 1.0 } else { -1.0 }),
+        ),
+        ("noise", fill(shape, layout, |b, _, _, _| noise_rngs[b].uniform(-1.0, 1.0))),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets() {
+        assert_eq!(Preprocess::Mobilenet.apply(0, 3, 0), -1.0);
+        assert_eq!(Preprocess::Mobilenet.apply(0, 3, 255), 1.0);
+        assert_eq!(Preprocess::Resnet.apply(2, 3, 103), 103.0 - 103.06);
+        assert_eq!(Preprocess::Unit.apply(1, 3, 255), 1.0);
+        assert_eq!(Preprocess::Raw.apply(1, 3, 7), 7.0);
+        for name in Preprocess::NAMES {
+            assert_eq!(name.parse::<Preprocess>().unwrap().as_str(), name);
+        }
+        assert!("imagenet".parse::<Preprocess>().unwrap_err().contains("mobilenet"));
+    }
+
+    #[test]
+    fn photos_are_laid_out_per_layout() {
+        let mut img = RgbImage::new(4, 2);
+        img.put_pixel(3, 1, image::Rgb([255, 0, 127]));
+        let nchw = photo_tensor(&img, &[2, 3, 2, 4], Layout::Nchw, Preprocess::Raw);
+        let nhwc = photo_tensor(&img, &[1, 2, 4, 3], Layout::Nhwc, Preprocess::Raw);
+        assert_eq!((nchw[[1, 0, 1, 3]], nchw[[1, 2, 1, 3]]), (255.0, 127.0));
+        assert_eq!((nhwc[[0, 1, 3, 0]], nhwc[[0, 1, 3, 2]]), (255.0, 127.0));
+    }
+
+    #[test]
+    fn bundled_sample_decodes_and_bad_bytes_do_not() {
+        let photos = list_photos(&[]);
+        assert_eq!(photos[0].name, "astronaut.png (bundled)");
+        let img = photos[0].load().unwrap();
+        assert_eq!(img.dimensions(), (512, 512));
+        assert!(decode(b"not an image at all").unwrap_err().contains("not a JPEG or PNG"));
+        assert!(decode(&[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0]).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! Verification: proof, input by input, that a rewritten model's `keypoints` output is what the
+//! reference decoder makes of the original model's heads.
+//!
+//! The flow, one module per step:
+//! 1. [`setup`]: read both models; learn what to compare from REWRITTEN's provenance (or flags,
+//!    or detection when it has none); fix the input shape from tract's facts (a symbolic batch
+//!    runs at 1); build both tract plans once.
+//! 2. [`inputs`]: photos (decoded, EXIF-oriented, resized bilinear to the model input, normalized
+//!    by a preset, laid out NCHW or NHWC), then built-in adversarial images.
+//! 3. For each input, ORIGINAL's heatmaps and offsets go through [`crate::reference::decode`],
+//!    REWRITTEN's `keypoints` are read, and [`compare`] checks cell, position and score of every
+//!    keypoint.
+//! 4. [`direct`]: REWRITTEN cut at the heads, so crafted heatmaps (exact ties, huge values, -inf
+//!    cells) reach its decoder directly, judged against the reference on the same heads.
+//! 5. [`report`] collects the results (text lines and a JSON document); [`draw`] draws the
+//!    rewritten model's pose over each photo.
+//!
+//! The library prints nothing: the caller gets an [`Event`] as setup ends and as each input is
+//! done, and the [`Report`] at the end.
+
+mod compare;
+mod direct;
+mod draw;
+mod inputs;
+mod report;
+mod setup;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
+use tract_onnx::prelude::*;
+
+use crate::contract::{ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
+use crate::error::{Error, Result};
+use crate::model_io::{self, LoadedModel};
+use crate::reference;
+use crate::rewrite::InputShape;
+use crate::tract_bridge::Runner;
+
+pub use compare::Tolerances;
+pub use draw::SCORE_THRESHOLD;
+pub use inputs::{Preprocess, RESIZE_FILTER};
+pub use report::{
+    DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, KeypointMismatch, Outcome, Report, Status, Summary,
+    REPORT_SCHEMA_VERSION,
+};
+
+/// What to compare when REWRITTEN carries no provenance, or to override it (`verify` flags).
+#[derive(Clone, Debug, Default)]
+pub struct DecoderOverrides {
+    pub heatmaps: Option<String>,
+    pub offsets: Option<String>,
+    pub stride: Option<u32>,
+    pub scores: Option<ScoreMode>,
+    pub output: Option<String>,
+}
+
+impl DecoderOverrides {
+    fn any(&self) -> bool {
+        self.heatmaps.is_some()
+            || self.offsets.is_some()
+            || self.stride.is_some()
+            || self.scores.is_some()
+            || self.output.is_some()
+    }
+}
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// Image files and folders (JPEG, PNG); empty means the bundled sample photos.
+    pub images: Vec<PathBuf>,
+    pub preprocess: Preprocess,
+    pub tolerances: Tolerances,
+    /// Where to write one PNG per photo with the rewritten model's pose drawn over it.
+    pub draw: Option<PathBuf>,
+    pub decoder: DecoderOverrides,
+    /// Pins for symbolic input dims other than the batch.
+    pub input_shapes: Vec<InputShape>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            images: vec![],
+            preprocess: Preprocess::Mobilenet,
+            tolerances: Tolerances::default(),
+            draw: None,
+            decoder: DecoderOverrides::default(),
+            input_shapes: vec![],
+        }
+    }
+}
+
+/// What verification tells its caller while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Setup is done: `report` has everything but the results; `total` inputs follow.
+    Start { report: &'a Report, total: usize },
+    /// One input was checked (or found unreadable).
+    Input(&'a InputResult),
+}
+
+/// Reads both models and verifies REWRITTEN against ORIGINAL.
+pub fn verify_files(
+    original: &Path,
+    rewritten: &Path,
+    options: &VerifyOptions,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Report> {
+    let original_model = model_io::read_model(original)?;
+    let rewritten_model = model_io::read_model(rewritten)?;
+    let labels = (original.display().to_string(), rewritten.display().to_string());
+    verify(&original_model, &rewritten_model, labels, options, on_event)
+}
+
+/// Verifies REWRITTEN against ORIGINAL; `labels` name them in the report. Errors are for bad
+/// usage or models that cannot be run at all; mismatches and unreadable photos are in the report.
+/// Either model may be a structure-only parse ([`model_io::read_structure`]): tract reads the
+/// bytes.
+pub fn verify(
+    original: &LoadedModel,
+    rewritten: &LoadedModel,
+    labels: (String, String),
+    options: &VerifyOptions,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Report> {
+    for (flag, tol) in [("--tol-px", options.tolerances.px), ("--tol-score", options.tolerances.score)] {
+        if !(tol >= 0.0 && tol.is_finite()) {
+            return Err(Error::Usage(format!("{flag} must be a finite number >= 0, not {tol}")));
+        }
+    }
+    let setup_started = Instant::now();
+    let setup = setup::prepare(original, rewritten, options)?;
+    let mut notes = setup.notes.clone();
+    let photos = inputs::list_photos(&options.images);
+    let adversarial = inputs::adversarial(&setup.input_shape, setup.image.layout, setup.spec.stride);
+    // The cut needs the decoder's constants; a structure-only parse left large ones in the bytes.
+    let full_rewritten = if rewritten.weights_stripped() {
+        Some(
+            model_io::parse_model(&rewritten.bytes)
+                .map_err(|reason| Error::Unsupported(format!("REWRITTEN: {reason}")))?,
+        )
+    } else {
+        None
+    };
+    let cut = direct::cut(
+        full_rewritten.as_ref().unwrap_or(&rewritten.proto),
+        &setup.spec,
+        &setup.heatmaps_shape,
+        &setup.offsets_shape,
+    )
+    .and_then(|bytes| {
+        Runner::new(&bytes, &[setup.heatmaps_shape.clone(), setup.offsets_shape.clone()])
+            .map_err(|e| format!("tract cannot run the decoder cut at the heads: {e}"))
+    });
+    let (cut, cases) = match cut {
+        Ok(runner) => (
+            Some(runner),
+            direct::crafted_cases(&setup.heatmaps_shape, &setup.offsets_shape, setup.spec.layout, setup.spec.scores),
+        ),
+        Err(reason) => {
+            notes.push(format!("direct decoder checks skipped: {reason}"));
+            (None, vec![])
+        }
+    };
+    let draw_dir = match &options.draw {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+            Some(dir.clone())
+        }
+        None => None,
+    };
+
+    let mut report = Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        tool_version: TOOL_VERSION.to_string(),
+        original: labels.0,
+        rewritten: labels.1,
+        decoder: setup.decoder_info(),
+        input: InputInfo {
+            name: setup.image.name.clone(),
+            shape: setup.input_shape.clone(),
+            layout: setup.image.layout.to_string(),
+            preprocess: options.preprocess.as_str().to_string(),
+            normalization: options.preprocess.formula().to_string(),
+            resize: RESIZE_FILTER.to_string(),
+        },
+        tolerances: options.tolerances,
+        notes,
+        inputs: vec![],
+        summary: Summary::default(),
+    };
+    let setup_seconds = setup_started.elapsed().as_secs_f64();
+    let total = photos.len() + adversarial.len() + cases.len();
+    on_event(Event::Start { report: &report, total });
+
+    let started = Instant::now();
+    let mut drawn_names = HashSet::new();
+    for photo in &photos {
+        let result = match photo.load() {
+            Err(reason) => InputResult::unreadable(&photo.name, reason),
+            Ok(image) => {
+                let tensor = inputs::photo_tensor(&image, &setup.input_shape, setup.image.layout, options.preprocess);
+                let (mut result, keypoints) = check_image(&setup, &photo.name, InputKind::Photo, tensor, options)?;
+                if let Some(dir) = &draw_dir {
+                    let file = dir.join(draw::file_name(&photo.stem, &mut drawn_names));
+                    let picture = draw::draw_pose(&image, &keypoints, setup.image.size);
+                    picture
+                        .save_with_format(&file, image::ImageFormat::Png)
+                        .map_err(|e| Error::io("cannot write", &file, std::io::Error::other(e)))?;
+                    result.drawn = Some(file.display().to_string());
+                }
+                result
+            }
+        };
+        on_event(Event::Input(&result));
+        report.inputs.push(result);
+    }
+    for (name, tensor) in adversarial {
+        let (result, _) = check_image(&setup, &format!("adversarial:{name}"), InputKind::Adversarial, tensor, options)?;
+        on_event(Event::Input(&result));
+        report.inputs.push(result);
+    }
+    if let Some(runner) = &cut {
+        for case in cases {
+            let result = check_direct(&setup, runner, case, options)?;
+            on_event(Event::Input(&result));
+            report.inputs.push(result);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    report.summary = Summary::of(&report.inputs, seconds, setup_seconds);
+    Ok(report)
+}
+
+/// Runs both models on one image tensor and compares; also returns REWRITTEN's pose of batch
+/// item 0 (for drawing).
+fn check_image(
+    setup: &setup::Setup,
+    name: &str,
+    kind: InputKind,
+    input: ArrayD<f32>,
+    options: &VerifyOptions,
+) -> Result<(InputResult, [[f32; 3]; NUM_KEYPOINTS])> {
+    let input = input.into_tensor();
+    // The two plans are independent: run them side by side (each tract run is single-threaded).
+    let (heads, outputs) = std::thread::scope(|scope| {
+        let original = scope.spawn(|| setup.original.run(vec![input.clone()]));
+        let rewritten = setup.rewritten.run(vec![input.clone()]);
+        (original.join().expect("the ORIGINAL run does not panic"), rewritten)
+    });
+    let (heads, outputs) = (heads?, outputs?);
+    let heatmaps = f32_view(&heads[setup.heatmaps_ix], "ORIGINAL", &setup.spec.heatmaps)?;
+    let offsets = f32_view(&heads[setup.offsets_ix], "ORIGINAL", &setup.spec.offsets)?;
+    let keypoints = f32_view(&outputs[setup.keypoints_ix], "REWRITTEN", &setup.spec.output)?;
+    let result = judge(setup, name, kind, heatmaps, offsets, keypoints.view(), options)?;
+    let first_pose = std::array::from_fn(|k| {
+        let at = |v: usize| keypoints.as_slice().and_then(|s| s.get(k * 3 + v).copied()).unwrap_or(f32::NAN);
+        [at(0), at(1), at(2)]
+    });
+    Ok((result, first_pose))
+}
+
+fn check_direct(
+    setup: &setup::Setup,
+    runner: &Runner,
+    case: direct::Case,
+    options: &VerifyOptions,
+) -> Result<InputResult> {
+    let outputs = runner.run(vec![case.heatmaps.clone().into_tensor(), case.offsets.clone().into_tensor()])?;
+    let ix = runner.output_index(&setup.spec.output).unwrap_or(0);
+    let keypoints = f32_view(&outputs[ix], "the cut decoder", &setup.spec.output)?;
+    judge(
+        setup,
+        &format!("direct:{}", case.name),
+        InputKind::Direct,
+        case.heatmaps.view(),
+        case.offsets.view(),
+        keypoints.view(),
+        options,
+    )
+}
+
+fn f32_view<'a>(t: &'a Tensor, model: &str, name: &str) -> Result<ArrayViewD<'a, f32>> {
+    t.to_plain_array_view::<f32>()
+        .map_err(|_| Error::Unsupported(format!("{model}'s output {name} is {:?}, not float32", t.datum_type())))
+}
+
+/// The reference on `heatmaps`/`offsets` against `keypoints`.
+fn judge(
+    setup: &setup::Setup,
+    name: &str,
+    kind: InputKind,
+    heatmaps: ArrayViewD<f32>,
+    offsets: ArrayViewD<f32>,
+    keypoints: ArrayViewD<f32>,
+    options: &VerifyOptions,
+) -> Result<InputResult> {
+    let spec = &setup.spec;
+    let poses = reference::decode(heatmaps.view(), offsets.view(), spec.layout, spec.stride, spec.scores)
+        .map_err(|e| Error::Unsupported(format!("ORIGINAL's heads: {e}")))?;
+    let original_nan = heatmaps.iter().any(|v| v.is_nan());
+    let outcome = compare::compare(&poses, keypoints, offsets, spec.layout, spec.stride, options.tolerances);
+    Ok(InputResult::judged(name, kind, outcome, original_nan))
+}

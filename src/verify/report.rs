@@ -1,0 +1,412 @@
+//! Step 5: the results, as text lines for people and as a JSON document for machines.
+//!
+//! The JSON document is the [`Report`] serialized with serde; every struct here documents its
+//! fields, which are the schema (version [`REPORT_SCHEMA_VERSION`]). Floats are JSON numbers,
+//! except NaN and infinities, which JSON cannot hold and which appear as `null`.
+
+use serde::Serialize;
+
+use super::compare::{Outcome as Comparison, Tolerances};
+
+/// Bumped whenever a field of the JSON report changes meaning or disappears.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// Everything one verification found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// [`REPORT_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `onnx-posefix X.Y.Z`.
+    pub tool_version: String,
+    /// ORIGINAL and REWRITTEN as given on the command line.
+    pub original: String,
+    pub rewritten: String,
+    pub decoder: DecoderInfo,
+    pub input: InputInfo,
+    pub tolerances: Tolerances,
+    /// What the reader should know about how the run was set up (skipped checks, assumed batch).
+    pub notes: Vec<String>,
+    /// One entry per input, in the order they ran: photos, adversarial images, direct heads.
+    pub inputs: Vec<InputResult>,
+    pub summary: Summary,
+}
+
+/// Where the decoder settings came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderSource {
+    /// REWRITTEN's `posefix.*` metadata.
+    Provenance,
+    /// Flags, over the provenance or over detection.
+    Flags,
+    /// REWRITTEN had no provenance: detected from ORIGINAL as the rewrite would.
+    Detected,
+}
+
+/// What was compared: REWRITTEN's `output` against the reference decoding of ORIGINAL's
+/// `heatmaps` and `offsets`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecoderInfo {
+    pub heatmaps: String,
+    pub offsets: String,
+    pub output: String,
+    /// `NCHW` or `NHWC` (of the heads).
+    pub layout: String,
+    /// Model-input pixels per heatmap cell.
+    pub stride: u32,
+    /// `sigmoid` (score = sigmoid(max)) or `raw` (score = max).
+    pub scores: String,
+    pub source: DecoderSource,
+}
+
+/// The image input both models were fed.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputInfo {
+    pub name: String,
+    /// The concrete shape fed (a symbolic batch is fed as 1).
+    pub shape: Vec<usize>,
+    /// `NCHW` or `NHWC`.
+    pub layout: String,
+    /// `mobilenet`, `resnet`, `unit` or `raw`.
+    pub preprocess: String,
+    /// The preset as a formula of the 0..255 pixel value.
+    pub normalization: String,
+    /// How photos are resized to the input size.
+    pub resize: String,
+}
+
+/// The kind of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// A JPEG or PNG, through both whole models.
+    Photo,
+    /// A built-in image tensor (zeros, constant, gradient, checkerboard, noise), through both
+    /// whole models.
+    Adversarial,
+    /// Crafted heatmaps and offsets fed to REWRITTEN's decoder alone (cut at the heads) and to
+    /// the reference.
+    Direct,
+}
+
+/// The verdict on one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Mismatch,
+    Unreadable,
+}
+
+/// One input: a photo, an adversarial image or a set of crafted heads.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputResult {
+    /// The photo's path as given (or found in a given folder), `adversarial:NAME`, or
+    /// `direct:NAME`.
+    pub name: String,
+    pub kind: InputKind,
+    pub status: Status,
+    /// Keypoints compared (17 per batch item); 0 when unreadable.
+    pub keypoints: usize,
+    /// Largest `|dx|` or `|dy|` in pixels, and largest `|dscore|`, over the non-NaN values.
+    pub max_position_error: f32,
+    pub max_score_error: f32,
+    /// The keypoints that differ (empty when `status` is `ok`).
+    pub mismatches: Vec<KeypointMismatch>,
+    /// Why a photo is unreadable, or why REWRITTEN's output could not be compared at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The picture written by `--draw`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawn: Option<String>,
+    /// ORIGINAL's heatmaps held a NaN.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub original_nan: bool,
+}
+
+/// A keypoint where REWRITTEN and the reference differ.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeypointMismatch {
+    /// Batch item.
+    pub batch: usize,
+    /// PoseNet name (`leftEye`) and index (0..17).
+    pub keypoint: String,
+    pub index: usize,
+    pub reference: Position,
+    /// `cell` is the cell whose decoded position is nearest to REWRITTEN's `(x, y)`; `null`
+    /// when x or y is NaN or infinite.
+    pub rewritten: Position,
+    /// `|x - x_ref|`, `|y - y_ref|`, `|score - score_ref|`; `null` for NaN.
+    pub dx: f32,
+    pub dy: f32,
+    pub dscore: f32,
+    /// A NaN in either keypoint.
+    pub nan: bool,
+}
+
+/// A keypoint in model-input pixels and its heatmap cell `[gy, gx]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Position {
+    pub x: f32,
+    pub y: f32,
+    pub score: f32,
+    pub cell: Option<[usize; 2]>,
+}
+
+/// Totals over all inputs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Inputs run through the models (all but the unreadable ones), and by kind.
+    pub inputs_checked: usize,
+    pub photos: usize,
+    pub adversarial: usize,
+    pub direct: usize,
+    /// Inputs by status.
+    pub ok: usize,
+    pub mismatched: usize,
+    pub unreadable: usize,
+    pub keypoints_compared: usize,
+    pub max_position_error: f32,
+    pub max_score_error: f32,
+    /// Wall time of the checks (decoding photos, both models, reference, comparison, drawing),
+    /// without the setup (loading, optimizing), and checked inputs per second of it.
+    pub seconds: f64,
+    pub setup_seconds: f64,
+    pub inputs_per_second: f64,
+}
+
+/// What the exit code says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every input checked, every keypoint equal: exit 0.
+    Equal,
+    /// Some keypoint differs: exit 1.
+    Mismatch,
+    /// Some photo could not be read: exit 2, even when mismatches were found too (the run is
+    /// incomplete, which is the first thing to fix).
+    Unreadable,
+}
+
+impl InputResult {
+    pub(crate) fn unreadable(name: &str, reason: String) -> InputResult {
+        InputResult {
+            name: name.to_string(),
+            kind: InputKind::Photo,
+            status: Status::Unreadable,
+            keypoints: 0,
+            max_position_error: 0.0,
+            max_score_error: 0.0,
+            mismatches: vec![],
+            error: Some(reason),
+            drawn: None,
+            original_nan: false,
+        }
+    }
+
+    pub(crate) fn judged(name: &str, kind: InputKind, c: Comparison, original_nan: bool) -> InputResult {
+        let status = if c.mismatches.is_empty() && c.shape_error.is_none() { Status::Ok } else { Status::Mismatch };
+        InputResult {
+            name: name.to_string(),
+            kind,
+            status,
+            keypoints: c.keypoints,
+            max_position_error: c.max_position_error,
+            max_score_error: c.max_score_error,
+            mismatches: c.mismatches,
+            error: c.shape_error,
+            drawn: None,
+            original_nan,
+        }
+    }
+
+    /// `OK         photo.jpg`, `MISMATCH   adversarial:zeros: leftEye cell (0,0) vs (16,16) ...`,
+    /// `UNREADABLE broken.jpg: ...`.
+    pub fn line(&self) -> String {
+        const SHOWN: usize = 17;
+        match self.status {
+            Status::Ok => format!("{:<10} {}", "OK", self.name),
+            Status::Unreadable => {
+                format!("{:<10} {}: {}", "UNREADABLE", self.name, self.error.as_deref().unwrap_or("unreadable"))
+            }
+            Status::Mismatch => {
+                let batched = self.mismatches.iter().any(|m| m.batch > 0);
+                let mut parts: Vec<String> = self.error.iter().cloned().collect();
+                parts.extend(self.mismatches.iter().take(SHOWN).map(|m| m.describe(batched)));
+                if self.mismatches.len() > SHOWN {
+                    parts.push(format!("... {} more", self.mismatches.len() - SHOWN));
+                }
+                format!("{:<10} {}: {}", "MISMATCH", self.name, parts.join("; "))
+            }
+        }
+    }
+}
+
+impl KeypointMismatch {
+    /// `leftEye cell (3,4) vs (3,5) dx=16 dy=0 dscore=0`, with `#b` after the name for batch
+    /// items past the first when `batched`.
+    fn describe(&self, batched: bool) -> String {
+        let cell = |c: Option<[usize; 2]>| c.map_or("none".to_string(), |[y, x]| format!("({y},{x})"));
+        format!(
+            "{}{} cell {} vs {} dx={} dy={} dscore={}{}",
+            self.keypoint,
+            if batched { format!("#{}", self.batch) } else { String::new() },
+            cell(self.reference.cell),
+            cell(self.rewritten.cell),
+            number(self.dx),
+            number(self.dy),
+            number(self.dscore),
+            if self.nan { nan_note(self) } else { "" },
+        )
+    }
+}
+
+fn nan_note(m: &KeypointMismatch) -> &'static str {
+    let has_nan = |p: &Position| p.x.is_nan() || p.y.is_nan() || p.score.is_nan();
+    match (has_nan(&m.reference), has_nan(&m.rewritten)) {
+        (true, true) => " (NaN in both)",
+        (true, false) => " (NaN in the reference)",
+        _ => " (NaN in REWRITTEN)",
+    }
+}
+
+/// Short, exact enough to read: `0`, `16`, `0.25`, `1.2e-7`, `NaN`.
+pub(crate) fn number(v: f32) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else if (0.01..1e6).contains(&v.abs()) {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+impl Summary {
+    pub(crate) fn of(inputs: &[InputResult], seconds: f64, setup_seconds: f64) -> Summary {
+        let count = |f: &dyn Fn(&InputResult) -> bool| inputs.iter().filter(|r| f(r)).count();
+        let checked = |kind| count(&|r| r.kind == kind && r.status != Status::Unreadable);
+        let inputs_checked = count(&|r| r.status != Status::Unreadable);
+        Summary {
+            inputs_checked,
+            photos: checked(InputKind::Photo),
+            adversarial: checked(InputKind::Adversarial),
+            direct: checked(InputKind::Direct),
+            ok: count(&|r| r.status == Status::Ok),
+            mismatched: count(&|r| r.status == Status::Mismatch),
+            unreadable: count(&|r| r.status == Status::Unreadable),
+            keypoints_compared: inputs.iter().map(|r| r.keypoints).sum(),
+            max_position_error: inputs.iter().map(|r| r.max_position_error).fold(0.0, f32::max),
+            max_score_error: inputs.iter().map(|r| r.max_score_error).fold(0.0, f32::max),
+            seconds,
+            setup_seconds,
+            inputs_per_second: if seconds > 0.0 { inputs_checked as f64 / seconds } else { 0.0 },
+        }
+    }
+}
+
+impl Report {
+    pub fn outcome(&self) -> Outcome {
+        if self.summary.unreadable > 0 {
+            Outcome::Unreadable
+        } else if self.summary.mismatched > 0 {
+            Outcome::Mismatch
+        } else {
+            Outcome::Equal
+        }
+    }
+
+    /// What is compared, how inputs are made, and the notes; printed before the input lines.
+    pub fn header_lines(&self) -> Vec<String> {
+        let (d, i) = (&self.decoder, &self.input);
+        let mut lines = vec![
+            format!("verifying {} against {}", self.rewritten, self.original),
+            format!(
+                "decoder: {} from heatmaps '{}' and offsets '{}' ({}, stride {}, scores {}; from {})",
+                d.output,
+                d.heatmaps,
+                d.offsets,
+                d.layout,
+                d.stride,
+                d.scores,
+                match d.source {
+                    DecoderSource::Provenance => "provenance",
+                    DecoderSource::Flags => "flags",
+                    DecoderSource::Detected => "detection",
+                }
+            ),
+            format!(
+                "input: {} {:?} {}; photos resized {}, preprocess {} ({}); tolerances {} px, {} score",
+                i.name,
+                i.shape,
+                i.layout,
+                i.resize,
+                i.preprocess,
+                i.normalization,
+                self.tolerances.px,
+                self.tolerances.score
+            ),
+        ];
+        lines.extend(self.notes.iter().map(|n| format!("note: {n}")));
+        lines
+    }
+
+    /// The verdict and the numbers; printed after the input lines.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let s = &self.summary;
+        let verdict = if s.mismatched == 0 && s.unreadable == 0 {
+            "all equal".to_string()
+        } else {
+            let mut parts = vec![];
+            if s.mismatched > 0 {
+                parts.push(format!("{} MISMATCH", s.mismatched));
+            }
+            if s.unreadable > 0 {
+                parts.push(format!("{} UNREADABLE", s.unreadable));
+            }
+            parts.join(", ")
+        };
+        let nan_inputs = self.inputs.iter().filter(|r| r.original_nan).count();
+        let mut lines = vec![
+            format!(
+                "summary: {} inputs checked ({} photos, {} adversarial, {} direct), {} keypoints compared: {verdict}",
+                s.inputs_checked, s.photos, s.adversarial, s.direct, s.keypoints_compared
+            ),
+            format!(
+                "max position error {} px, max score error {}; {:.1} inputs/s ({:.2} s, setup {:.2} s)",
+                number(s.max_position_error),
+                number(s.max_score_error),
+                s.inputs_per_second,
+                s.seconds,
+                s.setup_seconds
+            ),
+        ];
+        if nan_inputs > 0 {
+            lines.push(format!("{nan_inputs} inputs had NaN in ORIGINAL's heatmaps"));
+        }
+        lines
+    }
+
+    /// The JSON document (pretty-printed).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(16.0), "16");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(1.25e-7), "1.2e-7");
+        assert_eq!(number(f32::NAN), "NaN");
+        assert_eq!(number(f32::NEG_INFINITY), "-inf");
+    }
+}

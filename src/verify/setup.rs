@@ -1,0 +1,285 @@
+//! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
+//! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
+
+use std::collections::HashSet;
+
+use crate::contract::{Layout, ScoreMode, DEFAULT_OUTPUT_NAME};
+use crate::error::{Error, Result};
+use crate::heads::{self, HeadChoice, ImageInput};
+use crate::model_io::LoadedModel;
+use crate::proto::Dim;
+use crate::rewrite::existing_provenance;
+use crate::tract_bridge::{self, ModelFacts, Runner, TensorFacts};
+
+use super::report::{DecoderInfo, DecoderSource};
+use super::VerifyOptions;
+
+/// The heads REWRITTEN's decoder reads and how it decodes them.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub heatmaps: String,
+    pub offsets: String,
+    /// REWRITTEN's `[N, 17, 3]` output.
+    pub output: String,
+    pub layout: Layout,
+    pub stride: u32,
+    pub scores: ScoreMode,
+    pub source: DecoderSource,
+}
+
+/// Both models ready to run on inputs of one fixed shape.
+pub(crate) struct Setup {
+    pub spec: Spec,
+    pub image: ImageInput,
+    /// The concrete shape fed to both models.
+    pub input_shape: Vec<usize>,
+    pub heatmaps_shape: Vec<usize>,
+    pub offsets_shape: Vec<usize>,
+    pub original: Runner,
+    pub rewritten: Runner,
+    pub heatmaps_ix: usize,
+    pub offsets_ix: usize,
+    pub keypoints_ix: usize,
+    pub notes: Vec<String>,
+}
+
+impl Setup {
+    pub fn decoder_info(&self) -> DecoderInfo {
+        let s = &self.spec;
+        DecoderInfo {
+            heatmaps: s.heatmaps.clone(),
+            offsets: s.offsets.clone(),
+            output: s.output.clone(),
+            layout: s.layout.to_string(),
+            stride: s.stride,
+            scores: s.scores.to_string(),
+            source: s.source,
+        }
+    }
+}
+
+/// Prefixes a tract or usage error with the model it is about.
+fn about(which: &str, e: Error) -> Error {
+    match e {
+        Error::Tract(m) => Error::Tract(format!("{which}: {m}")),
+        Error::Usage(m) => Error::Usage(format!("{which}: {m}")),
+        Error::Heads(m) => Error::Heads(format!("{which}: {m}")),
+        other => other,
+    }
+}
+
+/// Graph inputs that are not initializers (what tract sees as inputs), in order.
+fn graph_inputs(model: &LoadedModel) -> Vec<String> {
+    let Some(graph) = model.proto.graph.as_ref() else { return vec![] };
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(|i| i.name.clone()).collect()
+}
+
+fn list(facts: &[TensorFacts]) -> String {
+    facts.iter().map(|f| format!("{} {}", f.name, f.shape_string())).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: &VerifyOptions) -> Result<Setup> {
+    let inputs = graph_inputs(rewritten);
+    if graph_inputs(original) != inputs {
+        return Err(Error::Usage(format!(
+            "ORIGINAL has inputs [{}] but REWRITTEN has [{}]: REWRITTEN must be a rewrite of ORIGINAL",
+            graph_inputs(original).join(", "),
+            inputs.join(", ")
+        )));
+    }
+    let (name, input_shape, mut notes) = input_shape(rewritten, &inputs, options)?;
+    let pins = [(name.clone(), input_shape.clone())];
+    let rw_facts = tract_bridge::infer_facts(&rewritten.bytes, &pins).map_err(|e| about("REWRITTEN", e))?;
+    let orig_facts = tract_bridge::infer_facts(&original.bytes, &pins).map_err(|e| about("ORIGINAL", e))?;
+    let image = heads::image_input(&rw_facts.inputs).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "cannot feed images to input {name} {}: expected rank 4 with 1 or 3 channels (NCHW or NHWC)",
+            rw_facts.inputs[0].shape_string()
+        ))
+    })?;
+    let (spec, spec_notes) = resolve_spec(original, rewritten, &orig_facts, &image, options)?;
+    notes.extend(spec_notes);
+
+    let fixed = |facts: &ModelFacts, which: &str, tensor: &str| -> Result<Vec<usize>> {
+        let fact = facts.outputs.iter().find(|o| o.name == tensor).ok_or_else(|| {
+            Error::Usage(format!("{which} has no output called {tensor} (outputs: {})", list(&facts.outputs)))
+        })?;
+        fact.fixed_shape().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{which}'s output {tensor} has shape {} even with input {name} pinned to {input_shape:?}",
+                fact.shape_string()
+            ))
+        })
+    };
+    let heatmaps_shape = fixed(&orig_facts, "ORIGINAL", &spec.heatmaps)?;
+    let offsets_shape = fixed(&orig_facts, "ORIGINAL", &spec.offsets)?;
+    if !rw_facts.outputs.iter().any(|o| o.name == spec.output) {
+        let hint = if existing_provenance(&original.proto).is_some() {
+            "; ORIGINAL has an onnx-posefix decoder: are ORIGINAL and REWRITTEN swapped?"
+        } else if spec.source == DecoderSource::Provenance {
+            "; its provenance is stale"
+        } else {
+            "; pass --output-name"
+        };
+        return Err(Error::Usage(format!(
+            "REWRITTEN has no output called {} (outputs: {}){hint}",
+            spec.output,
+            list(&rw_facts.outputs)
+        )));
+    }
+
+    let original_runner =
+        Runner::new(&original.bytes, std::slice::from_ref(&input_shape)).map_err(|e| about("ORIGINAL", e))?;
+    let rewritten_runner =
+        Runner::new(&rewritten.bytes, std::slice::from_ref(&input_shape)).map_err(|e| about("REWRITTEN", e))?;
+    let index = |runner: &Runner, which: &str, tensor: &str| {
+        runner.output_index(tensor).ok_or_else(|| Error::Tract(format!("{which}: tract lost the output {tensor}")))
+    };
+    Ok(Setup {
+        heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.heatmaps)?,
+        offsets_ix: index(&original_runner, "ORIGINAL", &spec.offsets)?,
+        keypoints_ix: index(&rewritten_runner, "REWRITTEN", &spec.output)?,
+        spec,
+        image,
+        input_shape,
+        heatmaps_shape,
+        offsets_shape,
+        original: original_runner,
+        rewritten: rewritten_runner,
+        notes,
+    })
+}
+
+/// The single input's name and concrete shape: `--input-shape` where given, else the declared
+/// dims with a symbolic batch taken as 1.
+fn input_shape(
+    rewritten: &LoadedModel,
+    inputs: &[String],
+    options: &VerifyOptions,
+) -> Result<(String, Vec<usize>, Vec<String>)> {
+    let [name] = inputs else {
+        return Err(Error::Unsupported(format!(
+            "verification feeds images to a model with one input; REWRITTEN has {} ({})",
+            inputs.len(),
+            inputs.join(", ")
+        )));
+    };
+    let mut notes = vec![];
+    let pinned = match options.input_shapes.as_slice() {
+        [] => None,
+        [one] if one.name.as_ref().is_none_or(|n| n == name) => Some(one.dims.clone()),
+        [one] => {
+            return Err(Error::Usage(format!(
+                "--input-shape names {}, but the model's input is {name}",
+                one.name.as_deref().unwrap_or_default()
+            )))
+        }
+        _ => return Err(Error::Usage(format!("--input-shape given more than once; the model has one input, {name}"))),
+    };
+    let facts = tract_bridge::infer_facts(&rewritten.bytes, &[]).map_err(|e| about("REWRITTEN", e))?;
+    let fact = facts.inputs.iter().find(|f| &f.name == name).unwrap_or(&facts.inputs[0]);
+    let declared = fact.shape.clone().unwrap_or_default();
+    if let Some(dims) = pinned {
+        if !declared.is_empty() && declared.len() != dims.len() {
+            return Err(Error::Usage(format!(
+                "--input-shape gives {} dims, but input {name} is {}",
+                dims.len(),
+                fact.shape_string()
+            )));
+        }
+        for (axis, (d, p)) in declared.iter().zip(&dims).enumerate() {
+            if matches!(d, Dim::Fixed(v) if *v != *p as i64) {
+                return Err(Error::Usage(format!(
+                    "--input-shape sets axis {axis} of {name} to {p}, but the model fixes it at {d}"
+                )));
+            }
+        }
+        return Ok((name.clone(), dims, notes));
+    }
+    let mut dims = Vec::with_capacity(declared.len());
+    for (axis, d) in declared.iter().enumerate() {
+        match d {
+            Dim::Fixed(v) if *v > 0 => dims.push(*v as usize),
+            Dim::Symbol(_) | Dim::Unknown if axis == 0 => {
+                notes.push(format!("the batch of input {name} is {d}; verified at batch 1"));
+                dims.push(1);
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "input {name} has shape {}; pin it with --input-shape {name}:D,D,D,D",
+                    fact.shape_string()
+                )))
+            }
+        }
+    }
+    if dims.is_empty() {
+        return Err(Error::Usage(format!("the shape of input {name} is unknown; pin it with --input-shape")));
+    }
+    Ok((name.clone(), dims, notes))
+}
+
+/// Provenance first; flags override it; without provenance the heads, stride and score mode are
+/// detected from ORIGINAL as the rewrite would.
+fn resolve_spec(
+    original: &LoadedModel,
+    rewritten: &LoadedModel,
+    orig_facts: &ModelFacts,
+    image: &ImageInput,
+    options: &VerifyOptions,
+) -> Result<(Spec, Vec<String>)> {
+    let flags = &options.decoder;
+    let provenance = existing_provenance(&rewritten.proto);
+    let mut notes = vec![];
+    if existing_provenance(&original.proto).is_some() {
+        notes.push("ORIGINAL itself carries an onnx-posefix decoder (are the arguments swapped?)".to_string());
+    }
+    if flags.stride == Some(0) {
+        return Err(Error::Usage("--stride must be positive".into()));
+    }
+    let source = match (&provenance, flags.any()) {
+        (_, true) => DecoderSource::Flags,
+        (Some(_), false) => DecoderSource::Provenance,
+        (None, false) => DecoderSource::Detected,
+    };
+    if provenance.is_none() {
+        notes.push(
+            "REWRITTEN carries no onnx-posefix provenance: heads, stride and scores not given by flags were \
+             detected from ORIGINAL"
+                .to_string(),
+        );
+    }
+
+    let heads_named = flags.heatmaps.is_some() || flags.offsets.is_some();
+    let (heatmaps, offsets, layout, grid) = match &provenance {
+        Some(p) if !heads_named => (p.heatmaps.clone(), p.offsets.clone(), p.layout, None),
+        _ => {
+            let choice = HeadChoice {
+                heatmaps: flags.heatmaps.clone().or_else(|| provenance.as_ref().map(|p| p.heatmaps.clone())),
+                offsets: flags.offsets.clone().or_else(|| provenance.as_ref().map(|p| p.offsets.clone())),
+            };
+            let heads = heads::detect(&orig_facts.outputs, &choice).map_err(|e| about("ORIGINAL", e))?;
+            (heads.heatmaps, heads.offsets, heads.layout, Some(heads.grid))
+        }
+    };
+    let stride = match (flags.stride, &provenance, grid) {
+        (Some(s), _, _) => s,
+        (None, Some(p), _) => p.stride,
+        (None, None, grid) => grid.and_then(|g| heads::output_stride(image.size, g).ok()).ok_or_else(|| {
+            Error::Usage(format!(
+                "REWRITTEN has no provenance and the output stride cannot be derived from input {}x{}; pass --stride N",
+                image.size.0, image.size.1
+            ))
+        })?,
+    };
+    let scores = flags
+        .scores
+        .or(provenance.as_ref().map(|p| p.scores))
+        .unwrap_or_else(|| heads::score_mode(original.proto.graph.as_ref().expect("read_model checked"), &heatmaps));
+    let output = flags
+        .output
+        .clone()
+        .or(provenance.as_ref().map(|p| p.output.clone()))
+        .unwrap_or_else(|| DEFAULT_OUTPUT_NAME.to_string());
+    Ok((Spec { heatmaps, offsets, output, layout, stride, scores, source }, notes))
+}
