@@ -5,10 +5,12 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::heads::HeadChoice;
-use onnx_posefix::model_io;
+use onnx_posefix::profiles::{self, Profile};
+use onnx_posefix::{inspect, model_io};
 use onnx_posefix::rewrite::{self, InputShape, RewriteOptions, Rewritten};
 use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, Preprocess, Report, Tolerances, VerifyOptions};
 
@@ -47,6 +49,25 @@ enum Command {
     /// heads; its keypoints are compared with a reference decoder on ORIGINAL's heads. Exit 0
     /// all equal, 1 mismatch, 2 bad usage or unreadable inputs.
     Verify(VerifyCommand),
+    /// Describe a model: inputs and outputs, op histogram, pose heads, decoder, and for each
+    /// runtime profile the nodes it would reject
+    Inspect(InspectCommand),
+}
+
+#[derive(Args, Debug)]
+#[command(rename_all = "kebab-case")]
+struct InspectCommand {
+    /// The model to describe.
+    model: PathBuf,
+    /// Check only this runtime profile [default: every profile].
+    #[arg(long, value_name = "PROFILE", value_parser = PossibleValuesParser::new(profiles::PROFILE_NAMES))]
+    target: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Pin symbolic input dims, e.g. 1,3,257,257 or image:1,3,257,257.
+    #[arg(long, value_name = "[NAME:]DIMS")]
+    input_shape: Vec<InputShape>,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +190,15 @@ struct RewriteArgs {
     /// Allow OUT to be IN (it is then replaced atomically).
     #[arg(long, help_heading = "Output")]
     force: bool,
+    /// Runtime profile the appended decoder must satisfy (see `inspect`).
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        default_value = profiles::PORTABLE,
+        value_parser = PossibleValuesParser::new(profiles::PROFILE_NAMES),
+        help_heading = "Output"
+    )]
+    target: String,
 }
 
 impl RewriteArgs {
@@ -180,7 +210,7 @@ impl RewriteArgs {
             scores: self.scores.as_deref().and_then(ScoreMode::parse),
             output_name: self.output_name.clone(),
             prune: self.prune,
-            ..RewriteOptions::default()
+            target: self.target.clone(),
         }
     }
 }
@@ -287,7 +317,23 @@ fn exit_code(outcome: Outcome) -> ExitCode {
     }
 }
 
+/// Prints what `inspect` found; a report, so profiles rejecting nodes still exit 0.
+fn run_inspect(cmd: &InspectCommand) -> Result<Outcome, String> {
+    let model = model_io::read_structure(&cmd.model).map_err(|e| e.to_string())?;
+    let target = cmd.target.as_deref().map(Profile::by_name).transpose().map_err(|e| e.to_string())?;
+    let inspection = inspect::inspect(&model, target.as_ref(), &cmd.input_shape).map_err(|e| e.to_string())?;
+    if cmd.json {
+        say(&serde_json::to_string_pretty(&inspection).map_err(|e| e.to_string())?);
+    } else {
+        say(inspection.to_string().trim_end());
+    }
+    Ok(Outcome::Equal)
+}
+
 fn run(cli: Cli) -> Result<Outcome, String> {
+    if let Some(Command::Inspect(cmd)) = &cli.command {
+        return run_inspect(cmd);
+    }
     if let Some(Command::Verify(cmd)) = cli.command {
         let d = &cmd.decoder;
         let decoder = DecoderOverrides {

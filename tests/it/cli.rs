@@ -210,3 +210,37 @@ fn usage_errors_exit_2() {
     let out = run_cli::<&str>(&[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn target_profiles_stop_a_decoder_they_cannot_run() {
+    let dir = TempDir::new().unwrap();
+    let nhwc = SyntheticSpec { heads_layout: onnx_posefix::contract::Layout::Nhwc, ..SyntheticSpec::posenet(11) };
+    let input = synthetic_file(&dir, "nhwc.onnx", &nhwc);
+    let err = refuse(&input, &dir.path().join("out.onnx"), &["--target", "barracuda-1.0.4"]);
+    assert!(err.contains("barracuda-1.0.4") && err.contains("posefix/heatmap_max"), "{err}");
+    // The default (portable) target takes it.
+    let ok = run_cli(&[input.as_os_str(), dir.path().join("out.onnx").as_os_str()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let unknown = run_cli(&[input.as_os_str(), dir.path().join("o.onnx").as_os_str(), "--target".as_ref(), "nope".as_ref()]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_describes_models_and_reports_rejected_nodes() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.onnx");
+    let run = run_cli(&[real_model_path().as_os_str(), out.as_os_str()]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let text = run_cli(&["inspect".as_ref(), out.as_os_str()]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let text = stdout(&text);
+    assert!(text.contains("decoder: present") && text.contains("stride 16"), "{text}");
+    let json = run_cli(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref(), "--target".as_ref(), "opencv-4.x".as_ref()]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["heads"]["layout"], "NCHW", "{value}");
+    assert_eq!(value["profiles"].as_array().unwrap().len(), 1);
+    let bad = write(&dir, "bad.onnx", b"garbage");
+    let run = run_cli(&["inspect".as_ref(), bad.as_os_str()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
+}
