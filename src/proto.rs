@@ -4,12 +4,14 @@
 //! the synthetic models its tests generate, is built here, so that the encoding choices (raw
 //! little-endian tensor data, attribute types) live in one place.
 
+use std::collections::HashSet;
+
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto;
 use onnx_protobuf::{
-    AttributeProto, NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    AttributeProto, GraphProto, NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
 };
 
@@ -211,4 +213,31 @@ pub fn get_attr_int(node: &NodeProto, name: &str) -> Option<i64> {
 /// The integer-list attribute `name` of a node, if present.
 pub fn get_attr_ints<'a>(node: &'a NodeProto, name: &str) -> Option<&'a [i64]> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice())
+}
+
+/// Tensors a node reads from the enclosing scope, its subgraphs' outer-scope reads included.
+pub fn outer_reads(node: &NodeProto, into: &mut Vec<String>) {
+    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
+    for attr in &node.attribute {
+        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
+            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
+            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
+            _ => vec![],
+        };
+        for g in graphs {
+            let local: HashSet<&str> = g
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter())
+                .chain(g.input.iter().map(|i| &i.name))
+                .chain(g.initializer.iter().map(|t| &t.name))
+                .map(String::as_str)
+                .collect();
+            let mut inner = vec![];
+            for n in &g.node {
+                outer_reads(n, &mut inner);
+            }
+            into.extend(inner.into_iter().filter(|t| !local.contains(t.as_str())));
+        }
+    }
 }

@@ -2,26 +2,9 @@
 
 use std::collections::HashSet;
 
-use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::{GraphProto, NodeProto};
+use onnx_protobuf::GraphProto;
 
-/// Every tensor a node reads, including the outer-scope names its subgraphs (If, Loop, Scan
-/// bodies) use implicitly.
-fn reads(node: &NodeProto, into: &mut HashSet<String>) {
-    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
-    for attr in &node.attribute {
-        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
-            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
-            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
-            _ => vec![],
-        };
-        for g in graphs {
-            for n in &g.node {
-                reads(n, into);
-            }
-        }
-    }
-}
+use crate::proto;
 
 /// Removes every node, initializer and value-info that does not feed `keep_outputs`, and every
 /// other graph output. Graph inputs stay (they are the model's interface) unless they are
@@ -35,7 +18,9 @@ pub fn prune(graph: &mut GraphProto, keep_outputs: &[&str]) -> usize {
         for (i, node) in graph.node.iter().enumerate() {
             if !keep[i] && node.output.iter().any(|o| needed.contains(o)) {
                 keep[i] = true;
-                reads(node, &mut needed);
+                let mut reads = Vec::new();
+                proto::outer_reads(node, &mut reads);
+                needed.extend(reads);
                 changed = true;
             }
         }

@@ -9,9 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
+use onnx_protobuf::{GraphProto, ModelProto};
 use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
@@ -20,33 +19,6 @@ use crate::proto::{self, Dim};
 use crate::rng::Rng;
 
 use super::setup::Spec;
-
-/// Tensors a node reads from the enclosing scope, its subgraphs' outer-scope reads included.
-fn outer_reads(node: &NodeProto, into: &mut Vec<String>) {
-    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
-    for attr in &node.attribute {
-        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
-            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
-            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
-            _ => vec![],
-        };
-        for g in graphs {
-            let local: HashSet<&str> = g
-                .node
-                .iter()
-                .flat_map(|n| n.output.iter())
-                .chain(g.input.iter().map(|i| &i.name))
-                .chain(g.initializer.iter().map(|t| &t.name))
-                .map(String::as_str)
-                .collect();
-            let mut inner = vec![];
-            for n in &g.node {
-                outer_reads(n, &mut inner);
-            }
-            into.extend(inner.into_iter().filter(|t| !local.contains(t.as_str())));
-        }
-    }
-}
 
 /// The decoder of `rewritten` as a model of its own, serialized; inputs heatmaps then offsets.
 /// The error says why it cannot be cut.
@@ -75,7 +47,7 @@ pub(crate) fn cut(
             keep_inits.insert(tensor);
         } else if let Some(&i) = producers.get(tensor.as_str()) {
             keep_nodes[i] = true;
-            outer_reads(&graph.node[i], &mut stack);
+            proto::outer_reads(&graph.node[i], &mut stack);
         } else if inputs.contains(tensor.as_str()) {
             return Err(format!("the decoder reads graph input {tensor}, not only the heads"));
         } else {
