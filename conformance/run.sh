@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Cross-runtime conformance suite: rewrites a matrix of generated PoseNet-like models and the real
+# model, then checks the rewritten models with onnx.checker and runs them in onnxruntime and OpenCV
+# DNN against the reference decoder (see conformance/check.py).
+#
+# Needs python3 (with venv and pip), cargo and network access to PyPI on the first run. The venv
+# lives in target/conformance-venv and is rebuilt when requirements.txt or the Python changes;
+# models and report.json go to target/conformance/. Extra arguments go to check.py.
+#
+# Environment: PYTHON (default python3), POSEFIX_CONFORMANCE_VENV (venv location).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+venv="${POSEFIX_CONFORMANCE_VENV:-$target/conformance-venv}"
+out="$target/conformance"
+python="${PYTHON:-python3}"
+requirements="$root/conformance/requirements.txt"
+
+# The venv is reused while the pins and the interpreter are the same.
+want="$("$python" - "$requirements" <<'PY'
+import hashlib, sys
+print(hashlib.sha256(open(sys.argv[1], "rb").read() + sys.version.encode()).hexdigest())
+PY
+)"
+stamp="$venv/.posefix-requirements"
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "conformance: creating $venv"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
+        -r "$requirements"
+    "$venv/bin/python" -m pip check
+    echo "$want" >"$stamp"
+fi
+
+rm -rf "$out"
+cargo run --quiet --manifest-path "$root/Cargo.toml" --example conformance_models -- "$out"
+exec "$venv/bin/python" "$root/conformance/check.py" "$out" "$@"

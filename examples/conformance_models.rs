@@ -1,0 +1,145 @@
+//! Writes the models of the cross-runtime conformance suite (`conformance/run.sh`).
+//!
+//! `cargo run --example conformance_models -- OUT_DIR` writes, for each model of the matrix below
+//! and for the bundled real PoseNet, `NAME.orig.onnx` (the input of the rewrite) and
+//! `NAME.posefix.onnx` (the rewrite with default options, read and encoded the way the CLI does
+//! it), plus `manifest.json`, which tells `conformance/check.py` everything it needs to feed the
+//! models and decode their heads without reading the ONNX metadata itself.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use onnx_posefix::contract::Layout;
+use onnx_posefix::model_io::{self, LoadedModel};
+use onnx_posefix::onnx_protobuf::{Message, ModelProto};
+use onnx_posefix::proto::{self, Dim};
+use onnx_posefix::rewrite::{self, RewriteOptions};
+use onnx_posefix::synthetic::{self, Batch, SyntheticSpec};
+use serde_json::{json, Value};
+
+/// The real model, relative to the crate root.
+const REAL_MODEL: &str = "models/posenet-mobilenet075-257.onnx";
+
+/// A symbolic batch is run at 1 and at this size.
+const SYMBOLIC_BATCH: i64 = 2;
+
+/// The test matrix of the crate plus what it lacks for conformance: every opset 9..=21, a
+/// symbolic batch in both head layouts and on both sides of opset 11 (where the decoder's mask
+/// switches from `Not(Greater)` to `Equal`), and a non-square stride-8 model.
+fn conformance_matrix() -> Vec<SyntheticSpec> {
+    let base = SyntheticSpec::posenet;
+    let symbolic = || Batch::Symbolic("N".into());
+    let extra = vec![
+        base(10),
+        SyntheticSpec { batch: symbolic(), ..base(9) },
+        SyntheticSpec { heads_layout: Layout::Nhwc, batch: symbolic(), ..base(10) },
+        SyntheticSpec { heads_layout: Layout::Nhwc, sigmoid_heatmaps: true, batch: symbolic(), ..base(12) },
+        SyntheticSpec { batch: Batch::Fixed(2), input_hw: (257, 353), ..base(14) },
+        SyntheticSpec { input_layout: Layout::Nhwc, heads_layout: Layout::Nhwc, ..base(15) },
+        SyntheticSpec { sigmoid_heatmaps: true, batch: symbolic(), ..base(16) },
+        SyntheticSpec { stride: 8, input_hw: (161, 225), heads_layout: Layout::Nhwc, ..base(17) },
+        SyntheticSpec { batch: Batch::Fixed(2), ..base(19) },
+        SyntheticSpec { heads_layout: Layout::Nhwc, sigmoid_heatmaps: true, input_hw: (353, 257), ..base(20) },
+        SyntheticSpec { heads_layout: Layout::Nhwc, batch: symbolic(), ..base(21) },
+    ];
+    // Seeds apart from the crate matrix's (`0x5EED + i`), so the extra weights are new draws.
+    let extra = extra.into_iter().enumerate().map(|(i, s)| SyntheticSpec { seed: s.seed + 1000 + i as u64, ..s });
+    synthetic::matrix().into_iter().chain(extra).collect()
+}
+
+fn main() -> Result<()> {
+    let out_dir = match std::env::args_os().nth(1) {
+        Some(dir) => PathBuf::from(dir),
+        None => bail!("usage: cargo run --example conformance_models -- OUT_DIR"),
+    };
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let mut models = Vec::new();
+    let specs = conformance_matrix();
+    let mut labels = BTreeSet::new();
+    if let Some(spec) = specs.iter().find(|s| !labels.insert(s.label())) {
+        bail!("two models of the conformance matrix are labelled {}", spec.label());
+    }
+    for spec in &specs {
+        let label = spec.label();
+        let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
+        // Parsed the way the CLI reads a model, so the rewrite takes the CLI's path.
+        let proto = model_io::parse_structure(&bytes).map_err(|e| anyhow!("parsing {label}: {e}"))?;
+        let entry = write_pair(&out_dir, &label, &LoadedModel { bytes, proto }, "synthetic")
+            .with_context(|| format!("synthetic model {label}"))?;
+        models.push(entry);
+    }
+    let real_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_MODEL);
+    let real = model_io::read_structure(&real_path).with_context(|| format!("reading {}", real_path.display()))?;
+    let real_name = real_path.file_stem().and_then(|s| s.to_str()).unwrap_or("real").to_string();
+    models.push(write_pair(&out_dir, &real_name, &real, "real").with_context(|| format!("real model {REAL_MODEL}"))?);
+
+    let opsets: BTreeSet<i64> = specs.iter().map(|s| s.opset).collect();
+    let missing: Vec<i64> = (9..=21).filter(|o| !opsets.contains(o)).collect();
+    if !missing.is_empty() {
+        bail!("the conformance matrix misses opsets {missing:?}");
+    }
+
+    let manifest = json!({ "version": 1, "symbolic_batch_as": SYMBOLIC_BATCH, "models": models });
+    let manifest_path = out_dir.join("manifest.json");
+    fs::write(&manifest_path, serde_json::to_string_pretty(&manifest)? + "\n")
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    println!("wrote {} model pairs and {}", models.len(), manifest_path.display());
+    Ok(())
+}
+
+/// Rewrites `model`, writes both files and returns its manifest entry.
+fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str) -> Result<Value> {
+    let rewritten = rewrite::rewrite(model, &RewriteOptions::default())?;
+    let orig_file = format!("{name}.orig.onnx");
+    let posefix_file = format!("{name}.posefix.onnx");
+    fs::write(out_dir.join(&orig_file), &model.bytes).with_context(|| format!("writing {orig_file}"))?;
+    fs::write(out_dir.join(&posefix_file), rewritten.to_bytes(model)?).with_context(|| format!("writing {posefix_file}"))?;
+    let (input_name, input_shapes) = image_input_shapes(&model.proto)?;
+    let p = &rewritten.provenance;
+    Ok(json!({
+        "name": name,
+        "kind": kind,
+        "orig": orig_file,
+        "posefix": posefix_file,
+        "opset": rewrite::default_opset(&model.proto),
+        "heatmaps": p.heatmaps,
+        "offsets": p.offsets,
+        "output": p.output,
+        "layout": p.layout.as_str(),
+        "stride": p.stride,
+        "scores": p.scores.as_str(),
+        "grid": [rewritten.heads.grid.0, rewritten.heads.grid.1],
+        "batch": rewritten.heads.batch.to_string(),
+        "input": input_name,
+        "input_layout": rewritten.image.as_ref().map(|i| i.layout.as_str()),
+        "input_shapes": input_shapes,
+    }))
+}
+
+/// The single graph input that is not an initializer, and the concrete shapes to run it at: the
+/// declared one, or for a symbolic batch the batch taken as 1 and as [`SYMBOLIC_BATCH`].
+fn image_input_shapes(model: &ModelProto) -> Result<(String, Vec<Vec<i64>>)> {
+    let graph = model.graph.as_ref().context("no graph")?;
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<_> = graph.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
+    let [input] = inputs.as_slice() else { bail!("expected one graph input, found {}", inputs.len()) };
+    let Some((_, Some(dims))) = proto::declared_tensor(input) else { bail!("input {} declares no shape", input.name) };
+    let shape = |symbol_as: i64| -> Result<Vec<i64>> {
+        dims.iter()
+            .enumerate()
+            .map(|(axis, d)| match d {
+                Dim::Fixed(v) => Ok(*v),
+                Dim::Symbol(_) if axis == 0 => Ok(symbol_as),
+                other => bail!("input {} has a free dim {other} on axis {axis}, not the batch", input.name),
+            })
+            .collect()
+    };
+    let mut shapes = vec![shape(1)?];
+    if matches!(dims.first(), Some(Dim::Symbol(_))) {
+        shapes.push(shape(SYMBOLIC_BATCH)?);
+    }
+    Ok((input.name.clone(), shapes))
+}
