@@ -1,0 +1,207 @@
+//! Inference in tract: the rewritten model against the original model plus the Rust reference
+//! decoder, the decoder alone, and the pruned model.
+
+use std::path::{Path, PathBuf};
+
+use onnx_posefix::contract::Provenance;
+use onnx_posefix::onnx_protobuf::Message;
+use onnx_posefix::reference;
+use onnx_posefix::rng::Rng;
+use onnx_posefix::synthetic::ResnetSpec;
+use onnx_posefix::tract_bridge::Runner;
+use onnx_posefix::tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
+use onnx_posefix::tract_onnx::prelude::*;
+
+use crate::measure::{interleaved, median, paired_ratio, process_cpu};
+use crate::models::{self, Workspace};
+use crate::report::{ms, percent, ratio};
+
+struct Case {
+    model: String,
+    original: PathBuf,
+    size: usize,
+}
+
+fn cases(ws: &Workspace, full: bool) -> Vec<Case> {
+    let base = models::load(&ws.real_model());
+    let mut cases = vec![];
+    for stride in [16, 8] {
+        for size in [257, 513, 1025] {
+            let name = format!("mobilenet075_s{stride}_{size}.onnx");
+            let original = ws.cached(&name, || models::real_variant(&base, size, stride));
+            cases.push(Case { model: format!("MobileNetV1 0.75 (real), stride {stride}"), original, size });
+        }
+    }
+    let sizes: &[usize] = if full { &[257, 513, 1025] } else { &[257, 513] };
+    for stride in [16, 32] {
+        for &size in sizes {
+            let spec = ResnetSpec { input_hw: (size, size), ..ResnetSpec::resnet50(stride) };
+            cases.push(Case {
+                model: format!("ResNet50-sized, stride {stride}"),
+                original: models::resnet(ws, &spec),
+                size,
+            });
+        }
+    }
+    cases
+}
+
+fn tensor(a: ArrayD<f32>) -> Tensor {
+    a.into_tensor()
+}
+
+/// An image-like input in [-1, 1], fixed by the seed.
+fn input(size: usize) -> Tensor {
+    let mut rng = Rng::new(0x1A6E);
+    tensor(ArrayD::from_shape_simple_fn(IxDyn(&[1, 3, size, size]), || rng.uniform(-1.0, 1.0)))
+}
+
+fn runner(bytes: &[u8], shapes: &[Vec<usize>], what: &Path) -> Runner {
+    Runner::new(bytes, shapes).unwrap_or_else(|e| panic!("{}: {e}", what.display()))
+}
+
+/// CPU seconds of one `run` of `runner`, the inputs cloned outside the clock.
+fn timed_run(runner: &Runner, inputs: &[Tensor]) -> (f64, Vec<Tensor>) {
+    let inputs = inputs.to_vec();
+    let start = process_cpu();
+    let out = runner.run(inputs).expect("the model runs");
+    (process_cpu() - start, out)
+}
+
+struct Row {
+    grid: usize,
+    original: f64,
+    reference: f64,
+    rewritten: f64,
+    decoder: f64,
+    pruned: f64,
+    /// Median over rounds of (rewritten - original) / rewritten.
+    share_by_difference: f64,
+    /// Median over rounds of pruned / original.
+    pruned_vs_original: f64,
+    rounds: usize,
+}
+
+fn measure(ws: &Workspace, case: &Case, budget: f64) -> Row {
+    let stem = case.original.file_stem().unwrap().to_string_lossy().to_string();
+    let rewritten_path = ws.path(&format!("{stem}.posefix.onnx"));
+    let pruned_path = ws.path(&format!("{stem}.pruned.onnx"));
+    ws.rewrite(&case.original, &rewritten_path, false);
+    ws.rewrite(&case.original, &pruned_path, true);
+    let rewritten_model = models::load(&rewritten_path);
+    let prov =
+        Provenance::from_metadata(rewritten_model.metadata_props.iter().map(|e| (e.key.as_str(), e.value.as_str())))
+            .expect("provenance");
+    let decoder_model = models::decoder_only(&rewritten_model);
+    let shape = [vec![1, 3, case.size, case.size]];
+    let read = |p: &Path| std::fs::read(p).expect("read model");
+    let original = runner(&read(&case.original), &shape, &case.original);
+    let rewritten = runner(&read(&rewritten_path), &shape, &rewritten_path);
+    let pruned = runner(&read(&pruned_path), &shape, &pruned_path);
+    let heads_shapes =
+        [models::fixed_shape(&decoder_model, &prov.heatmaps), models::fixed_shape(&decoder_model, &prov.offsets)];
+    let decoder = runner(&decoder_model.write_to_bytes().unwrap(), &heads_shapes, Path::new("decoder alone"));
+
+    let x = [input(case.size)];
+    let (hm_ix, off_ix) = (
+        original.output_index(&prov.heatmaps).expect("heatmaps"),
+        original.output_index(&prov.offsets).expect("offsets"),
+    );
+    let (_, heads) = timed_run(&original, &x);
+    let heads = [heads[hm_ix].clone(), heads[off_ix].clone()];
+    let decode = |heads: &[Tensor]| {
+        let (hm, off) =
+            (heads[0].to_plain_array_view::<f32>().unwrap(), heads[1].to_plain_array_view::<f32>().unwrap());
+        reference::decode(hm, off, prov.layout, prov.stride, prov.scores).expect("reference decodes")
+    };
+
+    // What is timed is what it claims to be: the rewritten model, the pruned one and the decoder
+    // alone all give the reference's keypoints.
+    let want = reference::to_array(&decode(&heads)).into_dyn();
+    let kp_ix = rewritten.output_index(&prov.output).expect("keypoints");
+    for (label, got) in [
+        ("rewritten", timed_run(&rewritten, &x).1.swap_remove(kp_ix)),
+        ("pruned", timed_run(&pruned, &x).1.swap_remove(0)),
+        ("decoder alone", timed_run(&decoder, &heads).1.swap_remove(0)),
+    ] {
+        let got = got.into_plain_array::<f32>().unwrap();
+        let worst = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-3, "{}: {label} keypoints differ from the reference by {worst}", case.original.display());
+    }
+
+    let (t, _) = timed_run(&rewritten, &x);
+    let rounds = ((budget / 4.0 / t) as usize).clamp(5, 60);
+    let mut run_original = || timed_run(&original, &x).0;
+    let mut run_reference = || {
+        let start = process_cpu();
+        std::hint::black_box(decode(&heads));
+        process_cpu() - start
+    };
+    let mut run_rewritten = || timed_run(&rewritten, &x).0;
+    let mut run_pruned = || timed_run(&pruned, &x).0;
+    let mut run_decoder = || timed_run(&decoder, &heads).0;
+    let runs = interleaved(
+        rounds,
+        &mut [&mut run_original, &mut run_reference, &mut run_rewritten, &mut run_pruned, &mut run_decoder],
+    );
+    let share_by_difference = 1.0 - paired_ratio(&runs[0], &runs[2]);
+    let pruned_vs_original = paired_ratio(&runs[3], &runs[0]);
+    let m: Vec<f64> = runs.into_iter().map(median).collect();
+    Row {
+        grid: heads[0].shape()[2],
+        original: m[0],
+        reference: m[1],
+        rewritten: m[2],
+        pruned: m[3],
+        decoder: m[4],
+        share_by_difference,
+        pruned_vs_original,
+        rounds,
+    }
+}
+
+/// The inference table. `budget` is roughly the seconds spent timing each case.
+pub fn section(ws: &Workspace, budget: f64, full: bool) -> String {
+    let mut md = String::from(
+        "| model | input | heatmap | original | original + Rust decoder | rewritten | rewritten / (original + Rust) \
+         | decoder alone | decoder share | share by difference | pruned | pruned / original |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut rounds = vec![];
+    for case in cases(ws, full) {
+        eprintln!("inference: {} at {}", case.model, case.size);
+        let r = measure(ws, &case, budget);
+        rounds.push(r.rounds);
+        let with_ref = r.original + r.reference;
+        md += &format!(
+            "| {} | {s}x{s} | {g}x{g} | {} ms | {} ms | {} ms | {} | {} ms | {} | {} | {} ms | {} |\n",
+            case.model,
+            ms(r.original),
+            ms(with_ref),
+            ms(r.rewritten),
+            ratio(r.rewritten / with_ref),
+            ms(r.decoder),
+            percent(r.decoder / r.rewritten),
+            percent(r.share_by_difference),
+            ms(r.pruned),
+            ratio(r.pruned_vs_original),
+            s = case.size,
+            g = r.grid,
+        );
+    }
+    md += &format!(
+        "\nCPU time of this process per run (so that other processes holding the cores do not count), medians of \
+         {} to {} interleaved rounds per row; tract's optimized plan built once per model, the input a fixed random \
+         image. *Decoder alone*: the appended nodes cut out with the heads as inputs \
+         (the same tract plan steps, without the backbone); *decoder share* = decoder alone / rewritten. \
+         *Share by difference* = (rewritten - original) / rewritten, the same quantity measured on whole models: the \
+         median over rounds of the runs side by side, so it carries their noise (it can come out negative); \
+         *pruned / original* likewise. *Pruned*: `--prune`, which \
+         keeps only `keypoints` and drops the displacement heads; it includes the decoder. Every variant was checked \
+         to give the reference's keypoints before timing. The real model at stride 8: its last stride-2 conv set to \
+         stride 1, as tfjs PoseNet does for output stride 8.\n",
+        rounds.iter().min().unwrap(),
+        rounds.iter().max().unwrap()
+    );
+    md
+}
