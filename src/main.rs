@@ -357,6 +357,9 @@ fn run(cli: Cli) -> Result<Outcome, String> {
     let rewritten =
         rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.force).map_err(|e| e.to_string())?;
     say(&describe(&output, &rewritten));
+    for note in &rewritten.notes {
+        say(&format!("note: {note}"));
+    }
     if !cli.verify {
         return Ok(Outcome::Equal);
     }

@@ -1,5 +1,6 @@
 //! Reading models from disk and writing them back whole or not at all.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +15,7 @@ use crate::wire::{self, Piece};
 const PROTOBUF_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Initializer records larger than this are left out of a structure-only parse.
-const STRUCTURE_MAX_INITIALIZER_BYTES: usize = 4096;
+const STRUCTURE_MAX_INITIALIZER_BYTES: u64 = 4096;
 
 /// A model as read from disk: its parsed messages and the exact bytes they came from (tract reads
 /// the bytes, so they are never re-serialized just to be inspected).
@@ -28,11 +29,83 @@ pub struct LoadedModel {
     pub proto: ModelProto,
 }
 
-impl LoadedModel {
+/// A model the rewrite can read: its parsed messages, and its bytes by position.
+pub trait ModelSource {
+    /// The parsed model; structure-only when weights were left out (see [`LoadedModel`]).
+    fn proto(&self) -> &ModelProto;
+    /// The model's bytes as they are on disk.
+    fn source(&self) -> &dyn wire::Source;
+    /// All the model's bytes in memory (read from the file if they are not).
+    fn bytes(&self) -> Result<Cow<'_, [u8]>>;
+
     /// Whether some initializer's data was left out of `proto`.
-    pub fn weights_stripped(&self) -> bool {
-        self.proto.graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| !has_data(t)))
+    fn weights_stripped(&self) -> bool {
+        self.proto().graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| !has_data(t)))
     }
+}
+
+impl ModelSource for LoadedModel {
+    fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
+    fn source(&self) -> &dyn wire::Source {
+        &self.bytes
+    }
+
+    fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.bytes))
+    }
+}
+
+/// A model file opened for rewriting: its structure parsed, its weights left in the file and
+/// never read (the output copies them file to file).
+#[derive(Debug)]
+pub struct ModelFile {
+    path: std::path::PathBuf,
+    source: wire::FileSource,
+    pub proto: ModelProto,
+}
+
+impl ModelSource for ModelFile {
+    fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
+    fn source(&self) -> &dyn wire::Source {
+        &self.source
+    }
+
+    fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        let read = |e| Error::io("cannot read", &self.path, e);
+        Ok(Cow::Owned(wire::Source::read_range(&self.source, 0..self.source.len).map_err(read)?))
+    }
+}
+
+/// Opens a model for rewriting: parses everything but the data of large initializers, reading
+/// only those parts of the file.
+pub fn open_structure(path: &Path) -> Result<ModelFile> {
+    let meta = check_size(path)?;
+    let file = fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let source = wire::FileSource { file, len: meta.len() };
+    let invalid = |reason: String| Error::InvalidModel { path: path.into(), reason };
+    let proto = structure_of(&source).map_err(|e| match e {
+        wire::WireError::Io(e) => Error::io("cannot read", path, e),
+        e => invalid(format!("protobuf decoding failed ({e}); is the file truncated?")),
+    })?;
+    let proto = proto.map_err(invalid)?;
+    check_external_data(&proto, path)?;
+    Ok(ModelFile { path: path.to_path_buf(), source, proto })
+}
+
+/// The structure of a model: its bytes without large initializer data, parsed and checked.
+/// The outer error is the wire's, the inner the model's.
+fn structure_of(src: &dyn wire::Source) -> std::result::Result<std::result::Result<ModelProto, String>, wire::WireError> {
+    if src.len() == 0 {
+        return Ok(Err("the file is empty".into()));
+    }
+    let structure = wire::strip_weights(src, STRUCTURE_MAX_INITIALIZER_BYTES)?;
+    Ok(parse_model(&structure))
 }
 
 /// Whether a tensor carries its values (or is empty, or lives in external data).
@@ -61,17 +134,21 @@ pub fn read_structure(path: &Path) -> Result<LoadedModel> {
 
 /// Parses everything but the data of large initializers, with the checks of [`parse_model`].
 pub fn parse_structure(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
-    if bytes.is_empty() {
-        return Err("the file is empty".into());
-    }
-    let structure = wire::strip_weights(bytes, STRUCTURE_MAX_INITIALIZER_BYTES)
-        .map_err(|e| format!("protobuf decoding failed ({e}); is the file truncated?"))?;
-    parse_model(&structure)
+    structure_of(&bytes).unwrap_or_else(|e| Err(format!("protobuf decoding failed ({e}); is the file truncated?")))
 }
 
 /// Random bytes often decode as *some* protobuf message, so beyond decoding this insists on a
 /// graph with nodes and outputs.
 fn read(path: &Path, parse: fn(&[u8]) -> std::result::Result<ModelProto, String>) -> Result<LoadedModel> {
+    check_size(path)?;
+    let bytes = fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let proto = parse(&bytes).map_err(|reason| Error::InvalidModel { path: path.into(), reason })?;
+    check_external_data(&proto, path)?;
+    Ok(LoadedModel { bytes, proto })
+}
+
+/// A readable file under protobuf's 2 GiB limit.
+fn check_size(path: &Path) -> Result<fs::Metadata> {
     let meta = fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
     if meta.is_dir() {
         return Err(Error::InvalidModel { path: path.into(), reason: "it is a directory".into() });
@@ -83,15 +160,17 @@ fn read(path: &Path, parse: fn(&[u8]) -> std::result::Result<ModelProto, String>
             meta.len()
         )));
     }
-    let bytes = fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let proto = parse(&bytes).map_err(|reason| Error::InvalidModel { path: path.into(), reason })?;
-    if uses_external_data(&proto) {
+    Ok(meta)
+}
+
+fn check_external_data(proto: &ModelProto, path: &Path) -> Result<()> {
+    if uses_external_data(proto) {
         return Err(Error::Unsupported(format!(
             "{} keeps tensor data in external files: models with external data are not supported yet",
             path.display()
         )));
     }
-    Ok(LoadedModel { bytes, proto })
+    Ok(())
 }
 
 /// Decodes and checks the bytes of a model; the error is the reason, without the path.
@@ -203,13 +282,13 @@ fn same_graph_scalars(a: &GraphProto, b: &GraphProto) -> bool {
         && a.special_fields == b.special_fields
 }
 
-/// Encodes `edited`, a copy of `original.proto` whose graph lists and metadata were edited by
-/// removing entries, changing value-infos in place and appending, by splicing over
-/// `original.bytes`: unchanged records (the weights above all) are borrowed verbatim.
-pub fn encode_edited<'a>(original: &'a LoadedModel, edited: &ModelProto) -> Result<Vec<Piece<'a>>> {
+/// Encodes `edited`, a copy of `original`'s proto whose graph lists and metadata were edited by
+/// removing entries, changing value-infos in place and appending, by splicing over the original
+/// bytes: unchanged records (the weights above all) are carried over verbatim, as byte ranges.
+pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<Vec<Piece>> {
     let internal = |what: &str| Error::Unsupported(format!("internal error while encoding the output: {what}"));
     let wire_error = |e: wire::WireError| Error::Unsupported(format!("cannot re-encode the model: {e}"));
-    let before = &original.proto;
+    let before = original.proto();
     if !same_outside_graph_and_metadata(before, edited) {
         return Err(internal("fields outside the graph changed"));
     }
@@ -239,17 +318,18 @@ pub fn encode_edited<'a>(original: &'a LoadedModel, edited: &ModelProto) -> Resu
         wire::MODEL_METADATA,
         wire::plan_list(wire::MODEL_METADATA, &before.metadata_props, &edited.metadata_props, |a, b| a.key == b.key),
     )];
-    let bytes = &original.bytes;
-    let graph = wire::graph_record(bytes).map_err(wire_error)?.ok_or_else(|| internal("no graph record"))?;
-    let graph_body = wire::splice_message(&bytes[graph.payload.clone()], &mut graph_plans, |_| None).map_err(wire_error)?;
+    let src = original.source();
+    let graph = wire::graph_record(src).map_err(wire_error)?.ok_or_else(|| internal("no graph record"))?;
+    let graph_records = wire::records(src, graph.payload.clone()).map_err(wire_error)?;
+    let graph_body = wire::splice_message(&graph_records, &mut graph_plans, |_| None);
     let mut graph_pieces = Some(wire::wrap(wire::MODEL_GRAPH, graph_body));
-    wire::splice_message(bytes, &mut model_plans, |r| {
+    let model_records = wire::records(src, 0..src.len()).map_err(wire_error)?;
+    Ok(wire::splice_message(&model_records, &mut model_plans, |r| {
         (r.field == wire::MODEL_GRAPH).then(|| graph_pieces.take().unwrap_or_default())
-    })
-    .map_err(wire_error)
+    }))
 }
 
-/// Writes pieces to `path` atomically, like [`write_atomically`].
-pub fn write_pieces_atomically(path: &Path, pieces: &[Piece]) -> Result<()> {
-    write_with(path, |file| pieces.iter().try_for_each(|p| file.write_all(p.bytes())))
+/// Writes the pieces of an edited model to `path` atomically, like [`write_atomically`].
+pub fn write_pieces_atomically(path: &Path, original: &dyn ModelSource, pieces: &[Piece]) -> Result<()> {
+    write_with(path, |file| wire::write_pieces(original.source(), pieces, file))
 }

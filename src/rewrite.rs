@@ -14,9 +14,10 @@ use crate::decoder::{self, DecoderSpec};
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
-use crate::model_io::{self, LoadedModel};
+use crate::model_io::{self, ModelSource};
 use crate::proto::{self, Dim};
 use crate::tract_bridge::{self, ModelFacts};
+use crate::wire;
 use crate::profiles::{self, Profile};
 use crate::prune;
 
@@ -82,6 +83,8 @@ pub struct Rewritten {
     pub scores_detected: bool,
     pub nodes_added: usize,
     pub nodes_pruned: usize,
+    /// Things worth telling the user that are not errors.
+    pub notes: Vec<String>,
 }
 
 /// The default-domain opset of a model.
@@ -96,9 +99,10 @@ pub fn default_opset(model: &ModelProto) -> Option<i64> {
 impl Rewritten {
     /// The rewritten model's bytes, the weights carried over from `original` (the model this was
     /// rewritten from) without being decoded.
-    pub fn to_bytes(&self, original: &LoadedModel) -> Result<Vec<u8>> {
+    pub fn to_bytes(&self, original: &dyn ModelSource) -> Result<Vec<u8>> {
         let pieces = model_io::encode_edited(original, &self.model)?;
-        Ok(pieces.iter().flat_map(|p| p.bytes()).copied().collect())
+        wire::collect_pieces(original.source(), &pieces)
+            .map_err(|e| Error::Unsupported(format!("cannot read the original model again: {e}")))
     }
 }
 
@@ -189,46 +193,85 @@ pub(crate) fn resolve_pins(graph: &GraphProto, shapes: &[InputShape]) -> Result<
 }
 
 /// A weightless copy of a structure-only model for tract's shape inference: initializers without
-/// data become graph inputs of the same type and shape.
+/// data become graph inputs of the same type and shape. They are renamed, because tract names
+/// some nodes it creates after the ONNX node plus a suffix (a Conv's bias cast is `conv.bias`),
+/// which a graph input of that name would collide with; the new names have no dot.
 fn shape_skeleton(structure: &ModelProto) -> Vec<u8> {
     let mut skeleton = structure.clone();
     let graph = skeleton.graph.as_mut().expect("checked when read");
-    let declared: HashSet<String> = graph.input.iter().map(|i| i.name.clone()).collect();
-    let (stripped, kept) = std::mem::take(&mut graph.initializer).into_iter().partition(|t| !model_io::has_data(t));
+    let mut taken = taken_names(graph);
+    let (stripped, kept): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut graph.initializer).into_iter().partition(|t| !model_io::has_data(t));
     graph.initializer = kept;
-    for t in stripped.iter().filter(|t| !declared.contains(&t.name)) {
+    let mut renamed = std::collections::HashMap::new();
+    for (i, t) in stripped.iter().enumerate() {
+        let mut name = format!("posefix_weight_{i}");
+        while taken.contains(&name) {
+            name.push('_');
+        }
+        taken.insert(name.clone());
+        renamed.insert(t.name.clone(), name.clone());
         let dims: Vec<Dim> = t.dims.iter().map(|d| Dim::Fixed(*d)).collect();
         let dt = DataType::from_i32(t.data_type).unwrap_or(DataType::FLOAT);
-        graph.input.push(proto::value_info(&t.name, dt, &dims));
+        graph.input.retain(|i| i.name != t.name);
+        graph.input.push(proto::value_info(&name, dt, &dims));
     }
+    rename_reads(&mut graph.node, &renamed);
     skeleton.write_to_bytes().unwrap_or_default()
+}
+
+/// Renames the tensors nodes read, in subgraphs too.
+fn rename_reads(nodes: &mut [onnx_protobuf::NodeProto], renamed: &std::collections::HashMap<String, String>) {
+    for node in nodes {
+        for input in node.input.iter_mut() {
+            if let Some(new) = renamed.get(input.as_str()) {
+                *input = new.clone();
+            }
+        }
+        for attr in node.attribute.iter_mut() {
+            if let Some(g) = attr.g.as_mut() {
+                rename_reads(&mut g.node, renamed);
+            }
+            for g in attr.graphs.iter_mut() {
+                rename_reads(&mut g.node, renamed);
+            }
+        }
+    }
 }
 
 /// tract's facts on the model's real inputs (initializers excluded) and outputs. A model read
 /// without its weights is inferred from its skeleton; only when that fails, or leaves dims
 /// beyond the batch unknown (an op needed the values of a weight), does tract get the whole model.
-fn shape_facts(model: &LoadedModel, pins: &[(String, Vec<usize>)]) -> Result<ModelFacts> {
+fn shape_facts(model: &dyn ModelSource, pins: &[(String, Vec<usize>)]) -> Result<(ModelFacts, Vec<String>)> {
     let settled = |facts: &ModelFacts| {
         facts.outputs.iter().all(|o| o.shape.as_ref().is_some_and(|d| d.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_)))))
     };
     let skeleton = model
         .weights_stripped()
-        .then(|| tract_bridge::infer_facts(&shape_skeleton(&model.proto), pins).ok())
+        .then(|| tract_bridge::infer_facts(&shape_skeleton(model.proto()), pins).ok())
         .flatten()
         .filter(settled);
+    let mut notes = Vec::new();
     let mut facts = match skeleton {
         Some(facts) => facts,
-        None => tract_bridge::infer_facts(&model.bytes, pins)?,
+        None => {
+            if model.weights_stripped() {
+                notes.push("shape inference needed the weights' values, so tract read the whole model".to_string());
+            }
+            tract_bridge::infer_facts(&model.bytes()?, pins)?
+        }
     };
-    let graph = graph_of(&model.proto);
+    let graph = graph_of(model.proto());
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    facts.inputs.retain(|i| !initializers.contains(i.name.as_str()));
-    Ok(facts)
+    let real_inputs: HashSet<&str> =
+        graph.input.iter().map(|i| i.name.as_str()).filter(|n| !initializers.contains(n)).collect();
+    facts.inputs.retain(|i| real_inputs.contains(i.name.as_str()));
+    Ok((facts, notes))
 }
 
 /// Rewrites a loaded model. Nothing is written.
-pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritten> {
-    let proto = &model.proto;
+pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewritten> {
+    let proto = model.proto();
     let opset = default_opset(proto)
         .ok_or_else(|| Error::Unsupported("the model imports no default-domain (ai.onnx) opset".into()))?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
@@ -241,7 +284,7 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
     let target = Profile::by_name(&options.target)?;
     let graph = graph_of(proto);
     let pins = resolve_pins(graph, &options.input_shapes)?;
-    let facts = shape_facts(model, &pins)?;
+    let (facts, notes) = shape_facts(model, &pins)?;
     let heads = heads::detect(&facts.outputs, &options.heads)?;
     let image = heads::image_input(&facts.inputs);
     let stride = match (options.stride, &image) {
@@ -312,7 +355,16 @@ pub fn rewrite(model: &LoadedModel, options: &RewriteOptions) -> Result<Rewritte
         .extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
     profiles::check_decoder(&out, &facts.outputs, &target)?;
 
-    Ok(Rewritten { model: out, provenance, heads, image, scores_detected: options.scores.is_none(), nodes_added, nodes_pruned })
+    Ok(Rewritten {
+        model: out,
+        provenance,
+        heads,
+        image,
+        scores_detected: options.scores.is_none(),
+        nodes_added,
+        nodes_pruned,
+        notes,
+    })
 }
 
 /// Writes the inferred shapes of the inputs and outputs into their declarations, so that a model
@@ -334,10 +386,10 @@ pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, force
             output.display()
         )));
     }
-    let model = model_io::read_structure(input)?;
+    let model = model_io::open_structure(input)?;
     let rewritten = rewrite(&model, options)?;
     let pieces = model_io::encode_edited(&model, &rewritten.model)?;
-    model_io::write_pieces_atomically(output, &pieces)?;
+    model_io::write_pieces_atomically(output, &model, &pieces)?;
     Ok(rewritten)
 }
 

@@ -6,6 +6,7 @@
 //! not change is copied from the input bytes verbatim, changed or new records are encoded, and
 //! the result is one ordinary ModelProto with its fields in their original order.
 
+use std::io::Write;
 use std::ops::Range;
 
 use protobuf::Message;
@@ -27,66 +28,174 @@ const TENSOR_DATA: [u32; 7] = [4, 5, 6, 7, 9, 10, 11];
 
 const LEN: u64 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed protobuf at byte {offset}: {what}")]
-pub struct WireError {
-    pub offset: usize,
-    pub what: &'static str,
+/// Bytes read by position: a buffer in memory, or a model file read on demand so that its
+/// weights never need to be in memory.
+pub trait Source {
+    fn len(&self) -> u64;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// Copies `range` to `out`. Files override this with a kernel-side copy.
+    fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.read_at(range.start, &mut buf)?;
+        out.write_all(&buf)
+    }
+
+    fn read_range(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.read_at(range.start, &mut buf)?;
+        Ok(buf)
+    }
 }
 
-/// One field record: its number, and byte ranges of the whole record and of its payload (the
-/// contents of a length-delimited field, or the value bytes otherwise).
+impl Source for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = offset as usize;
+        let bytes = self.get(start..start + buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
+        out.write_all(&self[range.start as usize..range.end as usize])
+    }
+}
+
+/// Sized handles on bytes in memory, so that they can be a `&dyn Source`.
+macro_rules! source_by_slice {
+    ($($t:ty),*) => {$(
+        impl Source for $t {
+            fn len(&self) -> u64 {
+                Source::len(&self[..])
+            }
+
+            fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+                self[..].read_at(offset, buf)
+            }
+
+            fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
+                self[..].copy_to(range, out)
+            }
+        }
+    )*};
+}
+source_by_slice!(Vec<u8>, &[u8]);
+
+/// A file and its length at opening.
+#[derive(Debug)]
+pub struct FileSource {
+    pub file: std::fs::File,
+    pub len: u64,
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    #[cfg(unix)]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+
+    #[cfg(not(unix))]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+
+    /// `std::io::copy` between files uses copy_file_range on Linux: the weights go from the
+    /// input file to the output file without passing through this process's memory.
+    fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(range.start))?;
+        let want = range.end - range.start;
+        let copied = std::io::copy(&mut f.take(want), out)?;
+        if copied != want {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed protobuf at byte {offset}: {what}")]
+    Malformed { offset: u64, what: &'static str },
+    #[error("cannot read the model: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn malformed(offset: u64, what: &'static str) -> WireError {
+    WireError::Malformed { offset, what }
+}
+
+/// One field record: its number, and absolute byte ranges of the whole record and of its payload
+/// (the contents of a length-delimited field, or the value bytes otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub field: u32,
     pub wire_type: u8,
-    pub record: Range<usize>,
-    pub payload: Range<usize>,
+    pub record: Range<u64>,
+    pub payload: Range<u64>,
 }
 
-fn varint(buf: &[u8], mut at: usize) -> Result<(u64, usize), WireError> {
-    let start = at;
+/// Decodes a varint from the start of `buf`: (value, bytes used).
+fn varint(buf: &[u8], offset: u64) -> Result<(u64, usize), WireError> {
     let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(at).ok_or(WireError { offset: start, what: "truncated varint" })?;
-        at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
+    for (i, byte) in buf.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            return Ok((value, at));
+            return Ok((value, i + 1));
         }
     }
-    Err(WireError { offset: start, what: "varint longer than 10 bytes" })
+    Err(malformed(offset, if buf.len() < 10 { "truncated varint" } else { "varint longer than 10 bytes" }))
 }
 
-/// The records of one message, in stream order.
-pub fn records(buf: &[u8]) -> Result<Vec<Record>, WireError> {
+/// The records of the message held in `range` of `src`, in stream order. Only record headers
+/// are read: a record's payload is skipped over, however large.
+pub fn records(src: &(impl Source + ?Sized), range: Range<u64>) -> Result<Vec<Record>, WireError> {
+    if range.end > src.len() || range.start > range.end {
+        return Err(malformed(range.start, "message runs past the end"));
+    }
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < buf.len() {
+    let mut at = range.start;
+    let mut head = [0u8; 20];
+    while at < range.end {
         let start = at;
-        let (key, next) = varint(buf, at)?;
-        at = next;
-        let field = u32::try_from(key >> 3).map_err(|_| WireError { offset: start, what: "field number too large" })?;
+        let n = (range.end - at).min(head.len() as u64) as usize;
+        src.read_at(at, &mut head[..n])?;
+        let head = &head[..n];
+        let (key, used) = varint(head, start)?;
+        let field = u32::try_from(key >> 3).map_err(|_| malformed(start, "field number too large"))?;
         let wire_type = (key & 7) as u8;
         if field == 0 {
-            return Err(WireError { offset: start, what: "field number 0" });
+            return Err(malformed(start, "field number 0"));
         }
+        let body = at + used as u64;
         let payload = match wire_type {
             0 => {
-                let (_, end) = varint(buf, at)?;
-                at..end
+                let (_, len) = varint(&head[used..], body)?;
+                body..body + len as u64
             }
-            1 => at..at + 8,
-            5 => at..at + 4,
+            1 => body..body + 8,
+            5 => body..body + 4,
             2 => {
-                let (len, body) = varint(buf, at)?;
-                let len = usize::try_from(len).map_err(|_| WireError { offset: at, what: "length too large" })?;
-                body..body.checked_add(len).ok_or(WireError { offset: at, what: "length too large" })?
+                let (len, len_bytes) = varint(&head[used..], body)?;
+                let content = body + len_bytes as u64;
+                content..content.checked_add(len).ok_or(malformed(body, "length too large"))?
             }
-            _ => return Err(WireError { offset: start, what: "unsupported wire type (groups)" }),
+            _ => return Err(malformed(start, "unsupported wire type (groups)")),
         };
-        if payload.end > buf.len() {
-            return Err(WireError { offset: start, what: "field runs past the end" });
+        if payload.end > range.end {
+            return Err(malformed(start, "field runs past the end"));
         }
         at = payload.end;
         out.push(Record { field, wire_type, record: start..at, payload });
@@ -103,59 +212,63 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// The tag and length of a length-delimited record.
-fn len_header(field: u32, len: usize) -> Vec<u8> {
+fn len_header(field: u32, len: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(8);
     put_varint(&mut h, (u64::from(field) << 3) | LEN);
-    put_varint(&mut h, len as u64);
+    put_varint(&mut h, len);
     h
 }
 
 /// A length-delimited record holding an encoded message.
 pub fn message_record<M: Message>(field: u32, message: &M) -> Vec<u8> {
     let body = message.write_to_bytes().expect("in-memory messages always encode");
-    let mut r = len_header(field, body.len());
+    let mut r = len_header(field, body.len() as u64);
     r.extend_from_slice(&body);
     r
 }
 
 /// The single graph record of a model. A graph split over several records (legal, as protobuf
 /// merges them, but never written by ONNX tools) is refused rather than handled half-way.
-pub fn graph_record(model: &[u8]) -> Result<Option<Record>, WireError> {
-    let mut graphs = records(model)?.into_iter().filter(|r| r.field == MODEL_GRAPH && r.wire_type == LEN as u8);
+pub fn graph_record(src: &(impl Source + ?Sized)) -> Result<Option<Record>, WireError> {
+    let mut graphs =
+        records(src, 0..src.len())?.into_iter().filter(|r| r.field == MODEL_GRAPH && r.wire_type == LEN as u8);
     let first = graphs.next();
     if let Some(second) = graphs.next() {
-        return Err(WireError { offset: second.record.start, what: "the graph is split over several records" });
+        return Err(malformed(second.record.start, "the graph is split over several records"));
     }
     Ok(first)
 }
 
-/// A copy of the model bytes in which every graph initializer whose record exceeds `min_bytes`
-/// keeps its name, type and dims but no data.
-pub fn strip_weights(model: &[u8], min_bytes: usize) -> Result<Vec<u8>, WireError> {
-    let Some(graph) = graph_record(model)? else { return Ok(model.to_vec()) };
-    let body = &model[graph.payload.clone()];
-    let mut new_body = Vec::new();
-    for r in records(body)? {
-        let is_big_initializer = r.field == GRAPH_INITIALIZER && r.payload.len() > min_bytes;
-        if !is_big_initializer {
-            new_body.extend_from_slice(&body[r.record]);
+/// The model's bytes with every graph initializer whose record exceeds `min_bytes` kept without
+/// its data (name, type and dims stay). The data is never read.
+pub fn strip_weights(src: &(impl Source + ?Sized), min_bytes: u64) -> Result<Vec<u8>, WireError> {
+    graph_record(src)?;
+    let model = records(src, 0..src.len())?;
+    let mut out = Vec::new();
+    for r in model {
+        if r.field != MODEL_GRAPH || r.wire_type != LEN as u8 {
+            out.extend(src.read_range(r.record)?);
             continue;
         }
-        let tensor = &body[r.payload.clone()];
-        let mut kept = Vec::new();
-        for f in records(tensor).map_err(|e| WireError { offset: e.offset + r.payload.start, ..e })? {
-            if !TENSOR_DATA.contains(&f.field) {
-                kept.extend_from_slice(&tensor[f.record]);
+        let mut body = Vec::new();
+        for g in records(src, r.payload.clone())? {
+            let big = g.field == GRAPH_INITIALIZER && g.payload.end - g.payload.start > min_bytes;
+            if !big {
+                body.extend(src.read_range(g.record)?);
+                continue;
             }
+            let mut kept = Vec::new();
+            for f in records(src, g.payload.clone())? {
+                if !TENSOR_DATA.contains(&f.field) {
+                    kept.extend(src.read_range(f.record)?);
+                }
+            }
+            body.extend(len_header(GRAPH_INITIALIZER, kept.len() as u64));
+            body.extend(kept);
         }
-        new_body.extend(len_header(GRAPH_INITIALIZER, kept.len()));
-        new_body.extend(kept);
+        out.extend(len_header(MODEL_GRAPH, body.len() as u64));
+        out.extend(body);
     }
-    let mut out = Vec::with_capacity(model.len() - body.len() + new_body.len());
-    out.extend_from_slice(&model[..graph.record.start]);
-    out.extend(len_header(MODEL_GRAPH, new_body.len()));
-    out.extend(new_body);
-    out.extend_from_slice(&model[graph.record.end..]);
     Ok(out)
 }
 
@@ -201,31 +314,35 @@ pub fn plan_list<M: Message + PartialEq>(
     ListPlan { existing, appended }
 }
 
-/// Output pieces: borrowed slices of the input and small owned encodings.
-#[derive(Debug)]
-pub enum Piece<'a> {
-    Borrowed(&'a [u8]),
+/// Output pieces: ranges of the original bytes, and small encodings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Original(Range<u64>),
     Owned(Vec<u8>),
 }
 
-impl Piece<'_> {
-    pub fn bytes(&self) -> &[u8] {
+impl Piece {
+    pub fn len(&self) -> u64 {
         match self {
-            Piece::Borrowed(b) => b,
-            Piece::Owned(v) => v,
+            Piece::Original(r) => r.end - r.start,
+            Piece::Owned(v) => v.len() as u64,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// Applies plans to one message's records. New records of a field go right after its last
+/// Applies plans to the records of one message. New records of a field go right after its last
 /// existing record, or, when it had none, before the first record of a higher field number,
-/// which keeps canonically ordered input canonical.
-pub fn splice_message<'a>(
-    buf: &'a [u8],
+/// which keeps canonically ordered input canonical. `replace_record` may substitute pieces for a
+/// record the plans do not cover.
+pub fn splice_message(
+    recs: &[Record],
     plans: &mut [(u32, ListPlan)],
-    mut replace_record: impl FnMut(&Record) -> Option<Vec<Piece<'a>>>,
-) -> Result<Vec<Piece<'a>>, WireError> {
-    let recs = records(buf)?;
+    mut replace_record: impl FnMut(&Record) -> Option<Vec<Piece>>,
+) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut seen = vec![0usize; plans.len()];
     let last_of = |field: u32| recs.iter().rposition(|r| r.field == field);
@@ -248,7 +365,7 @@ pub fn splice_message<'a>(
                 let fate = plans[p].1.existing.get(seen[p]).cloned().unwrap_or(Fate::Keep);
                 seen[p] += 1;
                 match fate {
-                    Fate::Keep => out.push(Piece::Borrowed(&buf[r.record.clone()])),
+                    Fate::Keep => out.push(Piece::Original(r.record.clone())),
                     Fate::Drop => {}
                     Fate::Replace(bytes) => out.push(Piece::Owned(bytes)),
                 }
@@ -258,7 +375,7 @@ pub fn splice_message<'a>(
             }
             None => match replace_record(r) {
                 Some(pieces) => out.extend(pieces),
-                None => out.push(Piece::Borrowed(&buf[r.record.clone()])),
+                None => out.push(Piece::Original(r.record.clone())),
             },
         }
     }
@@ -267,15 +384,38 @@ pub fn splice_message<'a>(
             out.extend(plans[p].1.appended.drain(..).map(Piece::Owned));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Wraps pieces forming a message body into a length-delimited record of `field`.
-pub fn wrap<'a>(field: u32, body: Vec<Piece<'a>>) -> Vec<Piece<'a>> {
-    let len: usize = body.iter().map(|p| p.bytes().len()).sum();
+pub fn wrap(field: u32, body: Vec<Piece>) -> Vec<Piece> {
+    let len: u64 = body.iter().map(Piece::len).sum();
     let mut out = vec![Piece::Owned(len_header(field, len))];
     out.extend(body);
     out
+}
+
+/// Writes pieces to `out`, original ranges copied from `src`.
+pub fn write_pieces(src: &(impl Source + ?Sized), pieces: &[Piece], out: &mut std::fs::File) -> std::io::Result<()> {
+    for p in pieces {
+        match p {
+            Piece::Original(r) => src.copy_to(r.clone(), out)?,
+            Piece::Owned(v) => out.write_all(v)?,
+        }
+    }
+    Ok(())
+}
+
+/// The pieces as one buffer.
+pub fn collect_pieces(src: &(impl Source + ?Sized), pieces: &[Piece]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(pieces.iter().map(Piece::len).sum::<u64>() as usize);
+    for p in pieces {
+        match p {
+            Piece::Original(r) => out.extend(src.read_range(r.clone())?),
+            Piece::Owned(v) => out.extend_from_slice(v),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -299,7 +439,7 @@ mod tests {
     #[test]
     fn stripping_drops_only_large_tensor_data() {
         let bytes = model().write_to_bytes().unwrap();
-        let stripped = ModelProto::parse_from_bytes(&strip_weights(&bytes, 64).unwrap()).unwrap();
+        let stripped = ModelProto::parse_from_bytes(&strip_weights(bytes.as_slice(), 64).unwrap()).unwrap();
         let g = stripped.graph.as_ref().unwrap();
         assert!(g.initializer[0].raw_data.is_empty());
         assert_eq!(g.initializer[0].dims, [1000]);
@@ -312,7 +452,7 @@ mod tests {
     fn truncated_input_is_an_error_not_a_panic() {
         let bytes = model().write_to_bytes().unwrap();
         for cut in [1, 3, bytes.len() / 2, bytes.len() - 1] {
-            assert!(records(&bytes[..cut]).is_err() || strip_weights(&bytes[..cut], 64).is_err());
+            assert!(strip_weights(&bytes[..cut], 64).is_err(), "cut at {cut}");
         }
     }
 
