@@ -324,9 +324,9 @@ pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<
     let graph_body = wire::splice_message(&graph_records, &mut graph_plans, |_| None);
     let mut graph_pieces = Some(wire::wrap(wire::MODEL_GRAPH, graph_body));
     let model_records = wire::records(src, 0..src.len()).map_err(wire_error)?;
-    Ok(wire::splice_message(&model_records, &mut model_plans, |r| {
+    Ok(wire::coalesce(wire::splice_message(&model_records, &mut model_plans, |r| {
         (r.field == wire::MODEL_GRAPH).then(|| graph_pieces.take().unwrap_or_default())
-    }))
+    })))
 }
 
 /// Writes the pieces of an edited model to `path` atomically, like [`write_atomically`].

@@ -395,6 +395,19 @@ pub fn wrap(field: u32, body: Vec<Piece>) -> Vec<Piece> {
     out
 }
 
+/// Joins original ranges that follow each other, so that a run of unchanged records (all the
+/// weights, typically) is copied in one call.
+pub fn coalesce(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match (out.last_mut(), p) {
+            (Some(Piece::Original(a)), Piece::Original(b)) if a.end == b.start => a.end = b.end,
+            (_, p) => out.push(p),
+        }
+    }
+    out
+}
+
 /// Writes pieces to `out`, original ranges copied from `src`.
 pub fn write_pieces(src: &(impl Source + ?Sized), pieces: &[Piece], out: &mut std::fs::File) -> std::io::Result<()> {
     for p in pieces {
@@ -465,5 +478,20 @@ mod tests {
         let plan = plan_list(14, &[a.clone(), b.clone(), c.clone()], &[b2.clone(), c.clone(), a.clone()], |x, y| x.key == y.key);
         assert_eq!(plan.existing, [Fate::Drop, Fate::Replace(message_record(14, &b2)), Fate::Keep]);
         assert_eq!(plan.appended, [message_record(14, &a)]);
+    }
+
+    #[test]
+    fn adjacent_original_ranges_are_joined() {
+        let pieces = vec![
+            Piece::Original(0..4),
+            Piece::Original(4..10),
+            Piece::Owned(vec![1]),
+            Piece::Original(10..12),
+            Piece::Original(13..14),
+        ];
+        assert_eq!(
+            coalesce(pieces),
+            [Piece::Original(0..10), Piece::Owned(vec![1]), Piece::Original(10..12), Piece::Original(13..14)]
+        );
     }
 }
