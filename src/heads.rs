@@ -9,9 +9,10 @@ use onnx_protobuf::GraphProto;
 use tract_onnx::prelude::DatumType;
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
+use crate::decoder::MAX_CELLS_F32;
 use crate::error::{Error, Result};
 use crate::proto::Dim;
-use crate::tract_bridge::TensorFacts;
+use crate::tract_bridge::{printable, TensorFacts};
 
 const OFFSET_CHANNELS: usize = 2 * NUM_KEYPOINTS;
 
@@ -114,29 +115,46 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
             return Err(Error::Heads(format!(
                 "output {} has shape {} with symbolic dims besides the batch; pin the input with \
                  --input-shape, e.g. --input-shape 1,3,257,257",
-                symbolic.name,
+                printable(&symbolic.name),
                 symbolic.shape_string()
             )));
         }
     }
     match pairs.as_slice() {
-        [(h, o)] => Ok(Heads {
-            heatmaps: h.output.name.clone(),
-            offsets: o.output.name.clone(),
-            layout: h.layout,
-            grid: h.grid,
-            batch: h.batch.clone(),
-        }),
-        [] => Err(Error::Heads(format!(
-            "no pose heads found: expected float outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
-             {OFFSET_CHANNELS} (offsets) channels on the same grid, NCHW or NHWC; outputs: {}{}",
-            list_outputs(outputs),
-            if heatmaps.is_empty() || offsets.is_empty() { "" } else { " (their grids or layouts differ)" }
-        ))),
+        [(h, o)] => {
+            let (gh, gw) = h.grid;
+            if gh.checked_mul(gw).is_none_or(|cells| cells > MAX_CELLS_F32) {
+                return Err(Error::Heads(format!(
+                    "heatmaps {} have a {gh}x{gw} grid, over the decoder's limit of {MAX_CELLS_F32} cells",
+                    printable(&h.output.name)
+                )));
+            }
+            Ok(Heads {
+                heatmaps: h.output.name.clone(),
+                offsets: o.output.name.clone(),
+                layout: h.layout,
+                grid: h.grid,
+                batch: h.batch.clone(),
+            })
+        }
+        [] => {
+            let candidates = outputs.iter().filter(|o| chosen(o, &choice.heatmaps) || chosen(o, &choice.offsets));
+            let reasons: Vec<String> = candidates.filter_map(near_miss).collect();
+            Err(Error::Heads(format!(
+                "no pose heads found: {}expected float32 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
+                 {OFFSET_CHANNELS} (offsets) channels on the same grid, NCHW or NHWC; outputs: {}{}",
+                reasons.iter().map(|r| format!("{r}; ")).collect::<String>(),
+                list_outputs(outputs),
+                if heatmaps.is_empty() || offsets.is_empty() { "" } else { " (their grids or layouts differ)" }
+            )))
+        }
         many => {
             let options: Vec<String> = many
                 .iter()
-                .map(|(h, o)| format!("--heatmaps {} --offsets {} ({})", h.output.name, o.output.name, h.layout))
+                .map(|(h, o)| {
+                    let (h_name, o_name) = (printable(&h.output.name), printable(&o.output.name));
+                    format!("--heatmaps {h_name} --offsets {o_name} ({})", h.layout)
+                })
                 .collect();
             Err(Error::Heads(format!(
                 "the pose heads are ambiguous; outputs: {}; choose with one of: {}",
@@ -147,6 +165,40 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
     }
 }
 
+/// Why an output that looks like a head cannot be read as one: a head's channel count on the
+/// channel axis of either layout, but another element type, a rank other than 4, or an empty
+/// axis. `None` for outputs that are simply something else.
+fn near_miss(output: &TensorFacts) -> Option<String> {
+    let dims = output.shape.as_ref()?;
+    let channels_at = |ix: usize| match dims.get(ix) {
+        Some(Dim::Fixed(c)) if *c == NUM_KEYPOINTS as i64 || *c == OFFSET_CHANNELS as i64 => Some(*c),
+        _ => None,
+    };
+    // A vector of 17 or 34 scores is something else; a head flattened to rank 3 is not.
+    if dims.len() < 3 {
+        return None;
+    }
+    let channels = channels_at(1).or_else(|| channels_at(dims.len() - 1))?;
+    let name = printable(&output.name);
+    if dims.len() != 4 {
+        return Some(format!(
+            "output {name} has rank {} ({}): pose heads must be rank 4 (NCHW or NHWC)",
+            dims.len(),
+            output.shape_string()
+        ));
+    }
+    if let Some(dt) = output.datum_type.filter(|dt| *dt != DatumType::F32) {
+        return Some(format!(
+            "output {name} has {channels} channels but type {}: only float32 heads are supported",
+            format!("{dt:?}").to_ascii_lowercase()
+        ));
+    }
+    if dims.iter().any(|d| matches!(d, Dim::Fixed(v) if *v <= 0)) {
+        return Some(format!("output {name} has shape {}: an empty axis", output.shape_string()));
+    }
+    None
+}
+
 /// A rank-4 output whose channel count could be a head's but whose other dims are not all known.
 fn has_symbolic_grid(output: &TensorFacts) -> bool {
     let Some(dims) = output.shape.as_ref().filter(|d| d.len() == 4) else { return false };
@@ -154,7 +206,7 @@ fn has_symbolic_grid(output: &TensorFacts) -> bool {
 }
 
 fn list_outputs(outputs: &[TensorFacts]) -> String {
-    outputs.iter().map(|o| format!("{} {}", o.name, o.shape_string())).collect::<Vec<_>>().join(", ")
+    outputs.iter().map(|o| format!("{} {}", printable(&o.name), o.shape_string())).collect::<Vec<_>>().join(", ")
 }
 
 /// The model's image input.
@@ -205,7 +257,7 @@ pub fn image_input(inputs: &[TensorFacts]) -> Option<ImageInput> {
 /// and disagree (256 -> 16 is also 255/15 = 17), the power of two wins, as every PoseNet stride
 /// (8, 16, 32) is one. `Err` carries the candidates when no single stride follows.
 pub fn output_stride(input: (usize, usize), grid: (usize, usize)) -> std::result::Result<u32, Vec<u32>> {
-    let exact = |num: usize, den: usize| (den > 0 && num > 0 && num % den == 0).then(|| num / den);
+    let exact = |num: usize, den: usize| (den > 0 && num > 0 && num.is_multiple_of(den)).then(|| num / den);
     // An axis of one cell says nothing under the PoseNet rule; let the other axis decide.
     let posenet_axis = |size: usize, cells: usize| if cells > 1 { exact(size.saturating_sub(1), cells - 1) } else { None };
     let agree = |a: Option<usize>, b: Option<usize>, one_cell: (bool, bool)| match (a, b, one_cell) {
@@ -235,7 +287,7 @@ pub fn score_mode(graph: &GraphProto, heatmaps: &str) -> ScoreMode {
     let mut tensor = heatmaps.to_string();
     // Bounded walk: a malformed graph may contain an Identity cycle.
     for _ in 0..=graph.node.len() {
-        let Some(producer) = graph.node.iter().find(|n| n.output.iter().any(|o| *o == tensor)) else {
+        let Some(producer) = graph.node.iter().find(|n| n.output.contains(&tensor)) else {
             break;
         };
         let default_domain = producer.domain.is_empty() || producer.domain == "ai.onnx";
@@ -302,6 +354,43 @@ mod tests {
         assert!(detect(&outputs, &HeadChoice::default()).unwrap_err().to_string().contains("no pose heads"));
         let choice = HeadChoice { heatmaps: Some("nope".into()), offsets: None };
         assert!(detect(&outputs, &choice).unwrap_err().to_string().contains("--heatmaps nope"));
+    }
+
+    fn typed(name: &str, dt: DatumType, dims: &[i64]) -> TensorFacts {
+        TensorFacts { datum_type: Some(dt), ..out(name, dims) }
+    }
+
+    #[test]
+    fn heads_of_another_type_rank_or_size_are_named() {
+        let err = |outputs: &[TensorFacts]| detect(outputs, &HeadChoice::default()).unwrap_err().to_string();
+        let f16 = |name, dims| typed(name, DatumType::F16, dims);
+        let e = err(&[f16("heatmaps", &[1, 17, 9, 9]), f16("offsets", &[1, 34, 9, 9])]);
+        let want = "no pose heads found: output heatmaps has 17 channels but type f16: only float32 heads";
+        assert!(e.starts_with(want), "{e}");
+        assert!(e.contains("output offsets has 34 channels but type f16"), "{e}");
+        let e = err(&[typed("h", DatumType::I32, &[1, 9, 9, 17]), out("o", &[1, 9, 9, 34])]);
+        assert!(e.contains("output h has 17 channels but type i32"), "{e}");
+        let e = err(&[out("heatmaps", &[1, 17, 81]), out("offsets", &[1, 34, 9, 9])]);
+        assert!(e.contains("output heatmaps has rank 3 ([1, 17, 81]): pose heads must be rank 4"), "{e}");
+        let e = err(&[out("heatmaps", &[1, 17, 9, 9, 1]), out("offsets", &[1, 34, 9, 9])]);
+        assert!(e.contains("heatmaps has rank 5"), "{e}");
+        let e = err(&[out("heatmaps", &[1, 17, 0, 9]), out("offsets", &[1, 34, 0, 9])]);
+        assert!(e.contains("output heatmaps has shape [1, 17, 0, 9]: an empty axis"), "{e}");
+        // Something else entirely is listed, not diagnosed.
+        let e = err(&[out("logits", &[1, 1000])]);
+        assert!(e.starts_with("no pose heads found: expected"), "{e}");
+    }
+
+    #[test]
+    fn grids_beyond_the_decoder_are_refused_without_overflow() {
+        let huge = 1i64 << 40;
+        let outputs = [out("heatmaps", &[1, 17, huge, huge]), out("offsets", &[1, 34, huge, huge])];
+        let e = detect(&outputs, &HeadChoice::default()).unwrap_err().to_string();
+        assert!(e.contains("over the decoder's limit"), "{e}");
+        let outputs = [out("heatmaps", &[1, 17, 4097, 4096]), out("offsets", &[1, 34, 4097, 4096])];
+        assert!(detect(&outputs, &HeadChoice::default()).is_err());
+        let outputs = [out("heatmaps", &[1, 17, 4096, 4096]), out("offsets", &[1, 34, 4096, 4096])];
+        assert!(detect(&outputs, &HeadChoice::default()).is_ok());
     }
 
     #[test]

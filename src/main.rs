@@ -371,7 +371,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(outcome) => exit_code(outcome),
         Err(e) => {
-            eprintln!("error: {e}");
+            // One line, whatever a hostile model's names hold.
+            eprintln!("error: {}", e.replace(['\n', '\r'], " "));
             ExitCode::from(2)
         }
     }

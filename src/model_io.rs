@@ -40,7 +40,7 @@ pub trait ModelSource {
 
     /// Whether some initializer's data was left out of `proto`.
     fn weights_stripped(&self) -> bool {
-        self.proto().graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| !has_data(t)))
+        self.proto().graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| stripped_raw_len(t).is_some()))
     }
 }
 
@@ -105,13 +105,65 @@ fn structure_of(src: &dyn wire::Source) -> std::result::Result<std::result::Resu
         return Ok(Err("the file is empty".into()));
     }
     let structure = wire::strip_weights(src, STRUCTURE_MAX_INITIALIZER_BYTES)?;
-    Ok(parse_model(&structure))
+    Ok(parse_model(&structure).and_then(|proto| check_initializer_sizes(&proto).map(|()| proto)))
+}
+
+/// Bytes per element of the fixed-size ONNX types.
+fn element_size(data_type: i32) -> Option<u64> {
+    use onnx_protobuf::tensor_proto::DataType as T;
+    use protobuf::Enum;
+    Some(match T::from_i32(data_type)? {
+        T::UINT8 | T::INT8 | T::BOOL => 1,
+        T::UINT16 | T::INT16 | T::FLOAT16 | T::BFLOAT16 => 2,
+        T::FLOAT | T::INT32 | T::UINT32 => 4,
+        T::INT64 | T::UINT64 | T::DOUBLE => 8,
+        _ => return None,
+    })
+}
+
+/// Initializers must hold as much raw data as their dims and type declare. tract checks this
+/// when it loads a model, but the rewrite's tract never sees the weights it left in the file.
+fn check_initializer_sizes(proto: &ModelProto) -> std::result::Result<(), String> {
+    let Some(graph) = proto.graph.as_ref() else { return Ok(()) };
+    for t in &graph.initializer {
+        let raw_len = match stripped_raw_len(t) {
+            Some(len) => len,
+            None if !has_data(t) => {
+                return Err(format!("initializer {} declares dims {:?} but holds no data", t.name, t.dims));
+            }
+            None => (!t.raw_data.is_empty()).then_some(t.raw_data.len() as u64),
+        };
+        let (Some(raw_len), Some(size)) = (raw_len, element_size(t.data_type)) else { continue };
+        let declared = t
+            .dims
+            .iter()
+            .try_fold(size, |acc, d| u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
+        if declared != Some(raw_len) {
+            return Err(format!(
+                "initializer {} declares dims {:?} ({} bytes) but holds {raw_len} bytes",
+                t.name,
+                t.dims,
+                declared.map_or("too many".to_string(), |d| d.to_string())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For an initializer whose data a structure-only parse left out: `Some(Some(n))` with the
+/// byte length of its raw data, `Some(None)` when the data was in typed fields.
+pub fn stripped_raw_len(t: &onnx_protobuf::TensorProto) -> Option<Option<u64>> {
+    let mark = t.special_fields.unknown_fields().get(wire::STRIPPED_MARK)?;
+    match mark {
+        protobuf::UnknownValueRef::Varint(0) => Some(None),
+        protobuf::UnknownValueRef::Varint(n) => Some(Some(n - 1)),
+        _ => None,
+    }
 }
 
 /// Whether a tensor carries its values (or is empty, or lives in external data).
 pub fn has_data(t: &onnx_protobuf::TensorProto) -> bool {
-    let declared: i64 = t.dims.iter().product();
-    declared == 0
+    t.dims.contains(&0)
         || !t.raw_data.is_empty()
         || !t.float_data.is_empty()
         || !t.int32_data.is_empty()

@@ -115,17 +115,27 @@ fn graph_of(model: &ModelProto) -> &GraphProto {
     model.graph.as_ref().expect("model_io checked the graph")
 }
 
-/// Every name in the graph: nodes, tensors, initializers, inputs, outputs, value-infos.
+/// Every name in the graph and its subgraphs (If, Loop, Scan bodies, whose names must stay
+/// distinct from the outer scope's): nodes, tensors, initializers, inputs, outputs, value-infos.
 fn taken_names(graph: &GraphProto) -> HashSet<String> {
     let mut names = HashSet::new();
+    collect_names(graph, &mut names);
+    names
+}
+
+fn collect_names(graph: &GraphProto, names: &mut HashSet<String>) {
     for n in &graph.node {
         names.insert(n.name.clone());
         names.extend(n.input.iter().cloned());
         names.extend(n.output.iter().cloned());
+        for attr in &n.attribute {
+            for g in attr.g.as_ref().into_iter().chain(&attr.graphs) {
+                collect_names(g, names);
+            }
+        }
     }
     names.extend(graph.initializer.iter().map(|t| t.name.clone()));
     names.extend(graph.input.iter().chain(&graph.output).chain(&graph.value_info).map(|v| v.name.clone()));
-    names
 }
 
 fn check_not_decorated(model: &ModelProto, output_name: &str) -> Result<()> {
@@ -201,7 +211,7 @@ fn shape_skeleton(structure: &ModelProto) -> Vec<u8> {
     let graph = skeleton.graph.as_mut().expect("checked when read");
     let mut taken = taken_names(graph);
     let (stripped, kept): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut graph.initializer).into_iter().partition(|t| !model_io::has_data(t));
+        std::mem::take(&mut graph.initializer).into_iter().partition(|t| model_io::stripped_raw_len(t).is_some());
     graph.initializer = kept;
     let mut renamed = std::collections::HashMap::new();
     for (i, t) in stripped.iter().enumerate() {
@@ -318,7 +328,10 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         scores,
         output: options.output_name.clone(),
     };
-    let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken_names(graph)));
+    // The output name is ours to write: no decoder node may take it for its own tensor.
+    let mut taken = taken_names(graph);
+    taken.insert(options.output_name.clone());
+    let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken));
     decoder::build(&mut builder, &spec)?;
     let (nodes, initializers) = builder.finish();
     let nodes_added = nodes.len();

@@ -28,6 +28,11 @@ const TENSOR_DATA: [u32; 7] = [4, 5, 6, 7, 9, 10, 11];
 
 const LEN: u64 = 2;
 
+/// An unknown field the structure parse adds to an initializer whose data it left out: the
+/// byte length of its `raw_data` plus one, or 0 when the data was in typed fields. Never written
+/// to an output (outputs are spliced from the original bytes).
+pub const STRIPPED_MARK: u32 = 536_870_000;
+
 /// Bytes read by position: a buffer in memory, or a model file read on demand so that its
 /// weights never need to be in memory.
 pub trait Source {
@@ -258,11 +263,16 @@ pub fn strip_weights(src: &(impl Source + ?Sized), min_bytes: u64) -> Result<Vec
                 continue;
             }
             let mut kept = Vec::new();
+            let mut raw_len = None;
             for f in records(src, g.payload.clone())? {
                 if !TENSOR_DATA.contains(&f.field) {
                     kept.extend(src.read_range(f.record)?);
+                } else if f.field == 9 {
+                    raw_len = Some(f.payload.end - f.payload.start);
                 }
             }
+            put_varint(&mut kept, u64::from(STRIPPED_MARK) << 3);
+            put_varint(&mut kept, raw_len.map_or(0, |n| n + 1));
             body.extend(len_header(GRAPH_INITIALIZER, kept.len() as u64));
             body.extend(kept);
         }

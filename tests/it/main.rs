@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod hostile;
 mod profiles;
 mod rewrite;
 mod verify;
