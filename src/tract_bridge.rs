@@ -342,15 +342,18 @@ fn dims_of(shape: &ShapeFact) -> Vec<Dim> {
         .collect()
 }
 
+/// The model typed by tract's shape inference, the named inputs pinned.
+fn typed_model(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<TypedModel, Error> {
+    let mut model = load(bytes)?;
+    pin_inputs(&mut model, pins)?;
+    model.into_typed().map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(&e))))
+}
+
 /// Shape inference: the facts of every input and output, with the named inputs pinned to
 /// concrete shapes; other inputs keep what the model declares.
 pub fn infer_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<ModelFacts, Error> {
     shielded(|| {
-        let mut model = load(bytes)?;
-        pin_inputs(&mut model, pins)?;
-        let typed = model
-            .into_typed()
-            .map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(&e))))?;
+        let typed = typed_model(bytes, pins)?;
         let facts_of = |outlets: &[OutletId]| -> Vec<TensorFacts> {
             outlets
                 .iter()
@@ -375,11 +378,7 @@ pub fn infer_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<ModelF
 /// Used to judge rank and axis rules on intermediate tensors.
 pub fn infer_tensor_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<Vec<TensorFacts>, Error> {
     shielded(|| {
-        let mut model = load(bytes)?;
-        pin_inputs(&mut model, pins)?;
-        let typed = model
-            .into_typed()
-            .map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(&e))))?;
+        let typed = typed_model(bytes, pins)?;
         let mut facts = Vec::new();
         for node in typed.nodes() {
             for (slot, output) in node.outputs.iter().enumerate() {
