@@ -47,10 +47,6 @@ impl NameAllocator {
         self.taken.insert(name.clone());
         name
     }
-
-    pub fn is_taken(&self, name: &str) -> bool {
-        self.taken.contains(name)
-    }
 }
 
 /// Accumulates nodes and constant initializers for one opset.

@@ -75,13 +75,6 @@ pub fn attr_float(name: &str, value: f32) -> AttributeProto {
     a
 }
 
-pub fn attr_floats(name: &str, values: &[f32]) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.to_string();
-    a.type_ = AttributeType::FLOATS.into();
-    a.floats = values.to_vec();
-    a
-}
 
 /// A float32 tensor stored as raw little-endian bytes (the compact form every reader accepts).
 pub fn tensor_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
@@ -208,11 +201,6 @@ pub fn metadata_entry(key: &str, value: &str) -> StringStringEntryProto {
 /// The integer attribute `name` of a node, if present.
 pub fn get_attr_int(node: &NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
-}
-
-/// The integer-list attribute `name` of a node, if present.
-pub fn get_attr_ints<'a>(node: &'a NodeProto, name: &str) -> Option<&'a [i64]> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice())
 }
 
 /// Tensors a node reads from the enclosing scope, its subgraphs' outer-scope reads included.

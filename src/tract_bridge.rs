@@ -403,7 +403,6 @@ pub fn infer_tensor_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result
 pub struct Runner {
     plan: std::sync::Arc<TypedRunnableModel>,
     output_names: Vec<String>,
-    input_shapes: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -435,16 +434,12 @@ impl Runner {
                 .into_optimized()
                 .and_then(|m| m.into_runnable())
                 .map_err(|e| Error::Tract(format!("tract could not optimize the model: {}", one_line(&e))))?;
-            Ok(Runner { plan, output_names, input_shapes: input_shapes.to_vec() })
+            Ok(Runner { plan, output_names })
         })
     }
 
     pub fn output_names(&self) -> &[String] {
         &self.output_names
-    }
-
-    pub fn input_shapes(&self) -> &[Vec<usize>] {
-        &self.input_shapes
     }
 
     /// The position of the output called `name`.
