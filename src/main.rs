@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::heads::HeadChoice;
 use onnx_posefix::profiles::{self, Profile};
-use onnx_posefix::{inspect, model_io};
-use onnx_posefix::rewrite::{self, InputShape, RewriteOptions, Rewritten};
+use onnx_posefix::model_io::{self, Durability};
+use onnx_posefix::inspect;
+use onnx_posefix::rewrite::{self, InputShape, OutputOptions, RewriteOptions, Rewritten};
 use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, Preprocess, Report, Tolerances, VerifyOptions};
 
 #[derive(Parser, Debug)]
@@ -190,6 +191,10 @@ struct RewriteArgs {
     /// Allow OUT to be IN (it is then replaced atomically).
     #[arg(long, help_heading = "Output")]
     force: bool,
+    /// Flush OUT to the disk before it replaces anything, so that it survives a power loss
+    /// (slower: the whole file is written through).
+    #[arg(long, help_heading = "Output")]
+    fsync: bool,
     /// Runtime profile the appended decoder must satisfy (see `inspect`).
     #[arg(
         long,
@@ -211,6 +216,13 @@ impl RewriteArgs {
             output_name: self.output_name.clone(),
             prune: self.prune,
             target: self.target.clone(),
+        }
+    }
+
+    fn output_options(&self) -> OutputOptions {
+        OutputOptions {
+            force: self.force,
+            durability: if self.fsync { Durability::Synced } else { Durability::Cached },
         }
     }
 }
@@ -304,7 +316,7 @@ fn run_verification(
         say(&line);
     }
     if let Some(path) = json {
-        model_io::write_atomically(path, report.to_json().as_bytes()).map_err(|e| e.to_string())?;
+        model_io::write_atomically(path, report.to_json().as_bytes(), Durability::Cached).map_err(|e| e.to_string())?;
     }
     Ok(report.outcome())
 }
@@ -355,7 +367,7 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         }
     }
     let rewritten =
-        rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.force).map_err(|e| e.to_string())?;
+        rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.output_options()).map_err(|e| e.to_string())?;
     say(&describe(&output, &rewritten));
     for note in &rewritten.notes {
         say(&format!("note: {note}"));

@@ -275,13 +275,31 @@ fn same_inode(_: &Path, _: &Path) -> bool {
     false
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed, then
-/// renamed over the target, so readers see the old file or the whole new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_with(path, |file| file.write_all(bytes))
+/// Whether the output is flushed to the disk before it replaces the target. Either way it is
+/// written to a temporary file and renamed over the target, so it appears whole or not at all,
+/// even when the tool fails or is killed midway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Leave the flush to the OS, as `cp` and `onnx.save` do. After a power loss in the seconds
+    /// that follow, the file system may hold an empty or partial OUT.
+    #[default]
+    Cached,
+    /// `fsync` the file before the rename and the directory after it: once the tool returns,
+    /// OUT survives a power loss. Costs the time to write the whole file through to the disk.
+    Synced,
 }
 
-fn write_with(path: &Path, fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>) -> Result<()> {
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, renamed over the
+/// target, so readers see the old file or the whole new one.
+pub fn write_atomically(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    write_with(path, durability, |file| file.write_all(bytes))
+}
+
+fn write_with(
+    path: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     if path.is_dir() {
         return Err(Error::io(
             "cannot write",
@@ -293,14 +311,27 @@ fn write_with(path: &Path, fill: impl FnOnce(&mut fs::File) -> std::io::Result<(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".posefix-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("cannot write", path, e))?;
-    fill(tmp.as_file_mut()).map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.persist(path).map_err(|e| Error::io("cannot write", path, e.error))?;
+    let failed = |e| Error::io("cannot write", path, e);
+    let mut tmp = tempfile::Builder::new().prefix(".posefix-").suffix(".tmp").tempfile_in(dir).map_err(failed)?;
+    fill(tmp.as_file_mut()).map_err(failed)?;
+    if durability == Durability::Synced {
+        tmp.as_file().sync_all().map_err(failed)?;
+    }
+    tmp.persist(path).map_err(|e| failed(e.error))?;
+    if durability == Durability::Synced {
+        sync_dir(dir).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Makes a rename in `dir` durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -382,6 +413,11 @@ pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<
 }
 
 /// Writes the pieces of an edited model to `path` atomically, like [`write_atomically`].
-pub fn write_pieces_atomically(path: &Path, original: &dyn ModelSource, pieces: &[Piece]) -> Result<()> {
-    write_with(path, |file| wire::write_pieces(original.source(), pieces, file))
+pub fn write_pieces_atomically(
+    path: &Path,
+    original: &dyn ModelSource,
+    pieces: &[Piece],
+    durability: Durability,
+) -> Result<()> {
+    write_with(path, durability, |file| wire::write_pieces(original.source(), pieces, file))
 }

@@ -14,7 +14,7 @@ use crate::decoder::{self, DecoderSpec};
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
-use crate::model_io::{self, ModelSource};
+use crate::model_io::{self, Durability, ModelSource};
 use crate::proto::{self, Dim};
 use crate::tract_bridge::{self, ModelFacts};
 use crate::wire;
@@ -390,10 +390,18 @@ fn write_pinned_shapes(graph: &mut GraphProto, facts: &ModelFacts) {
     }
 }
 
+/// How [`rewrite_file`] treats OUT.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutputOptions {
+    /// Allow OUT to be IN, which is then replaced atomically.
+    pub force: bool,
+    pub durability: Durability,
+}
+
 /// Reads `input`, rewrites it and writes `output` atomically. `input` is never modified unless
 /// it is `output` and `force` is set, in which case it is replaced atomically.
-pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, force: bool) -> Result<Rewritten> {
-    if model_io::same_file(input, output) && !force {
+pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, out: OutputOptions) -> Result<Rewritten> {
+    if model_io::same_file(input, output) && !out.force {
         return Err(Error::Usage(format!(
             "OUT {} is the same file as IN; pass --force to replace it",
             output.display()
@@ -402,7 +410,7 @@ pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, force
     let model = model_io::open_structure(input)?;
     let rewritten = rewrite(&model, options)?;
     let pieces = model_io::encode_edited(&model, &rewritten.model)?;
-    model_io::write_pieces_atomically(output, &model, &pieces)?;
+    model_io::write_pieces_atomically(output, &model, &pieces, out.durability)?;
     Ok(rewritten)
 }
 

@@ -31,10 +31,13 @@ use models::Workspace;
 
 const SECTIONS: [&str; 4] = ["rewrite", "scaling", "inference", "verify"];
 
-/// `--copy IN OUT`, the floor: the bytes through memory, written the way the tool writes.
-fn copy(from: &str, to: &str) {
+/// `--copy IN OUT [--fsync]`, the floor: the bytes through memory, written the way the tool
+/// writes.
+fn copy(from: &str, to: &str, fsync: bool) {
+    use onnx_posefix::model_io::{write_atomically, Durability};
     let bytes = fs::read(from).unwrap_or_else(|e| panic!("cannot read {from}: {e}"));
-    onnx_posefix::model_io::write_atomically(Path::new(to), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let durability = if fsync { Durability::Synced } else { Durability::Cached };
+    write_atomically(Path::new(to), &bytes, durability).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn machine() -> String {
@@ -60,7 +63,7 @@ fn machine() -> String {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("--copy") => return copy(&args[1], &args[2]),
+        Some("--copy") => return copy(&args[1], &args[2], args.get(3).is_some_and(|a| a == "--fsync")),
         Some(measure::MEASURE_FLAG) => return measure::measure_main(&args[1..]),
         _ => {}
     }

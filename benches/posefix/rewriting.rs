@@ -13,21 +13,36 @@ use crate::peer::Peer;
 use crate::plot::{self, Chart, Series};
 use crate::report::{mb, ratio, secs};
 
-/// The three contestants on one model: medians, and the runs for paired ratios.
+/// Who runs in a contest, by index into [`Contest::runs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The bytes through memory: read whole, written to a temporary file, renamed.
+    Floor = 0,
+    /// `cp`: the kernel copies page to page (copy_file_range), never through user memory.
+    Kernel = 1,
+    Tool = 2,
+    Peer = 3,
+    /// The floor with `fsync` before the rename.
+    FloorSynced = 4,
+    /// The tool with `--fsync`.
+    ToolSynced = 5,
+}
+
+/// The contestants on one model: every run, for medians and paired ratios.
 pub struct Contest {
     pub file_bytes: u64,
-    pub floor: ChildStats,
-    pub tool: ChildStats,
-    pub peer: ChildStats,
-    runs: [Vec<ChildRun>; 3],
+    runs: Vec<Vec<ChildRun>>,
 }
 
 impl Contest {
-    /// Paired ratios (see [`paired_ratio`]) of wall and CPU time: `a` over `b`, 0 floor, 1 tool,
-    /// 2 peer.
-    fn ratios(&self, a: usize, b: usize) -> (f64, f64) {
-        let wall = |i: usize| self.runs[i].iter().map(|r| r.wall.as_secs_f64()).collect::<Vec<_>>();
-        let cpu = |i: usize| self.runs[i].iter().map(|r| r.cpu.as_secs_f64()).collect::<Vec<_>>();
+    pub fn stats(&self, who: Who) -> ChildStats {
+        ChildStats::of(&self.runs[who as usize])
+    }
+
+    /// Paired ratios (see [`paired_ratio`]) of wall and CPU time, `a` over `b`.
+    fn ratios(&self, a: Who, b: Who) -> (f64, f64) {
+        let wall = |w: Who| self.runs[w as usize].iter().map(|r| r.wall.as_secs_f64()).collect::<Vec<_>>();
+        let cpu = |w: Who| self.runs[w as usize].iter().map(|r| r.cpu.as_secs_f64()).collect::<Vec<_>>();
         (paired_ratio(&wall(a), &wall(b)), paired_ratio(&cpu(a), &cpu(b)))
     }
 }
@@ -58,11 +73,11 @@ fn check_same_result(tool_out: &Path, peer_out: &Path) {
     assert_eq!(a.metadata_props, b.metadata_props, "the tool and the peer wrote different metadata");
 }
 
-/// Times the copy floor, the tool and the peer on `model`, `rounds` interleaved rounds.
-pub fn contest(ws: &Workspace, peer: &Peer, model: &Path, rounds: usize) -> Contest {
+/// Times the copy floors, the tool and the peer on `model`, `rounds` interleaved rounds; with
+/// `synced`, the floor and the tool also with `fsync`.
+pub fn contest(ws: &Workspace, peer: &Peer, model: &Path, rounds: usize, synced: bool) -> Contest {
     let decoder = decoder_for(ws, model);
-    let out = |who: &str| ws.path(&format!("out_{who}.onnx"));
-    let (floor_out, tool_out, peer_out) = (out("floor"), out("tool"), out("peer"));
+    let out = |who: Who| ws.path(&format!("out_{who:?}.onnx"));
     let _ = fs::read(model); // warm the page cache: every contestant reads from memory
     let exe = std::env::current_exe().expect("the bench binary");
 
@@ -73,24 +88,47 @@ pub fn contest(ws: &Workspace, peer: &Peer, model: &Path, rounds: usize) -> Cont
         assert!(out.exists(), "{cmd:?} wrote nothing");
         r
     };
-    child(Command::new(&ws.tool).arg(model).arg(&tool_out), &tool_out);
-    child(&mut peer.command(model, &decoder, &peer_out), &peer_out);
-    check_same_result(&tool_out, &peer_out);
-    let mut floor = || child(Command::new(&exe).arg("--copy").arg(model).arg(&floor_out), &floor_out);
-    let mut tool = || child(Command::new(&ws.tool).arg(model).arg(&tool_out), &tool_out);
-    let mut python = || child(&mut peer.command(model, &decoder, &peer_out), &peer_out);
-    let runs = interleaved(rounds, &mut [&mut floor, &mut tool, &mut python]);
-    for p in [&floor_out, &tool_out, &peer_out] {
-        let _ = fs::remove_file(p);
+    let command = |who: Who| -> Command {
+        let o = out(who);
+        let mut cmd = match who {
+            Who::Floor | Who::FloorSynced => {
+                let mut c = Command::new(&exe);
+                c.arg("--copy").arg(model).arg(&o);
+                c
+            }
+            Who::Kernel => {
+                let mut c = Command::new("cp");
+                c.arg(model).arg(&o);
+                c
+            }
+            Who::Tool | Who::ToolSynced => {
+                let mut c = Command::new(&ws.tool);
+                c.arg(model).arg(&o);
+                c
+            }
+            Who::Peer => peer.command(model, &decoder, &o),
+        };
+        if matches!(who, Who::FloorSynced | Who::ToolSynced) {
+            cmd.arg("--fsync");
+        }
+        cmd
+    };
+    child(&mut command(Who::Tool), &out(Who::Tool));
+    child(&mut command(Who::Peer), &out(Who::Peer));
+    check_same_result(&out(Who::Tool), &out(Who::Peer));
+
+    let mut who = vec![Who::Floor, Who::Kernel, Who::Tool, Who::Peer];
+    if synced {
+        who.extend([Who::FloorSynced, Who::ToolSynced]);
     }
-    let [floor, tool, peer] = <[Vec<ChildRun>; 3]>::try_from(runs).expect("three contestants");
-    Contest {
-        file_bytes: models::file_size(model),
-        floor: ChildStats::of(&floor),
-        tool: ChildStats::of(&tool),
-        peer: ChildStats::of(&peer),
-        runs: [floor, tool, peer],
+    let mut runners: Vec<Box<dyn FnMut() -> ChildRun>> =
+        who.iter().map(|&w| Box::new(move || child(&mut command(w), &out(w))) as Box<dyn FnMut() -> ChildRun>).collect();
+    let mut refs: Vec<&mut dyn FnMut() -> ChildRun> = runners.iter_mut().map(|r| r.as_mut() as _).collect();
+    let runs = interleaved(rounds, &mut refs);
+    for &w in &who {
+        let _ = fs::remove_file(out(w));
     }
+    Contest { file_bytes: models::file_size(model), runs }
 }
 
 fn cell(s: &ChildStats) -> String {
@@ -106,42 +144,61 @@ pub fn section(ws: &Workspace, peer: &Peer, rounds: usize) -> String {
     }
     let mut figures = String::from(
         "Wall time / CPU time / peak RSS:\n\n\
-         | model | file | copy floor | onnx-posefix | Python peer (`onnx`) |\n\
-         |---|---:|---:|---:|---:|\n",
-    );
-    let mut ratios = String::from(
-        "| model | tool / floor, wall (target <= 1.5x) | tool / floor, CPU | peer / tool, wall (target >= 8x) \
-         | peer / tool, CPU | tool peak RSS / file (target <= 1.5x) |\n\
+         | model | file | copy floor | kernel copy (`cp`) | onnx-posefix | Python peer (`onnx`) |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
+    let mut ratios = String::from(
+        "| model | tool / floor, wall (target <= 1.5x) | tool / floor, CPU | tool / `cp`, wall \
+         | peer / tool, wall (target >= 8x) | peer / tool, CPU | tool peak RSS / file (target <= 1.5x) |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut synced = String::from(
+        "With `fsync` (`--fsync`: OUT flushed to the disk before the rename), wall time / CPU time:\n\n\
+         | model | copy floor + `fsync` | onnx-posefix `--fsync` | tool / floor, wall | peer (no `fsync`) / tool, wall |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let wall_cpu = |s: &ChildStats| format!("{} s / {} s", secs(s.wall), secs(s.cpu));
     for (label, path) in cases {
         eprintln!("rewrite: {label}");
-        let c = contest(ws, peer, &path, rounds);
+        let c = contest(ws, peer, &path, rounds, true);
         figures += &format!(
-            "| {label} | {} MB | {} | {} | {} |\n",
+            "| {label} | {} MB | {} | {} | {} | {} |\n",
             mb(c.file_bytes as f64),
-            cell(&c.floor),
-            cell(&c.tool),
-            cell(&c.peer)
+            cell(&c.stats(Who::Floor)),
+            cell(&c.stats(Who::Kernel)),
+            cell(&c.stats(Who::Tool)),
+            cell(&c.stats(Who::Peer))
         );
-        let ((tf_wall, tf_cpu), (pt_wall, pt_cpu)) = (c.ratios(1, 0), c.ratios(2, 1));
+        let (tf_wall, tf_cpu) = c.ratios(Who::Tool, Who::Floor);
+        let (pt_wall, pt_cpu) = c.ratios(Who::Peer, Who::Tool);
         ratios += &format!(
-            "| {label} | {} | {} | {} | {} | {} |\n",
+            "| {label} | {} | {} | {} | {} | {} | {} |\n",
             ratio(tf_wall),
             ratio(tf_cpu),
+            ratio(c.ratios(Who::Tool, Who::Kernel).0),
             ratio(pt_wall),
             ratio(pt_cpu),
-            ratio(c.tool.max_rss / c.file_bytes as f64),
+            ratio(c.stats(Who::Tool).max_rss / c.file_bytes as f64),
+        );
+        synced += &format!(
+            "| {label} | {} | {} | {} | {} |\n",
+            wall_cpu(&c.stats(Who::FloorSynced)),
+            wall_cpu(&c.stats(Who::ToolSynced)),
+            ratio(c.ratios(Who::ToolSynced, Who::FloorSynced).0),
+            ratio(c.ratios(Who::Peer, Who::ToolSynced).0),
         );
     }
     format!(
-        "{figures}\n{ratios}\n\
-         {rounds} interleaved rounds (floor, tool, peer, rotating who goes first); figures are medians, ratios the \
-         median of the per-round ratios. Each run is a fresh process whose wall time, CPU time (user + system) and \
-         peak RSS (`ru_maxrss` from `wait4`) are its own; the input is in the page cache and the output a new file. \
-         Copy floor: the bench binary reads the file into memory and writes it back the way the tool does \
-         (temporary file, `fsync`, rename). Peer: `benchmarks/peer_rewrite.py` ({}) appends the decoder the tool \
-         appends (checked: same nodes, initializers, outputs and metadata) and saves with `onnx.save` (no `fsync`).\n",
+        "{figures}\n{ratios}\n{synced}\n\
+         {rounds} interleaved rounds (every contestant once per round, rotating who goes first); figures are medians, \
+         ratios the median of the per-round ratios. Each run is a fresh process whose wall time, CPU time (user + \
+         system, all threads) and peak RSS (`ru_maxrss` from `wait4`) are its own; the input is in the page cache and \
+         the output a new file. Copy floor: the bench binary reads the file into memory and writes it to a temporary \
+         file renamed over OUT, as the tool does. Kernel copy: `cp`, which has the kernel copy page-aligned pages \
+         (`copy_file_range`) without passing them through user memory; the tool cannot do that, since its output \
+         shifts the weights by the appended bytes. Peer: `benchmarks/peer_rewrite.py` ({}) appends the decoder the \
+         tool appends (checked: same nodes, initializers, outputs and metadata) and saves with `onnx.save`, which does \
+         not `fsync`; neither does the tool by default.\n",
         peer.describe()
     )
 }
@@ -177,29 +234,29 @@ pub fn scaling_section(ws: &Workspace, peer: &Peer, rounds: usize, plots: &Path)
         let spec = ResnetSpec { width_percent: models::width_for(target, 16), ..ResnetSpec::resnet50(16) };
         eprintln!("scaling: {} ({target} MB)", spec.label());
         let path = models::resnet(ws, &spec);
-        let c = contest(ws, peer, &path, rounds);
-        let p = c.peer;
+        let c = contest(ws, peer, &path, rounds, false);
+        let (floor, tool, p) = (c.stats(Who::Floor), c.stats(Who::Tool), c.stats(Who::Peer));
         let size = c.file_bytes as f64 / 1e6;
-        let (tf_wall, tf_cpu) = c.ratios(1, 0);
+        let (tf_wall, tf_cpu) = c.ratios(Who::Tool, Who::Floor);
         md += &format!(
             "| {} MB (width {}%) | {} MB | {} s | {} s | {} s | {}, {} | {} MB | {} | {} MB |\n",
             mb(spec.weight_count() as f64 * 4.0),
             spec.width_percent,
             mb(c.file_bytes as f64),
-            secs(c.floor.wall),
-            secs(c.tool.wall),
+            secs(floor.wall),
+            secs(tool.wall),
             secs(p.wall),
             ratio(tf_wall),
             ratio(tf_cpu),
-            mb(c.tool.max_rss),
-            ratio(c.tool.max_rss / c.file_bytes as f64),
+            mb(tool.max_rss),
+            ratio(tool.max_rss / c.file_bytes as f64),
             mb(p.max_rss),
         );
-        floor_t.push((size, c.floor.wall));
-        tool_t.push((size, c.tool.wall));
+        floor_t.push((size, floor.wall));
+        tool_t.push((size, tool.wall));
         peer_t.push((size, p.wall));
-        floor_m.push((size, c.floor.max_rss / 1e6));
-        tool_m.push((size, c.tool.max_rss / 1e6));
+        floor_m.push((size, floor.max_rss / 1e6));
+        tool_m.push((size, tool.max_rss / 1e6));
         peer_m.push((size, p.max_rss / 1e6));
         file_m.push((size, size * 1.5));
     }

@@ -204,6 +204,21 @@ fn existing_output_is_replaced_whole() {
 }
 
 #[test]
+fn fsync_writes_the_same_bytes() {
+    let dir = TempDir::new().unwrap();
+    let (cached, synced) = (dir.path().join("cached.onnx"), dir.path().join("synced.onnx"));
+    for (out, extra) in [(&cached, None), (&synced, Some("--fsync"))] {
+        let mut args = vec![real_model_path().into_os_string(), out.clone().into_os_string()];
+        args.extend(extra.map(Into::into));
+        let run = run_cli(&args);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    }
+    assert!(fs::read(&cached).unwrap() == fs::read(&synced).unwrap(), "--fsync changed the output");
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = run_cli(&["--scores", "maybe", "a.onnx", "b.onnx"]);
     assert_eq!(out.status.code(), Some(2));
