@@ -130,6 +130,21 @@ pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
     median(a.iter().zip(b).map(|(a, b)| a / b).collect())
 }
 
+/// A distribution-free 95% confidence interval for the median of `xs`: the order statistics
+/// that a Binomial(n, 1/2) count of values below the true median stays within, by the normal
+/// approximation (fine from about 10 samples). `None` for fewer than 6, where it is unbounded.
+pub fn median_ci95(mut xs: Vec<f64>) -> Option<(f64, f64)> {
+    let n = xs.len();
+    let half_width = 1.96 * (n as f64).sqrt() / 2.0;
+    let k = (n as f64 / 2.0 - half_width).floor();
+    if k < 1.0 {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let k = k as usize;
+    Some((xs[k - 1], xs[n - k]))
+}
+
 /// CPU time of this whole process in seconds (every thread): the clock for in-process timings,
 /// since it does not run while other processes hold the cores.
 pub fn process_cpu() -> f64 {
