@@ -11,11 +11,15 @@
 //!    point. The half at cell 0 never outranks a maximal cell (ranks are >= 1) but wins when the
 //!    mask is empty: tract's ReduceMax of an all `-inf` map is `f32::MIN`, not `-inf`, and
 //!    other runtimes start their max the same way; the reference then picks cell 0 too.
-//! 3. Positions: the offsets plus a constant grid (`gy*stride`, `gx*stride` per cell) are
-//!    multiplied by `onehot` and summed over the cells: a sum with one non-zero term, so exactly
-//!    `gy*stride + offset` as the reference computes it in f32.
-//! 4. `(y, x)` for 17 keypoints and the scores are concatenated to `[N, 51]` and interleaved into
-//!    `(x, y, score)` by a MatMul against a constant permutation, then reshaped to `[N, 17, 3]`.
+//! 3. Positions, NCHW: the offsets times `onehot` (repeated for y and x by a Concat, so that the
+//!    Mul is element-wise, which runtimes do faster than a broadcast) summed over the cells, and
+//!    the cell's own position as `onehot` rows times a constant grid (`gy*stride`, `gx*stride`
+//!    per cell), a 2-D MatMul. NHWC, whose maps are columns: the offsets plus the grid, times
+//!    `onehot`, summed over the cells. Each sum has one non-zero term.
+//! 4. The coordinates and the scores are concatenated to one row per batch item and taken to
+//!    `(x, y, score)` per keypoint by a MatMul against a constant 0/1 matrix, then reshaped to
+//!    `[N, 17, 3]`. For NCHW that MatMul also adds each offset to its cell's position: two
+//!    non-zero terms, so exactly `gy*stride + offset` as the reference computes it in f32.
 //!
 //! Every constant is a small integer or a multiple of the stride, exact in f32 while
 //! `A <= 2^24` and in f16 while `A <= 2048` and `(H-1)*stride <= 2048`. Because the selection
@@ -80,17 +84,29 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let stride = spec.stride as f32;
     let grid_yx: Vec<(f32, f32)> =
         (0..cells).map(|i| ((i / w) as f32 * stride, (i % w) as f32 * stride)).collect();
-    let yx = match spec.layout {
+    let score = match spec.scores {
+        ScoreMode::Sigmoid => b.op("Sigmoid", "score", &[&max], vec![]),
+        ScoreMode::Raw => max,
+    };
+    let score = b.reshape("score_flat", &score, &[-1, k]);
+    let joined = match spec.layout {
         Layout::Nchw => {
-            let grid: Vec<f32> = grid_yx.iter().map(|p| p.0).chain(grid_yx.iter().map(|p| p.1)).collect();
-            let grid = b.const_f32("grid_px", &[1, 2, 1, a], &grid);
+            // The offsets times the one-hot, the one-hot repeated for y and x by a Concat: an
+            // element-wise Mul of equal shapes, which runtimes do faster than a broadcast one.
             let offsets = b.reshape("offsets_yx", &spec.offsets, &[-1, 2, k, a]);
-            let positions = b.op("Add", "positions", &[&offsets, &grid], vec![]);
-            let onehot = b.reshape("argmax_onehot_yx", &onehot, &[-1, 1, k, a]);
-            let picked = b.op("Mul", "picked", &[&positions, &onehot], vec![]);
+            let onehot_rows = b.reshape("argmax_onehot_yx", &onehot, &[-1, 1, k, a]);
+            let onehot_yx =
+                b.op("Concat", "argmax_onehot_yx2", &[&onehot_rows, &onehot_rows], vec![proto::attr_int("axis", 1)]);
+            let picked = b.op("Mul", "picked", &[&offsets, &onehot_yx], vec![]);
             let picked = b.reshape("picked_rows", &picked, &[-1, a]);
             let summed = b.reduce_sum("keypoint_yx", &picked, 1);
-            b.reshape("keypoint_yx_flat", &summed, &[-1, 2 * k])
+            let offsets_yx = b.reshape("keypoint_yx_flat", &summed, &[-1, 2 * k]);
+            // The grid cell's position: the one-hot rows against the grid, [N*17, A] x [A, 2].
+            let grid: Vec<f32> = grid_yx.iter().flat_map(|p| [p.0, p.1]).collect();
+            let grid = b.const_f32("grid_px", &[a, 2], &grid);
+            let cell_yx = b.op("MatMul", "cell_yx", &[&onehot, &grid], vec![]);
+            let cell_yx = b.reshape("cell_yx_flat", &cell_yx, &[-1, 2 * k]);
+            b.op("Concat", "yx_score", &[&offsets_yx, &cell_yx, &score], vec![proto::attr_int("axis", 1)])
         }
         Layout::Nhwc => {
             let grid: Vec<f32> = grid_yx.iter().flat_map(|p| [p.0, p.1]).collect();
@@ -100,21 +116,35 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
             let onehot = b.reshape("argmax_onehot_yx", &onehot, &[-1, a, 1, k]);
             let picked = b.op("Mul", "picked", &[&positions, &onehot], vec![]);
             let summed = b.reduce_sum("keypoint_yx", &picked, 1);
-            b.reshape("keypoint_yx_flat", &summed, &[-1, 2 * k])
+            let yx = b.reshape("keypoint_yx_flat", &summed, &[-1, 2 * k]);
+            b.op("Concat", "yx_score", &[&yx, &score], vec![proto::attr_int("axis", 1)])
         }
     };
-
-    let score = match spec.scores {
-        ScoreMode::Sigmoid => b.op("Sigmoid", "score", &[&max], vec![]),
-        ScoreMode::Raw => max,
+    let (matrix, rows) = match spec.layout {
+        Layout::Nchw => (assembly_matrix_with_cells(), 5 * k),
+        Layout::Nhwc => (interleave_matrix(), 3 * k),
     };
-    let score = b.reshape("score_flat", &score, &[-1, k]);
-    let joined = b.op("Concat", "yx_score", &[&yx, &score], vec![proto::attr_int("axis", 1)]);
-    let interleave = b.const_f32("interleave", &[3 * k, 3 * k], &interleave_matrix());
+    let interleave = b.const_f32("interleave", &[rows, 3 * k], &matrix);
     let rows = b.op("MatMul", "keypoints_rows", &[&joined, &interleave], vec![]);
     let shape = b.const_i64("keypoints_shape", &[3], &[-1, k, VALUES_PER_KEYPOINT as i64]);
     b.op_into("Reshape", "keypoints", &[&rows, &shape], vec![], &spec.output);
     Ok(())
+}
+
+/// Takes `[offset y_0..y_16, offset x_0..x_16, cell y_0, cell x_0, ..., cell x_16, s_0..s_16]`
+/// to `[x_0, y_0, s_0, x_1, ...]`, each coordinate the sum of its offset and its cell's position:
+/// two non-zero terms, so exactly `cell + offset` as the reference computes it in f32.
+fn assembly_matrix_with_cells() -> Vec<f32> {
+    let k = NUM_KEYPOINTS;
+    let cols = k * VALUES_PER_KEYPOINT;
+    let mut m = vec![0.0f32; 5 * k * cols];
+    for kp in 0..k {
+        let sources = [(0, k + kp), (0, 2 * k + 2 * kp + 1), (1, kp), (1, 2 * k + 2 * kp), (2, 4 * k + kp)];
+        for (value, source_row) in sources {
+            m[source_row * cols + kp * VALUES_PER_KEYPOINT + value] = 1.0;
+        }
+    }
+    m
 }
 
 /// The permutation taking `[y_0..y_16, x_0..x_16, s_0..s_16]` to `[x_0, y_0, s_0, x_1, ...]`.
@@ -144,5 +174,31 @@ mod tests {
         let mut sorted = out.clone();
         sorted.sort_by(f32::total_cmp);
         assert_eq!(sorted, input);
+    }
+
+    #[test]
+    fn assembly_adds_offsets_to_cells_and_places_scores() {
+        let m = assembly_matrix_with_cells();
+        let k = NUM_KEYPOINTS;
+        // Offsets y: 100+kp, x: 200+kp; cells interleaved (y, x): 1000+kp, 2000+kp; scores: kp/100.
+        let mut input = vec![0.0f32; 5 * k];
+        for kp in 0..k {
+            let f = kp as f32;
+            input[kp] = 100.0 + f;
+            input[k + kp] = 200.0 + f;
+            input[2 * k + 2 * kp] = 1000.0 + f;
+            input[2 * k + 2 * kp + 1] = 2000.0 + f;
+            input[4 * k + kp] = f / 100.0;
+        }
+        let out: Vec<f32> = (0..3 * k).map(|c| (0..5 * k).map(|r| input[r] * m[r * 3 * k + c]).sum()).collect();
+        for kp in 0..k {
+            let f = kp as f32;
+            assert_eq!(&out[3 * kp..3 * kp + 3], &[2200.0 + 2.0 * f, 1100.0 + 2.0 * f, f / 100.0], "keypoint {kp}");
+        }
+        // Each output sums exactly its two (or, for the score, one) sources.
+        for c in 0..3 * k {
+            let sources = (0..5 * k).filter(|r| m[r * 3 * k + c] != 0.0).count();
+            assert_eq!(sources, if c % 3 == 2 { 1 } else { 2 }, "column {c}");
+        }
     }
 }
