@@ -37,6 +37,11 @@ pub trait ModelSource {
     fn source(&self) -> &dyn wire::Source;
     /// All the model's bytes in memory (read from the file if they are not).
     fn bytes(&self) -> Result<Cow<'_, [u8]>>;
+    /// Where the model's records lie in [`Self::source`]: walked on demand for bytes in
+    /// memory, kept from opening for a file.
+    fn records(&self) -> std::result::Result<Cow<'_, wire::ModelRecords>, wire::WireError> {
+        wire::ModelRecords::read(self.source()).map(Cow::Owned)
+    }
 
     /// Whether some initializer's data was left out of `proto`.
     fn weights_stripped(&self) -> bool {
@@ -64,6 +69,7 @@ impl ModelSource for LoadedModel {
 pub struct ModelFile {
     path: std::path::PathBuf,
     source: wire::FileSource,
+    records: wire::ModelRecords,
     pub proto: ModelProto,
 }
 
@@ -80,6 +86,10 @@ impl ModelSource for ModelFile {
         let read = |e| Error::io("cannot read", &self.path, e);
         Ok(Cow::Owned(wire::Source::read_range(&self.source, 0..self.source.len).map_err(read)?))
     }
+
+    fn records(&self) -> std::result::Result<Cow<'_, wire::ModelRecords>, wire::WireError> {
+        Ok(Cow::Borrowed(&self.records))
+    }
 }
 
 /// Opens a model for rewriting: parses everything but the data of large initializers, reading
@@ -89,23 +99,28 @@ pub fn open_structure(path: &Path) -> Result<ModelFile> {
     let file = fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let source = wire::FileSource { file, len: meta.len() };
     let invalid = |reason: String| Error::InvalidModel { path: path.into(), reason };
-    let proto = structure_of(&source).map_err(|e| match e {
+    let (proto, records) = structure_of(&source).map_err(|e| match e {
         wire::WireError::Io(e) => Error::io("cannot read", path, e),
         e => invalid(format!("protobuf decoding failed ({e}); is the file truncated?")),
     })?;
     let proto = proto.map_err(invalid)?;
     check_external_data(&proto, path)?;
-    Ok(ModelFile { path: path.to_path_buf(), source, proto })
+    Ok(ModelFile { path: path.to_path_buf(), source, records, proto })
 }
 
-/// The structure of a model: its bytes without large initializer data, parsed and checked.
-/// The outer error is the wire's, the inner the model's.
-fn structure_of(src: &dyn wire::Source) -> std::result::Result<std::result::Result<ModelProto, String>, wire::WireError> {
+/// The structure of a model: its bytes without large initializer data, parsed and checked, and
+/// where its records lie. The outer error is the wire's, the inner the model's.
+#[allow(clippy::type_complexity)]
+fn structure_of(
+    src: &dyn wire::Source,
+) -> std::result::Result<(std::result::Result<ModelProto, String>, wire::ModelRecords), wire::WireError> {
+    let records = wire::ModelRecords::read(src)?;
     if src.len() == 0 {
-        return Ok(Err("the file is empty".into()));
+        return Ok((Err("the file is empty".into()), records));
     }
-    let structure = wire::strip_weights(src, STRUCTURE_MAX_INITIALIZER_BYTES)?;
-    Ok(parse_model(&structure).and_then(|proto| check_initializer_sizes(&proto).map(|()| proto)))
+    let structure = wire::strip_weights(src, &records, STRUCTURE_MAX_INITIALIZER_BYTES)?;
+    let proto = parse_model(&structure).and_then(|proto| check_initializer_sizes(&proto).map(|()| proto));
+    Ok((proto, records))
 }
 
 /// Bytes per element of the fixed-size ONNX types.
@@ -186,7 +201,9 @@ pub fn read_structure(path: &Path) -> Result<LoadedModel> {
 
 /// Parses everything but the data of large initializers, with the checks of [`parse_model`].
 pub fn parse_structure(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
-    structure_of(&bytes).unwrap_or_else(|e| Err(format!("protobuf decoding failed ({e}); is the file truncated?")))
+    structure_of(&bytes)
+        .map(|(proto, _)| proto)
+        .unwrap_or_else(|e| Err(format!("protobuf decoding failed ({e}); is the file truncated?")))
 }
 
 /// Random bytes often decode as *some* protobuf message, so beyond decoding this insists on a
@@ -401,13 +418,11 @@ pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<
         wire::MODEL_METADATA,
         wire::plan_list(wire::MODEL_METADATA, &before.metadata_props, &edited.metadata_props, |a, b| a.key == b.key),
     )];
-    let src = original.source();
-    let graph = wire::graph_record(src).map_err(wire_error)?.ok_or_else(|| internal("no graph record"))?;
-    let graph_records = wire::records(src, graph.payload.clone()).map_err(wire_error)?;
-    let graph_body = wire::splice_message(&graph_records, &mut graph_plans, |_| None);
+    let layout = original.records().map_err(wire_error)?;
+    let (_, graph_records) = layout.graph.as_ref().ok_or_else(|| internal("no graph record"))?;
+    let graph_body = wire::splice_message(graph_records, &mut graph_plans, |_| None);
     let mut graph_pieces = Some(wire::wrap(wire::MODEL_GRAPH, graph_body));
-    let model_records = wire::records(src, 0..src.len()).map_err(wire_error)?;
-    Ok(wire::coalesce(wire::splice_message(&model_records, &mut model_plans, |r| {
+    Ok(wire::coalesce(wire::splice_message(&layout.model, &mut model_plans, |r| {
         (r.field == wire::MODEL_GRAPH).then(|| graph_pieces.take().unwrap_or_default())
     })))
 }

@@ -131,13 +131,21 @@ const COPY_CHUNKS_IN_FLIGHT: usize = 3;
 /// copy slows down whenever the output offset is not page-aligned, which it almost never is here.
 fn pipelined_copy(src: &FileSource, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
     use std::sync::mpsc;
+    let len = range.end - range.start;
+    if len <= COPY_CHUNK as u64 {
+        // One chunk: nothing to overlap.
+        let mut buf = vec![0; len as usize];
+        src.read_at(range.start, &mut buf)?;
+        return out.write_all(&buf);
+    }
     let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(COPY_CHUNKS_IN_FLIGHT);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..COPY_CHUNKS_IN_FLIGHT {
         empty_tx.send(vec![0; COPY_CHUNK]).expect("the receiver is alive");
     }
     std::thread::scope(|scope| {
-        scope.spawn(move || {
+        // A thread the system refuses is an I/O error like any other, not a panic.
+        std::thread::Builder::new().name("posefix-copy".into()).spawn_scoped(scope, move || {
             let mut at = range.start;
             while at < range.end {
                 // A closed channel means the writer stopped, on an error of its own.
@@ -150,7 +158,7 @@ fn pipelined_copy(src: &FileSource, range: Range<u64>, out: &mut std::fs::File) 
                 }
                 at += n as u64;
             }
-        });
+        })?;
         write_chunks(full_rx, empty_tx, out)
     })
 }
@@ -274,34 +282,52 @@ pub fn message_record<M: Message>(field: u32, message: &M) -> Vec<u8> {
     r
 }
 
-/// The single graph record of a model. A graph split over several records (legal, as protobuf
-/// merges them, but never written by ONNX tools) is refused rather than handled half-way.
-pub fn graph_record(src: &(impl Source + ?Sized)) -> Result<Option<Record>, WireError> {
-    let mut graphs =
-        records(src, 0..src.len())?.into_iter().filter(|r| r.field == MODEL_GRAPH && r.wire_type == LEN as u8);
-    let first = graphs.next();
-    if let Some(second) = graphs.next() {
-        return Err(malformed(second.record.start, "the graph is split over several records"));
+/// Where a model's records lie: its top-level records and, when it has one, its graph record
+/// with the graph's own records. Walked once when a model is opened, then used both to strip the
+/// weights and to splice the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRecords {
+    pub model: Vec<Record>,
+    pub graph: Option<(Record, Vec<Record>)>,
+}
+
+impl ModelRecords {
+    /// Walks the record headers of the model in `src` and of its graph. A graph split over
+    /// several records (legal, as protobuf merges them, but never written by ONNX tools) is
+    /// refused rather than handled half-way.
+    pub fn read(src: &(impl Source + ?Sized)) -> Result<ModelRecords, WireError> {
+        let model = records(src, 0..src.len())?;
+        let mut graphs = model.iter().filter(|r| r.field == MODEL_GRAPH && r.wire_type == LEN as u8);
+        let first = graphs.next().cloned();
+        if let Some(second) = graphs.next() {
+            return Err(malformed(second.record.start, "the graph is split over several records"));
+        }
+        let graph = match first {
+            Some(g) => {
+                let inner = records(src, g.payload.clone())?;
+                Some((g, inner))
+            }
+            None => None,
+        };
+        Ok(ModelRecords { model, graph })
     }
-    Ok(first)
 }
 
 /// The model's bytes with every graph initializer whose record exceeds `min_bytes` kept without
 /// its data (name, type and dims stay). The data is never read.
-pub fn strip_weights(src: &(impl Source + ?Sized), min_bytes: u64) -> Result<Vec<u8>, WireError> {
-    graph_record(src)?;
-    let model = records(src, 0..src.len())?;
+pub fn strip_weights(src: &(impl Source + ?Sized), layout: &ModelRecords, min_bytes: u64) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
-    for r in model {
-        if r.field != MODEL_GRAPH || r.wire_type != LEN as u8 {
-            out.extend(src.read_range(r.record)?);
+    for r in &layout.model {
+        let graph = layout.graph.as_ref().filter(|(g, _)| g == r);
+        let Some((_, graph_records)) = graph else {
+            out.extend(src.read_range(r.record.clone())?);
             continue;
-        }
+        };
         let mut body = Vec::new();
-        for g in records(src, r.payload.clone())? {
+        for g in graph_records {
             let big = g.field == GRAPH_INITIALIZER && g.payload.end - g.payload.start > min_bytes;
             if !big {
-                body.extend(src.read_range(g.record)?);
+                body.extend(src.read_range(g.record.clone())?);
                 continue;
             }
             let mut kept = Vec::new();
@@ -504,7 +530,8 @@ mod tests {
     #[test]
     fn stripping_drops_only_large_tensor_data() {
         let bytes = model().write_to_bytes().unwrap();
-        let stripped = ModelProto::parse_from_bytes(&strip_weights(bytes.as_slice(), 64).unwrap()).unwrap();
+        let layout = ModelRecords::read(bytes.as_slice()).unwrap();
+        let stripped = ModelProto::parse_from_bytes(&strip_weights(bytes.as_slice(), &layout, 64).unwrap()).unwrap();
         let g = stripped.graph.as_ref().unwrap();
         assert!(g.initializer[0].raw_data.is_empty());
         assert_eq!(g.initializer[0].dims, [1000]);
@@ -517,7 +544,9 @@ mod tests {
     fn truncated_input_is_an_error_not_a_panic() {
         let bytes = model().write_to_bytes().unwrap();
         for cut in [1, 3, bytes.len() / 2, bytes.len() - 1] {
-            assert!(strip_weights(&bytes[..cut], 64).is_err(), "cut at {cut}");
+            let cut = &bytes[..cut];
+            let stripped = ModelRecords::read(cut).and_then(|layout| strip_weights(cut, &layout, 64));
+            assert!(stripped.is_err(), "cut at {cut:?}");
         }
     }
 

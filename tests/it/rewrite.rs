@@ -303,6 +303,9 @@ fn real_model_rewrites_and_matches_the_reference_on_noise() {
     // As the binary reads it: structure only, 45 weight tensors left in the file, never read.
     let original = onnx_posefix::model_io::open_structure(&crate::common::real_model_path()).unwrap();
     assert!(original.weights_stripped());
+    // The record layout kept from opening is the one a fresh walk of the file finds.
+    let walked = onnx_posefix::wire::ModelRecords::read(original.source()).unwrap();
+    assert!(*original.records().unwrap() == walked && walked.graph.as_ref().is_some_and(|(_, g)| g.len() > 100));
     let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
     let spliced = rewritten.to_bytes(&original).unwrap();
     let full = ModelProto::parse_from_bytes(&spliced).unwrap();
