@@ -62,6 +62,11 @@ pub enum DimChoice {
     Unknown,
 }
 
+/// A tensor's dims from the choices: at most rank 6, every dim fixed.
+fn tensor_dims(dims: &[DimChoice]) -> Vec<i64> {
+    dims.iter().take(6).map(DimChoice::fixed).collect()
+}
+
 const SYMBOLS: [&str; 8] = ["N", "H", "W", "?", "unk__1", "N+1", "1/2", "batch*2"];
 
 impl DimChoice {
@@ -74,6 +79,14 @@ impl DimChoice {
             DimChoice::Raw(v) => Dim::Fixed(*v),
             DimChoice::Symbol(s) => Dim::Symbol(SYMBOLS[*s as usize % SYMBOLS.len()].to_string()),
             DimChoice::Unknown => Dim::Unknown,
+        }
+    }
+
+    /// As a tensor's dim, which has no symbols: symbolic and unknown dims become 1.
+    fn fixed(&self) -> i64 {
+        match self.dim() {
+            Dim::Fixed(v) => v,
+            _ => 1,
         }
     }
 
@@ -416,14 +429,7 @@ fn attribute(name: &str, value: &AttrValue, graph: &GraphProto) -> AttributeProt
             a.type_ = AttributeType::TENSOR.into();
             let mut t = TensorProto::new();
             t.data_type = data_type(*dt) as i32;
-            t.dims = dims
-                .iter()
-                .take(6)
-                .map(|d| match d.dim() {
-                    Dim::Fixed(v) => v,
-                    _ => 1,
-                })
-                .collect();
+            t.dims = tensor_dims(dims);
             t.raw_data = data[..data.len().min(256)].to_vec();
             a.t = Some(t).into();
             a
@@ -684,14 +690,7 @@ impl Mutation {
             }
             Mutation::InitializerDims { ix, dims } => {
                 if let Some(t) = pick(&mut graph.initializer, *ix) {
-                    t.dims = dims
-                        .iter()
-                        .take(6)
-                        .map(|d| match d.dim() {
-                            Dim::Fixed(v) => v,
-                            _ => 1,
-                        })
-                        .collect();
+                    t.dims = tensor_dims(dims);
                 }
             }
             Mutation::InitializerType { ix, data_type: dt } => {
