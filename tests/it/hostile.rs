@@ -139,6 +139,18 @@ fn base() -> ModelProto {
 
 const INPUT: [usize; 4] = [1, 3, 257, 257];
 
+/// The base model with `image` declared as `dims` and the outputs' declared shapes cleared, so
+/// that only the input says how big everything is.
+fn with_image_dims(dims: &[Dim]) -> ModelProto {
+    let mut model = base();
+    let g = graph(&mut model);
+    proto::set_declared_shape(&mut g.input[0], dims);
+    for o in g.output.iter_mut() {
+        o.type_.as_mut().unwrap().mut_tensor_type().shape.clear();
+    }
+    model
+}
+
 fn graph(model: &mut ModelProto) -> &mut GraphProto {
     model.graph.as_mut().unwrap()
 }
@@ -240,12 +252,7 @@ fn rank_5_heads_are_refused_naming_the_rank() {
 #[test]
 fn zero_sized_dims_are_refused() {
     // On the image: every head is empty.
-    let mut model = base();
-    let g = graph(&mut model);
-    proto::set_declared_shape(&mut g.input[0], &[1, 3, 0, 257].map(Dim::Fixed));
-    for o in g.output.iter_mut() {
-        o.type_.as_mut().unwrap().mut_tensor_type().shape.clear();
-    }
+    let model = with_image_dims(&[1, 3, 0, 257].map(Dim::Fixed));
     let err = run(&model, &[]).refused();
     assert!(err.contains("0"), "{err}");
     // On the heads only, contradicting what the graph computes: tract goes by the graph (it
@@ -320,25 +327,12 @@ fn dangling_inputs_and_outputs_are_refused() {
 
 #[test]
 fn huge_declared_dims_are_refused() {
-    let mut model = base();
-    let g = graph(&mut model);
-    proto::set_declared_shape(&mut g.input[0], &[1, 3, 1_000_000_000_000, 1_000_000_000_000].map(Dim::Fixed));
-    for o in g.output.iter_mut() {
-        o.type_.as_mut().unwrap().mut_tensor_type().shape.clear();
-    }
+    let model = with_image_dims(&[1, 3, 1_000_000_000_000, 1_000_000_000_000].map(Dim::Fixed));
     let err = run(&model, &[]).refused();
     assert!(err.contains("1000000000000"), "{err}");
 
     // Pinned through the command line.
-    let mut model = base();
-    let g = graph(&mut model);
-    proto::set_declared_shape(
-        &mut g.input[0],
-        &[Dim::Fixed(1), Dim::Fixed(3), Dim::Symbol("H".into()), Dim::Fixed(257)],
-    );
-    for o in g.output.iter_mut() {
-        o.type_.as_mut().unwrap().mut_tensor_type().shape.clear();
-    }
+    let model = with_image_dims(&[Dim::Fixed(1), Dim::Fixed(3), Dim::Symbol("H".into()), Dim::Fixed(257)]);
     let err = run(&model, &["--input-shape", "1,3,4000000000000,257"]).refused();
     assert!(err.contains("4000000000000"), "{err}");
 
