@@ -51,8 +51,9 @@ REPO = Path(__file__).resolve().parent.parent
 def decode_reference(heatmaps, offsets, layout, stride, scores):
     """Returns (keypoints float32 [N, 17, 3] as (x, y, score), cells int [N, 17, 2] as (gy, gx)).
 
-    First-occurrence argmax over each heatmap flattened row-major; NaN cells never win; an all-NaN
-    map decodes to cell (0, 0) with a NaN score. All arithmetic in float32, one addition per
+    First-occurrence argmax over each heatmap flattened row-major, once clamped to +-FLT_MAX (so
+    +inf ties with FLT_MAX); NaN cells never win; an all-NaN map decodes to cell (0, 0) with a NaN
+    score. All arithmetic in float32, one addition per
     coordinate, like the Rust reference.
     """
     hm = np.asarray(heatmaps, dtype=np.float32)
@@ -63,7 +64,8 @@ def decode_reference(heatmaps, offsets, layout, stride, scores):
     n, c, h, w = hm.shape
     if c != NUM_KEYPOINTS or off.shape != (n, 2 * NUM_KEYPOINTS, h, w):
         raise ValueError(f"cannot decode {layout} heads {hm.shape} and {off.shape}")
-    flat = hm.reshape(n, c, h * w)
+    fmax = np.finfo(np.float32).max
+    flat = np.clip(hm.reshape(n, c, h * w), -fmax, fmax)
     valid = ~np.isnan(flat)
     any_valid = valid.any(axis=-1)
     mx = np.where(valid, flat, np.float32(-np.inf)).max(axis=-1)

@@ -143,6 +143,84 @@ pub enum RuleKind {
         #[serde(default)]
         default: Option<AttrValue>,
     },
+    /// The runtime registers the op only for models whose default-domain opset lies in one of
+    /// the ranges (`"1-12"`, `"13+"`, `"7"`), as onnxruntime-web resolves its kernels.
+    RegisteredOpsets { ranges: Vec<OpsetRange> },
+    /// No input or output of the node has one of these element types.
+    ForbiddenTypes { types: Vec<String> },
+    /// The node does not form a pattern the runtime is known to compute wrong.
+    KnownWrong { pattern: Pattern },
+}
+
+/// A range of opsets, written `"lo-hi"`, `"lo+"` or `"v"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OpsetRange {
+    pub min: i64,
+    pub max: Option<i64>,
+}
+
+impl OpsetRange {
+    fn contains(&self, opset: i64) -> bool {
+        opset >= self.min && self.max.is_none_or(|hi| opset <= hi)
+    }
+}
+
+impl TryFrom<String> for OpsetRange {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        let number = |t: &str| t.trim().parse::<i64>().map_err(|_| format!("opset range {text:?} is not lo-hi, lo+ or v"));
+        let range = if let Some(lo) = text.strip_suffix('+') {
+            OpsetRange { min: number(lo)?, max: None }
+        } else if let Some((lo, hi)) = text.split_once('-') {
+            OpsetRange { min: number(lo)?, max: Some(number(hi)?) }
+        } else {
+            let v = number(&text)?;
+            OpsetRange { min: v, max: Some(v) }
+        };
+        match range.max {
+            Some(hi) if hi < range.min => Err(format!("opset range {text:?} is empty")),
+            _ => Ok(range),
+        }
+    }
+}
+
+impl From<OpsetRange> for String {
+    fn from(r: OpsetRange) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for OpsetRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max {
+            None => write!(f, "{}+", self.min),
+            Some(hi) if hi == self.min => write!(f, "{hi}"),
+            Some(hi) => write!(f, "{}-{hi}", self.min),
+        }
+    }
+}
+
+/// Op patterns a runtime computes wrong although it supports each op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
+    /// A node reads a graph output that a Sigmoid node writes.
+    SigmoidOutputConsumed,
+    /// An element-wise node reads a Reshape's output whose last two dims are not those of the
+    /// Reshape's input (the data moves between rows of the runtime's 2-D storage).
+    ReshapeThenElementwise,
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pattern::SigmoidOutputConsumed => "no node reading a graph output written by a Sigmoid",
+            Pattern::ReshapeThenElementwise => {
+                "no element-wise op on a Reshape that changes the last two dims"
+            }
+        })
+    }
 }
 
 /// An attribute value in a profile.
@@ -197,6 +275,9 @@ impl fmt::Display for RuleKind {
             RuleKind::AxesAtLeast { min } => write!(f, "axes {min} or higher"),
             RuleKind::AttributeDefault { name, default: None } => write!(f, "no attribute {name}"),
             RuleKind::AttributeDefault { name, default: Some(v) } => write!(f, "attribute {name} absent or {v}"),
+            RuleKind::RegisteredOpsets { ranges } => write!(f, "registered for opsets {}", list(ranges, "and")),
+            RuleKind::ForbiddenTypes { types } => write!(f, "no tensors of type {}", list(types, "or")),
+            RuleKind::KnownWrong { pattern } => write!(f, "{pattern}"),
         }
     }
 }
@@ -382,6 +463,8 @@ fn merge_rule(rules: &mut Vec<Rule>, rule: &Rule, origin: &str) {
 pub struct Facts {
     ranks: HashMap<String, usize>,
     types: HashMap<String, String>,
+    /// Dims where known, `None` for a symbolic or unknown one.
+    dims: HashMap<String, Vec<Option<usize>>>,
 }
 
 impl Facts {
@@ -410,6 +493,7 @@ impl Facts {
             if let Some((elem, dims)) = proto::declared_tensor(vi) {
                 if let Some(dims) = dims {
                     facts.ranks.insert(vi.name.clone(), dims.len());
+                    facts.dims.insert(vi.name.clone(), dims.iter().map(known_dim).collect());
                 }
                 if let Some(name) = type_name(elem) {
                     facts.types.insert(vi.name.clone(), name);
@@ -435,6 +519,7 @@ impl Facts {
     fn insert(&mut self, t: &TensorFacts) {
         if let Some(shape) = &t.shape {
             self.ranks.insert(t.name.clone(), shape.len());
+            self.dims.insert(t.name.clone(), shape.iter().map(known_dim).collect());
         }
         if let Some(dt) = t.datum_type {
             self.types.insert(t.name.clone(), datum_type_name(dt));
@@ -443,6 +528,11 @@ impl Facts {
 
     pub fn rank(&self, tensor: &str) -> Option<usize> {
         self.ranks.get(tensor).copied()
+    }
+
+    /// The dims of a tensor, `None` for each one unknown or symbolic.
+    pub fn dims(&self, tensor: &str) -> Option<&[Option<usize>]> {
+        self.dims.get(tensor).map(Vec::as_slice)
     }
 
     /// The ONNX element type name (`float`, `int64`, ...).
@@ -469,7 +559,7 @@ impl Facts {
                     _ => None,
                 }
             }
-            "Concat" | "Identity" | "Cast" | "Sigmoid" | "Relu" | "Tanh" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt"
+            "Concat" | "Identity" | "Cast" | "Sigmoid" | "Relu" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Tanh" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt"
             | "Not" | "Clip" | "Softmax" | "Dropout" => rank_of(0),
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or" | "Xor" | "Max"
             | "Min" | "Sum" | "Where" | "MatMul" => inputs_max().and_then(|r| r.into_iter().max()),
@@ -478,11 +568,16 @@ impl Facts {
         if let Some(rank) = rank {
             self.ranks.insert(out.clone(), rank);
         }
+        if node.op_type == "Reshape" {
+            if let Some(dims) = self.reshaped_dims(node, constants) {
+                self.dims.insert(out.clone(), dims);
+            }
+        }
         let ty = match node.op_type.as_str() {
             "Cast" => proto::get_attr_int(node, "to").and_then(|t| type_name(t as i32)),
             "Equal" | "Greater" | "Less" | "Not" | "And" | "Or" | "Xor" => Some("bool".to_string()),
             "Reshape" | "Concat" | "Identity" | "Add" | "Sub" | "Mul" | "Div" | "Sigmoid" | "MatMul" | "ReduceMax"
-            | "ReduceSum" | "ReduceMin" | "ReduceMean" => {
+            | "ReduceSum" | "ReduceMin" | "ReduceMean" | "Relu" | "Max" | "Min" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Clip" => {
                 input(0).and_then(|i| self.element_type(i)).map(str::to_string)
             }
             _ => None,
@@ -492,6 +587,45 @@ impl Facts {
         }
     }
 }
+
+impl Facts {
+    /// The output dims of a Reshape against a constant shape (0 copies an input dim; one -1
+    /// takes what is left, when the input's dims are all known).
+    fn reshaped_dims(&self, node: &NodeProto, constants: &Constants) -> Option<Vec<Option<usize>>> {
+        let target = constants.i64_values(node.input.get(1)?)?;
+        let input = self.dims(node.input.first()?);
+        let mut dims: Vec<Option<usize>> = target
+            .iter()
+            .enumerate()
+            .map(|(ix, &d)| match d {
+                0 => input.and_then(|i| i.get(ix).copied().flatten()),
+                d if d > 0 => Some(d as usize),
+                _ => None,
+            })
+            .collect();
+        if let (Some(free), Some(input)) = (target.iter().position(|&d| d == -1), input) {
+            let total: Option<usize> = input.iter().copied().product();
+            let known: Option<usize> = dims.iter().enumerate().filter(|(ix, _)| *ix != free).map(|(_, d)| *d).product();
+            dims[free] = total.zip(known).and_then(|(t, k)| (k > 0).then(|| t / k));
+        }
+        Some(dims)
+    }
+}
+
+fn known_dim(d: &proto::Dim) -> Option<usize> {
+    match d {
+        proto::Dim::Fixed(v) => usize::try_from(*v).ok(),
+        proto::Dim::Symbol(_) | proto::Dim::Unknown => None,
+    }
+}
+
+fn dims_text(dims: &[Option<usize>]) -> String {
+    let dims: Vec<String> = dims.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// Element-wise ops, for the patterns that concern them.
+const ELEMENTWISE: [&str; 12] = ["Add", "Sub", "Mul", "Div", "Max", "Min", "Relu", "Sigmoid", "Neg", "Abs", "Clip", "Pow"];
 
 /// The ONNX name of an element type: `TensorProto.DataType` lowercase.
 fn type_name(elem: i32) -> Option<String> {
@@ -580,6 +714,8 @@ struct Context<'a> {
     facts: &'a Facts,
     constants: Constants<'a>,
     graph_outputs: HashSet<&'a str>,
+    /// The node writing each tensor.
+    producers: HashMap<&'a str, &'a NodeProto>,
 }
 
 impl Context<'_> {
@@ -697,6 +833,34 @@ impl RuleKind {
                     _ => Some(format!("attribute {name} = {}", attribute_text(a))),
                 }
             }
+            RuleKind::RegisteredOpsets { ranges } => {
+                let opset = cx.opset?;
+                (!ranges.iter().any(|r| r.contains(opset))).then(|| format!("{} at the model's opset {opset}", node.op_type))
+            }
+            RuleKind::ForbiddenTypes { types } => {
+                node.input.iter().chain(&node.output).filter(|t| !t.is_empty()).find_map(|t| {
+                    let ty = cx.facts.element_type(t)?;
+                    types.iter().any(|f| f == ty).then(|| format!("{t} of type {ty}"))
+                })
+            }
+            RuleKind::KnownWrong { pattern: Pattern::SigmoidOutputConsumed } => node.input.iter().find_map(|i| {
+                let producer = cx.producers.get(i.as_str())?;
+                (producer.op_type == "Sigmoid" && cx.graph_outputs.contains(i.as_str()))
+                    .then(|| format!("reading graph output {i}, written by Sigmoid {}", node_label(producer)))
+            }),
+            RuleKind::KnownWrong { pattern: Pattern::ReshapeThenElementwise } => {
+                if !ELEMENTWISE.contains(&node.op_type.as_str()) {
+                    return None;
+                }
+                node.input.iter().find_map(|i| {
+                    let reshape = cx.producers.get(i.as_str()).filter(|p| p.op_type == "Reshape")?;
+                    let before = cx.facts.dims(reshape.input.first()?)?;
+                    let after = cx.facts.dims(i)?;
+                    let tail = |d: &[Option<usize>]| d[d.len().saturating_sub(2)..].to_vec();
+                    (tail(before) != tail(after) && after.iter().flatten().product::<usize>() > 1)
+                        .then(|| format!("reading {i}, reshaped by {} from {} to {}", node_label(reshape), dims_text(before), dims_text(after)))
+                })
+            }
         }
     }
 }
@@ -716,6 +880,7 @@ pub fn check_model(
         facts,
         constants: Constants::of(graph),
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
+        producers: graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect(),
     };
     let source_of = |rule: &Rule| match rule.origin.as_slice() {
         [] => rule.source.clone(),

@@ -7,9 +7,12 @@
 //! [`crate::contract`]). All arithmetic is f32, with exactly one addition per coordinate, so an
 //! exact decoder graph agrees bit for bit on the positions.
 //!
-//! Non-finite values: infinities are ordinary values (an all `-inf` map decodes to cell (0, 0)). A
-//! NaN cell never wins over a non-NaN one; a map that is all NaN decodes to cell (0, 0) with a NaN
-//! score, its position still read from the offsets at that cell.
+//! Non-finite values: the maps are first clamped to +-`f32::MAX`, as the decoder does to keep its
+//! arithmetic selection finite, so `+inf` ties with `f32::MAX` (the first of them wins) and a raw
+//! score of `+inf` reads `f32::MAX`; sigmoid scores are unchanged by the clamp (both ends
+//! saturate to 1 and 0). An all `-inf` map decodes to cell (0, 0). A NaN cell never wins over a
+//! non-NaN one; a map that is all NaN decodes to cell (0, 0) with a NaN score, its position still
+//! read from the offsets at that cell.
 
 use tract_onnx::prelude::tract_ndarray::{Array3, ArrayView2, ArrayViewD, Axis, Ix4};
 
@@ -104,11 +107,13 @@ pub fn decode(
     Ok(poses)
 }
 
-/// The first cell, in row-major order, holding the largest non-NaN value, and that value;
-/// `((0, 0), NaN)` when every cell is NaN.
+/// The first cell, in row-major order, holding the largest non-NaN value once clamped to
+/// +-`f32::MAX`, and that value; `((0, 0), NaN)` when every cell is NaN.
 fn argmax_first(map: ArrayView2<f32>) -> ((usize, usize), f32) {
     let mut best: Option<((usize, usize), f32)> = None;
     for ((gy, gx), &v) in map.indexed_iter() {
+        // `clamp` keeps NaN.
+        let v = v.clamp(f32::MIN, f32::MAX);
         match best {
             None if !v.is_nan() => best = Some(((gy, gx), v)),
             // Strict `>`: equal values keep the earlier cell, and NaN never compares greater.
@@ -258,21 +263,26 @@ mod tests {
     }
 
     #[test]
-    fn infinities_are_ordinary_values() {
+    fn infinities_count_as_the_largest_finite_values() {
         let (mut hm, off) = heads(1, 2, 3);
         hm.slice_mut(s![0, 0, .., ..]).fill(f32::NEG_INFINITY);
         hm.slice_mut(s![0, 1, .., ..]).fill(f32::NEG_INFINITY);
         hm[[0, 1, 1, 1]] = -1e30;
         hm[[0, 2, 0, 2]] = f32::INFINITY;
         hm[[0, 2, 1, 0]] = f32::INFINITY;
+        // The one tie the clamp makes: FLT_MAX before +inf wins.
+        hm[[0, 3, 0, 1]] = f32::MAX;
+        hm[[0, 3, 1, 2]] = f32::INFINITY;
         let raw = &run(&hm, &off, Layout::Nchw, 16, ScoreMode::Raw)[0];
         let sig = &run(&hm, &off, Layout::Nchw, 16, ScoreMode::Sigmoid)[0];
         assert_eq!(raw[0].cell, (0, 0));
-        assert_eq!(raw[0].score, f32::NEG_INFINITY);
+        assert_eq!(raw[0].score, f32::MIN);
         assert_eq!(sig[0].score, 0.0);
         assert_eq!(raw[1].cell, (1, 1));
         assert_eq!(raw[2].cell, (0, 2));
+        assert_eq!(raw[2].score, f32::MAX);
         assert_eq!(sig[2].score, 1.0);
+        assert_eq!(raw[3].cell, (0, 1));
     }
 
     #[test]

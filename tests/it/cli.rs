@@ -229,10 +229,9 @@ fn usage_errors_exit_2() {
 #[test]
 fn target_profiles_stop_a_decoder_they_cannot_run() {
     let dir = TempDir::new().unwrap();
-    let nhwc = SyntheticSpec { heads_layout: onnx_posefix::contract::Layout::Nhwc, ..SyntheticSpec::posenet(11) };
-    let input = synthetic_file(&dir, "nhwc.onnx", &nhwc);
-    let err = refuse(&input, &dir.path().join("out.onnx"), &["--target", "barracuda-1.0.4"]);
-    assert!(err.contains("barracuda-1.0.4") && err.contains("posefix/heatmap_max"), "{err}");
+    let input = synthetic_file(&dir, "op18.onnx", &SyntheticSpec::posenet(18));
+    let err = refuse(&input, &dir.path().join("out.onnx"), &["--target", "tensorrt-8.4"]);
+    assert!(err.contains("tensorrt-8.4") && err.contains("opset 13 or lower"), "{err}");
     // The default (portable) target takes it.
     let ok = run_cli(&[input.as_os_str(), dir.path().join("out.onnx").as_os_str()]);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));

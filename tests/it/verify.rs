@@ -95,11 +95,12 @@ fn xy_swapped_is_caught_on_every_keypoint() {
     let dir = TempDir::new().unwrap();
     let spec = SyntheticSpec { heads_layout: Layout::Nhwc, sigmoid_heatmaps: true, ..SyntheticSpec::posenet(13) };
     let (original, rewritten, mut model) = pair(&dir, &spec);
-    // Columns of the [51, 51] interleave are (x, y, score) per keypoint: swap x and y.
-    tamper(&mut model, "posefix/interleave", |m| {
-        for row in 0..51 {
-            for k in 0..17 {
-                m.swap(row * 51 + k * 3, row * 51 + k * 3 + 1);
+    // Output channels of the [51, 34] coordinate pick are (x, y, score) per keypoint: swap the
+    // x and y rows.
+    tamper(&mut model, "posefix/keypoints_xy_weights", |m| {
+        for k in 0..17 {
+            for col in 0..34 {
+                m.swap((k * 3) * 34 + col, (k * 3 + 1) * 34 + col);
             }
         }
     });
