@@ -35,6 +35,7 @@
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::error::{Error, Result};
 use crate::graph::{Cells, GraphBuilder};
+use crate::reroute::HeadRead;
 
 /// Largest heatmap (in cells) whose ranks are exact integers in f32.
 pub const MAX_CELLS_F32: usize = 1 << 24;
@@ -42,10 +43,13 @@ pub const MAX_CELLS_F32: usize = 1 << 24;
 pub const MAX_CELLS_F16: usize = 2048;
 
 /// What to decode and where to put it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecoderSpec {
     pub heatmaps: String,
     pub offsets: String,
+    /// Where the decoder takes each head from (see [`crate::reroute`]).
+    pub heatmaps_read: HeadRead,
+    pub offsets_read: HeadRead,
     pub layout: Layout,
     /// Heatmap grid `(height, width)`.
     pub grid: (usize, usize),
@@ -67,16 +71,22 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let a = cells as i64;
     let k = NUM_KEYPOINTS as i64;
 
+    let heatmaps = b.read_head("heatmaps_copy", &spec.heatmaps_read);
+    let offsets = b.read_head("offsets_copy", &spec.offsets_read);
     // The heatmaps where their cells lie: NCHW as they come, NHWC as columns [N, 1, A, 17].
     let (cell_axes, cell_shape, heatmaps) = match spec.layout {
-        Layout::Nchw => (Cells::Grid { height: h, width: w }, vec![1, 1, h as i64, w as i64], spec.heatmaps.clone()),
+        Layout::Nchw => (Cells::Grid { height: h, width: w }, vec![1, 1, h as i64, w as i64], heatmaps),
         Layout::Nhwc => {
-            let columns = b.reshape("heatmap_columns", &spec.heatmaps, &[-1, 1, a, k]);
+            let columns = b.reshape("heatmap_columns", &heatmaps, &[-1, 1, a, k]);
             (Cells::Column { cells }, vec![1, 1, a, 1], columns)
         }
     };
+    // Clamped after the max (the same value: clamping is monotone) so that the heads have two
+    // readers: onnxruntime-web's WebGL backend fuses a Clip into a Conv output it alone reads,
+    // which breaks a head that is a graph output (see `crate::reroute`).
+    let max = b.max_over("heatmap_max_raw", &heatmaps, cell_axes);
+    let max = b.clamp_finite("heatmap_max", &max);
     let clamped = b.clamp_finite("heatmaps_finite", &heatmaps);
-    let max = b.max_over("heatmap_max", &clamped, cell_axes);
     let is_max = b.select_maxima("is_max", &clamped, &max);
     let ranks: Vec<f32> = (0..cells).map(|i| (cells - i) as f32).collect();
     let ranks = b.const_f32("first_cell_rank", &cell_shape, &ranks);
@@ -100,19 +110,20 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
             let grid: Vec<f32> =
                 (0..2 * NUM_KEYPOINTS).flat_map(|c| (0..cells).map(move |i| position(c / NUM_KEYPOINTS, i))).collect();
             let grid = b.const_f32("grid_px", &[1, 2 * k, h as i64, w as i64], &grid);
-            let positions = b.op("Add", "positions", &[&spec.offsets, &grid], vec![]);
+            let positions = b.op("Add", "positions", &[&offsets, &grid], vec![]);
             let picked = b.op("Mul", "picked", &[&positions, &onehot_yx], vec![]);
             (b.sum_of_one_term("keypoint_yx", &picked, cell_axes), max)
         }
         Layout::Nhwc => {
-            // Offsets as [N, A, 2, 17] (y then x per cell), the one-hot as [N, A, 1, 17]: the
-            // Mul broadcasts it over y and x.
-            let offsets = b.reshape("offsets_by_cell", &spec.offsets, &[-1, a, 2, k]);
+            // Offsets as [N, A, 2, 17] (y then x per cell), the one-hot as [N, A, 1, 17] and the
+            // grid as [1, A, 2, 1]: both element-wise ops broadcast. onnxruntime-web's WebGL
+            // backend reads a reshaped input wrong in an element-wise op of equal shapes when
+            // the reshape changes the tensor's 2-D texture ([A, 34] to [2A, 17] here); a
+            // broadcasting op indexes its inputs by element and reads them right.
+            let offsets = b.reshape("offsets_by_cell", &offsets, &[-1, a, 2, k]);
             let onehot = b.reshape("argmax_onehot_by_cell", &onehot, &[-1, a, 1, k]);
-            let grid: Vec<f32> = (0..cells)
-                .flat_map(|i| two.clone().flat_map(move |axis| std::iter::repeat_n(position(axis, i), NUM_KEYPOINTS)))
-                .collect();
-            let grid = b.const_f32("grid_px", &[1, a, 2, k], &grid);
+            let grid: Vec<f32> = (0..cells).flat_map(|i| two.clone().map(move |axis| position(axis, i))).collect();
+            let grid = b.const_f32("grid_px", &[1, a, 2, 1], &grid);
             let positions = b.op("Add", "positions", &[&offsets, &grid], vec![]);
             let picked = b.op("Mul", "picked", &[&positions, &onehot], vec![]);
             let picked = b.reshape("picked_columns", &picked, &[-1, 1, a, 2 * k]);

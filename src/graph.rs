@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
 use crate::contract::NAME_PREFIX;
+use crate::reroute::HeadRead;
 use crate::proto;
 
 /// `2^100`: applied twice, it takes the smallest gap between two f32 values (2^-149) to 2^51.
@@ -110,6 +111,18 @@ impl GraphBuilder {
     /// A node writing to a caller-chosen tensor name (the graph output).
     pub fn op_into(&mut self, op: &str, hint: &str, inputs: &[&str], attrs: Vec<AttributeProto>, output: &str) -> String {
         self.push(op, hint, inputs, attrs, Some(output))
+    }
+
+    /// The tensor the decoder reads for a head: the one named, or a copy of the node writing the
+    /// head (same op, inputs and attributes), named `posefix/hint`.
+    pub fn read_head(&mut self, hint: &str, read: &HeadRead) -> String {
+        match read {
+            HeadRead::Tensor(t) => t.clone(),
+            HeadRead::Recompute(node) => {
+                let inputs: Vec<&str> = node.input.iter().map(String::as_str).collect();
+                self.op(&node.op_type, hint, &inputs, node.attribute.clone())
+            }
+        }
     }
 
     pub fn const_f32(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {

@@ -14,6 +14,7 @@ pub mod proto;
 pub mod prune;
 pub mod reference;
 pub mod render;
+pub mod reroute;
 pub mod rewrite;
 pub mod rng;
 pub mod synthetic;

@@ -11,6 +11,7 @@ use protobuf::{Enum, Message};
 
 use crate::contract::{Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT};
 use crate::decoder::{self, DecoderSpec};
+use crate::reroute;
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
@@ -322,6 +323,8 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let spec = DecoderSpec {
         heatmaps: heads.heatmaps.clone(),
         offsets: heads.offsets.clone(),
+        heatmaps_read: reroute::head_read(graph, &heads.heatmaps),
+        offsets_read: reroute::head_read(graph, &heads.offsets),
         layout: heads.layout,
         grid: heads.grid,
         stride,

@@ -15,6 +15,8 @@ use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::model_io;
+use crate::profiles;
+use crate::reroute;
 use crate::proto::{self, Dim};
 use crate::rng::Rng;
 
@@ -34,13 +36,16 @@ pub(crate) fn cut(
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     let heads = [spec.heatmaps.as_str(), spec.offsets.as_str()];
+    // Where the decoder reads a head through a copy or behind an Identity (crate::reroute), the
+    // crafted head is fed there.
+    let aliases = reroute::aliases(graph, &heads, profiles::is_decoder_node);
 
     let mut keep_nodes = vec![false; graph.node.len()];
     let mut keep_inits = HashSet::new();
     let mut seen = HashSet::new();
     let mut stack = vec![spec.output.clone()];
     while let Some(tensor) = stack.pop() {
-        if !seen.insert(tensor.clone()) || heads.contains(&tensor.as_str()) {
+        if !seen.insert(tensor.clone()) || heads.contains(&tensor.as_str()) || aliases.contains_key(&tensor) {
             continue;
         }
         if initializers.contains(tensor.as_str()) {
@@ -62,7 +67,12 @@ pub(crate) fn cut(
     g.input.push(proto::value_info(&spec.offsets, DataType::FLOAT, &dims(offsets_shape)));
     // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
     g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
-    g.node = graph.node.iter().zip(&keep_nodes).filter(|(_, k)| **k).map(|(n, _)| n.clone()).collect();
+    let mut read: Vec<(&String, &String)> = aliases.iter().filter(|(alias, _)| seen.contains(*alias)).collect();
+    read.sort();
+    for (alias, head) in read {
+        g.node.push(proto::node("Identity", &format!("{alias}_fed"), &[head], &[alias], vec![]));
+    }
+    g.node.extend(graph.node.iter().zip(&keep_nodes).filter(|(_, k)| **k).map(|(n, _)| n.clone()));
     g.initializer = graph.initializer.iter().filter(|t| keep_inits.contains(&t.name)).cloned().collect();
     let batch = Dim::Fixed(heatmaps_shape[0] as i64);
     let out = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];

@@ -1,0 +1,159 @@
+//! Where the decoder reads each head from, so that reading it cannot break the model on
+//! onnxruntime-web's WebGL backend.
+//!
+//! At load, that backend deletes every Identity and Dropout node, and fuses a Relu, Sigmoid or
+//! Clip into the Conv before it when it is that Conv output's only reader. A graph output written
+//! by a deleted node keeps a stale index once another node reads it: the run fails with "required
+//! output [N] does not have value", or returns another tensor under the output's name
+//! (onnxruntime-web 1.30.0, `ort.webgl.mjs`: `Graph.transformGraph`, `finalizeGraph`). So the
+//! decoder never reads such a head itself:
+//! - behind Identity and Dropout (which copy their input at inference) it reads their input;
+//! - a Relu, Sigmoid or Clip on a Conv output it computes again from the same input, with the
+//!   same attributes: the Conv output then has two readers, nothing is fused, and the copy is bit
+//!   for bit the head (checked on WebGL, wasm and CPU runtimes).
+//!
+//! The verification that cuts the decoder out of a model (`verify`) finds the same places with
+//! [`aliases`], to feed its crafted heads there.
+
+use std::collections::HashMap;
+
+use onnx_protobuf::{GraphProto, NodeProto};
+
+/// Ops WebGL fuses into a Conv before them (`Graph.isActivation`).
+const FUSED_ACTIVATIONS: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
+
+/// How the decoder reads one head.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeadRead {
+    /// This tensor: the head itself, or the input of the Identity / Dropout chain writing it.
+    Tensor(String),
+    /// A copy of this node (same op, inputs and attributes), whose output is the head's value.
+    Recompute(NodeProto),
+}
+
+/// How to read `head` in `graph`.
+pub fn head_read(graph: &GraphProto, head: &str) -> HeadRead {
+    read_among(graph, head, |_| false)
+}
+
+/// [`head_read`] with the nodes `ignore` picks left out of the count of readers (in a rewritten
+/// graph: the decoder, whose copy is the second reader).
+fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> bool) -> HeadRead {
+    let producers = producers(graph);
+    let readers = reader_counts(graph, ignore);
+    let mut tensor = head;
+    // Bounded walk: a malformed graph may contain an Identity cycle.
+    for _ in 0..=graph.node.len() {
+        let Some(node) = producers.get(tensor) else { break };
+        if !is_default_domain(node) {
+            break;
+        }
+        match node.op_type.as_str() {
+            "Identity" | "Dropout" if node.output.first().is_some_and(|o| o == tensor) => match node.input.first() {
+                Some(input) if !input.is_empty() => tensor = input,
+                _ => break,
+            },
+            op if FUSED_ACTIVATIONS.contains(&op) => {
+                let input = node.input.first().map(String::as_str).unwrap_or_default();
+                let on_conv = producers.get(input).is_some_and(|p| p.op_type == "Conv" && is_default_domain(p));
+                // A Conv output read by something else besides is not fused.
+                if on_conv && readers.get(input).copied().unwrap_or(0) == 1 {
+                    return HeadRead::Recompute((*node).clone());
+                }
+                break;
+            }
+            _ => break,
+        }
+    }
+    HeadRead::Tensor(tensor.to_string())
+}
+
+/// In a rewritten graph, the tensors the decoder (`is_decoder` nodes) reads in place of each of
+/// `heads`, mapped to that head; a head read as itself is not listed.
+pub fn aliases(
+    graph: &GraphProto,
+    heads: &[&str],
+    is_decoder: impl Fn(&NodeProto) -> bool,
+) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    for head in heads {
+        match read_among(graph, head, &is_decoder) {
+            HeadRead::Tensor(t) if t != *head => {
+                found.insert(t, head.to_string());
+            }
+            HeadRead::Tensor(_) => {}
+            HeadRead::Recompute(original) => {
+                let copy = graph.node.iter().find(|n| {
+                    is_decoder(n)
+                        && n.op_type == original.op_type
+                        && n.input == original.input
+                        && n.attribute == original.attribute
+                });
+                if let Some(out) = copy.and_then(|n| n.output.first()) {
+                    found.insert(out.clone(), head.to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+fn is_default_domain(node: &NodeProto) -> bool {
+    node.domain.is_empty() || node.domain == "ai.onnx"
+}
+
+fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
+    graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect()
+}
+
+/// How many node inputs read each tensor (subgraphs left out: WebGL does not fuse across them).
+fn reader_counts(graph: &GraphProto, ignore: impl Fn(&NodeProto) -> bool) -> HashMap<&str, usize> {
+    let mut counts = HashMap::new();
+    let inputs = graph.node.iter().filter(|n| !ignore(n)).flat_map(|n| &n.input);
+    for input in inputs.filter(|i| !i.is_empty()) {
+        *counts.entry(input.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto;
+
+    fn graph(nodes: Vec<NodeProto>) -> GraphProto {
+        let mut g = GraphProto::new();
+        g.node = nodes;
+        g
+    }
+
+    #[test]
+    fn identity_chains_are_read_through_and_fused_activations_recomputed() {
+        let conv = proto::node("Conv", "conv", &["x", "w"], &["logits"], vec![]);
+        let sig = proto::node("Sigmoid", "sig", &["logits"], &["heat"], vec![]);
+        let id = proto::node("Identity", "id", &["heat"], &["heatmaps"], vec![]);
+        let g = graph(vec![conv.clone(), sig.clone(), id]);
+        assert_eq!(head_read(&g, "heatmaps"), HeadRead::Recompute(sig.clone()));
+        // A second reader of the Conv output: WebGL fuses nothing, the head is read as it is.
+        let other = proto::node("Relu", "other", &["logits"], &["r"], vec![]);
+        let g = graph(vec![conv.clone(), sig.clone(), other]);
+        assert_eq!(head_read(&g, "heat"), HeadRead::Tensor("heat".into()));
+        let offsets_id = proto::node("Identity", "oid", &["o"], &["offsets"], vec![]);
+        let g = graph(vec![conv, offsets_id]);
+        assert_eq!(head_read(&g, "offsets"), HeadRead::Tensor("o".into()));
+        assert_eq!(head_read(&g, "logits"), HeadRead::Tensor("logits".into()));
+    }
+
+    #[test]
+    fn aliases_find_the_decoders_copy() {
+        let conv = proto::node("Conv", "conv", &["x", "w"], &["logits"], vec![]);
+        let sig = proto::node("Sigmoid", "sig", &["logits"], &["heatmaps"], vec![]);
+        let copy = proto::node("Sigmoid", "posefix/heatmaps_copy", &["logits"], &["posefix/heatmaps_copy"], vec![]);
+        let oid = proto::node("Identity", "oid", &["o"], &["offsets"], vec![]);
+        let g = graph(vec![conv, sig, copy, oid]);
+        let found = aliases(&g, &["heatmaps", "offsets"], |n| n.name.starts_with("posefix/"));
+        assert_eq!(found.get("posefix/heatmaps_copy").map(String::as_str), Some("heatmaps"));
+        assert_eq!(found.get("o").map(String::as_str), Some("offsets"));
+        assert_eq!(found.len(), 2);
+    }
+}
