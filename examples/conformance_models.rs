@@ -96,7 +96,8 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str) -> Re
     let orig_file = format!("{name}.orig.onnx");
     let posefix_file = format!("{name}.posefix.onnx");
     fs::write(out_dir.join(&orig_file), &model.bytes).with_context(|| format!("writing {orig_file}"))?;
-    fs::write(out_dir.join(&posefix_file), rewritten.to_bytes(model)?).with_context(|| format!("writing {posefix_file}"))?;
+    fs::write(out_dir.join(&posefix_file), rewritten.to_bytes(model)?)
+        .with_context(|| format!("writing {posefix_file}"))?;
     let (input_name, input_shapes) = image_input_shapes(&model.proto)?;
     let p = &rewritten.provenance;
     Ok(json!({

@@ -32,20 +32,8 @@ pub const KEYPOINT_NAMES: [&str; NUM_KEYPOINTS] = [
 ];
 
 /// The skeleton edges tfjs posenet draws (pairs of keypoint indices).
-pub const SKELETON: [(usize, usize); 12] = [
-    (5, 6),
-    (5, 7),
-    (7, 9),
-    (6, 8),
-    (8, 10),
-    (5, 11),
-    (6, 12),
-    (11, 12),
-    (11, 13),
-    (13, 15),
-    (12, 14),
-    (14, 16),
-];
+pub const SKELETON: [(usize, usize); 12] =
+    [(5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)];
 
 /// Values per keypoint in the output: x, y, score.
 pub const VALUES_PER_KEYPOINT: usize = 3;
@@ -153,8 +141,7 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    const KEYS: [&'static str; 7] =
-        ["version", "heatmaps", "offsets", "layout", "stride", "scores", "output"];
+    const KEYS: [&'static str; 7] = ["version", "heatmaps", "offsets", "layout", "stride", "scores", "output"];
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
@@ -167,11 +154,7 @@ impl Provenance {
             self.scores.to_string(),
             self.output.clone(),
         ];
-        Self::KEYS
-            .iter()
-            .zip(values)
-            .map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v))
-            .collect()
+        Self::KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect()
     }
 
     /// Reads the entries written by [`Provenance::to_metadata`]; `None` when any is missing or

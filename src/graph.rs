@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
 use crate::contract::NAME_PREFIX;
-use crate::reroute::HeadRead;
 use crate::proto;
+use crate::reroute::HeadRead;
 
 /// `2^100`: applied twice, it takes the smallest gap between two f32 values (2^-149) to 2^51.
 const SELECT_GAIN: f32 = 1.2676506e30;
@@ -96,7 +96,14 @@ impl GraphBuilder {
 
     /// The one node constructor: a node named `posefix/hint` whose single output is `output`, or
     /// a fresh tensor of the same name as the node.
-    fn push(&mut self, op: &str, hint: &str, inputs: &[&str], attrs: Vec<AttributeProto>, output: Option<&str>) -> String {
+    fn push(
+        &mut self,
+        op: &str,
+        hint: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        output: Option<&str>,
+    ) -> String {
         let name = self.names.fresh(hint);
         let out = output.map(str::to_string).unwrap_or_else(|| name.clone());
         self.nodes.push(proto::node(op, &name, inputs, &[&out], attrs));
@@ -109,7 +116,14 @@ impl GraphBuilder {
     }
 
     /// A node writing to a caller-chosen tensor name (the graph output).
-    pub fn op_into(&mut self, op: &str, hint: &str, inputs: &[&str], attrs: Vec<AttributeProto>, output: &str) -> String {
+    pub fn op_into(
+        &mut self,
+        op: &str,
+        hint: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        output: &str,
+    ) -> String {
         self.push(op, hint, inputs, attrs, Some(output))
     }
 
@@ -294,7 +308,9 @@ mod tests {
             for clip in ops.iter().filter(|o| is_clip(o)) {
                 assert_eq!(clip.1.len(), if opset < 11 { 1 } else { 3 }, "Clip at opset {opset}");
             }
-            let others = |ops: &[(String, Vec<String>, Vec<String>)]| ops.iter().filter(|o| !is_clip(o)).cloned().collect::<Vec<_>>();
+            let others = |ops: &[(String, Vec<String>, Vec<String>)]| {
+                ops.iter().filter(|o| !is_clip(o)).cloned().collect::<Vec<_>>()
+            };
             assert_eq!(others(&ops), others(&first), "opset {opset}");
         }
     }

@@ -80,16 +80,10 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
         }
     }
     let chosen = |o: &TensorFacts, wanted: &Option<String>| wanted.as_ref().is_none_or(|w| *w == o.name);
-    let heatmaps: Vec<Reading> = outputs
-        .iter()
-        .filter(|o| chosen(o, &choice.heatmaps))
-        .flat_map(|o| readings(o, NUM_KEYPOINTS))
-        .collect();
-    let offsets: Vec<Reading> = outputs
-        .iter()
-        .filter(|o| chosen(o, &choice.offsets))
-        .flat_map(|o| readings(o, OFFSET_CHANNELS))
-        .collect();
+    let heatmaps: Vec<Reading> =
+        outputs.iter().filter(|o| chosen(o, &choice.heatmaps)).flat_map(|o| readings(o, NUM_KEYPOINTS)).collect();
+    let offsets: Vec<Reading> =
+        outputs.iter().filter(|o| chosen(o, &choice.offsets)).flat_map(|o| readings(o, OFFSET_CHANNELS)).collect();
 
     let mut pairs: Vec<(&Reading, &Reading)> = heatmaps
         .iter()
@@ -259,7 +253,8 @@ pub fn image_input(inputs: &[TensorFacts]) -> Option<ImageInput> {
 pub fn output_stride(input: (usize, usize), grid: (usize, usize)) -> std::result::Result<u32, Vec<u32>> {
     let exact = |num: usize, den: usize| (den > 0 && num > 0 && num.is_multiple_of(den)).then(|| num / den);
     // An axis of one cell says nothing under the PoseNet rule; let the other axis decide.
-    let posenet_axis = |size: usize, cells: usize| if cells > 1 { exact(size.saturating_sub(1), cells - 1) } else { None };
+    let posenet_axis =
+        |size: usize, cells: usize| if cells > 1 { exact(size.saturating_sub(1), cells - 1) } else { None };
     let agree = |a: Option<usize>, b: Option<usize>, one_cell: (bool, bool)| match (a, b, one_cell) {
         (Some(a), Some(b), _) if a == b => Some(a),
         (Some(a), None, (false, true)) => Some(a),

@@ -9,9 +9,9 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::heads::HeadChoice;
-use onnx_posefix::profiles::{self, Profile};
-use onnx_posefix::model_io::{self, Durability};
 use onnx_posefix::inspect;
+use onnx_posefix::model_io::{self, Durability};
+use onnx_posefix::profiles::{self, Profile};
 use onnx_posefix::rewrite::{self, InputShape, OutputOptions, RewriteOptions, Rewritten};
 use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, Preprocess, Report, Tolerances, VerifyOptions};
 
@@ -49,7 +49,7 @@ enum Command {
     /// Both models run on photos and adversarial inputs, and REWRITTEN's decoder alone on crafted
     /// heads; its keypoints are compared with a reference decoder on ORIGINAL's heads. Exit 0
     /// all equal, 1 mismatch, 2 bad usage or unreadable inputs.
-    Verify(VerifyCommand),
+    Verify(Box<VerifyCommand>),
     /// Describe a model: inputs and outputs, op histogram, pose heads, decoder, and for each
     /// runtime profile the nodes it would reject
     Inspect(InspectCommand),
@@ -366,8 +366,8 @@ fn run(cli: Cli) -> Result<Outcome, String> {
             return Err(format!("{flag} only applies with --verify (or the verify subcommand)"));
         }
     }
-    let rewritten =
-        rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.output_options()).map_err(|e| e.to_string())?;
+    let rewritten = rewrite::rewrite_file(&input, &output, &cli.rewrite.options(), cli.rewrite.output_options())
+        .map_err(|e| e.to_string())?;
     say(&describe(&output, &rewritten));
     for note in &rewritten.notes {
         say(&format!("note: {note}"));

@@ -115,7 +115,7 @@ fn structure_of(
     src: &dyn wire::Source,
 ) -> std::result::Result<(std::result::Result<ModelProto, String>, wire::ModelRecords), wire::WireError> {
     let records = wire::ModelRecords::read(src)?;
-    if src.len() == 0 {
+    if src.is_empty() {
         return Ok((Err("the file is empty".into()), records));
     }
     let structure = wire::strip_weights(src, &records, STRUCTURE_MAX_INITIALIZER_BYTES)?;
@@ -149,10 +149,7 @@ fn check_initializer_sizes(proto: &ModelProto) -> std::result::Result<(), String
             None => (!t.raw_data.is_empty()).then_some(t.raw_data.len() as u64),
         };
         let (Some(raw_len), Some(size)) = (raw_len, element_size(t.data_type)) else { continue };
-        let declared = t
-            .dims
-            .iter()
-            .try_fold(size, |acc, d| u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
+        let declared = t.dims.iter().try_fold(size, |acc, d| u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
         if declared != Some(raw_len) {
             return Err(format!(
                 "initializer {} declares dims {:?} ({} bytes) but holds {raw_len} bytes",
@@ -264,9 +261,10 @@ pub fn parse_model(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
 
 fn uses_external_data(proto: &ModelProto) -> bool {
     let Some(graph) = proto.graph.as_ref() else { return false };
-    graph.initializer.iter().any(|t| {
-        !t.external_data.is_empty() || t.data_location.enum_value() == Ok(DataLocation::EXTERNAL)
-    })
+    graph
+        .initializer
+        .iter()
+        .any(|t| !t.external_data.is_empty() || t.data_location.enum_value() == Ok(DataLocation::EXTERNAL))
 }
 
 /// True when both paths name the same existing file (hard links and `./a` vs `a` included).
@@ -355,9 +353,7 @@ fn sync_dir(_: &Path) -> std::io::Result<()> {
 /// Serializes a fully parsed model. For a model read with [`read_structure`] use
 /// [`encode_edited`], which carries the weights over.
 pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
-    model
-        .write_to_bytes()
-        .map_err(|e| Error::Unsupported(format!("cannot encode the rewritten model: {e}")))
+    model.write_to_bytes().map_err(|e| Error::Unsupported(format!("cannot encode the rewritten model: {e}")))
 }
 
 /// The fields of a model besides its graph and metadata, which an edit must leave alone.

@@ -169,7 +169,8 @@ impl OpsetRange {
 impl TryFrom<String> for OpsetRange {
     type Error = String;
     fn try_from(text: String) -> std::result::Result<Self, String> {
-        let number = |t: &str| t.trim().parse::<i64>().map_err(|_| format!("opset range {text:?} is not lo-hi, lo+ or v"));
+        let number =
+            |t: &str| t.trim().parse::<i64>().map_err(|_| format!("opset range {text:?} is not lo-hi, lo+ or v"));
         let range = if let Some(lo) = text.strip_suffix('+') {
             OpsetRange { min: number(lo)?, max: None }
         } else if let Some((lo, hi)) = text.split_once('-') {
@@ -205,19 +206,22 @@ impl fmt::Display for OpsetRange {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pattern {
-    /// A node reads a graph output that a Sigmoid node writes.
-    SigmoidOutputConsumed,
-    /// An element-wise node reads a Reshape's output whose last two dims are not those of the
-    /// Reshape's input (the data moves between rows of the runtime's 2-D storage).
+    /// onnxruntime-web's WebGL backend deletes Identity and Dropout nodes at load, and fuses a
+    /// Relu, Sigmoid or Clip into a Conv output it alone reads. A node must not be such a fused
+    /// activation on a graph output, nor read a graph output written by a deleted node or listed
+    /// after one (those keep stale indices).
+    DeletedNodeOutputRead,
+    /// An element-wise op of equal input and output shapes reads a reshaped tensor whose 2-D
+    /// texture (onnxruntime-web WebGL's, unpacked) differs from the one its shape gets.
     ReshapeThenElementwise,
 }
 
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Pattern::SigmoidOutputConsumed => "no node reading a graph output written by a Sigmoid",
+            Pattern::DeletedNodeOutputRead => "no graph output read where the runtime deletes or fuses its writer",
             Pattern::ReshapeThenElementwise => {
-                "no element-wise op on a Reshape that changes the last two dims"
+                "no equal-shape element-wise op on a reshape that moves data between texture rows"
             }
         })
     }
@@ -559,8 +563,8 @@ impl Facts {
                     _ => None,
                 }
             }
-            "Concat" | "Identity" | "Cast" | "Sigmoid" | "Relu" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Tanh" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt"
-            | "Not" | "Clip" | "Softmax" | "Dropout" => rank_of(0),
+            "Concat" | "Identity" | "Cast" | "Sigmoid" | "Relu" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Tanh"
+            | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Not" | "Clip" | "Softmax" | "Dropout" => rank_of(0),
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or" | "Xor" | "Max"
             | "Min" | "Sum" | "Where" | "MatMul" => inputs_max().and_then(|r| r.into_iter().max()),
             _ => None,
@@ -577,9 +581,8 @@ impl Facts {
             "Cast" => proto::get_attr_int(node, "to").and_then(|t| type_name(t as i32)),
             "Equal" | "Greater" | "Less" | "Not" | "And" | "Or" | "Xor" => Some("bool".to_string()),
             "Reshape" | "Concat" | "Identity" | "Add" | "Sub" | "Mul" | "Div" | "Sigmoid" | "MatMul" | "ReduceMax"
-            | "ReduceSum" | "ReduceMin" | "ReduceMean" | "Relu" | "Max" | "Min" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Clip" => {
-                input(0).and_then(|i| self.element_type(i)).map(str::to_string)
-            }
+            | "ReduceSum" | "ReduceMin" | "ReduceMean" | "Relu" | "Max" | "Min" | "GlobalMaxPool" | "MaxPool"
+            | "Conv" | "Clip" => input(0).and_then(|i| self.element_type(i)).map(str::to_string),
             _ => None,
         };
         if let Some(ty) = ty {
@@ -625,7 +628,8 @@ fn dims_text(dims: &[Option<usize>]) -> String {
 }
 
 /// Element-wise ops, for the patterns that concern them.
-const ELEMENTWISE: [&str; 12] = ["Add", "Sub", "Mul", "Div", "Max", "Min", "Relu", "Sigmoid", "Neg", "Abs", "Clip", "Pow"];
+const ELEMENTWISE: [&str; 12] =
+    ["Add", "Sub", "Mul", "Div", "Max", "Min", "Relu", "Sigmoid", "Neg", "Abs", "Clip", "Pow"];
 
 /// The ONNX name of an element type: `TensorProto.DataType` lowercase.
 fn type_name(elem: i32) -> Option<String> {
@@ -716,9 +720,21 @@ struct Context<'a> {
     graph_outputs: HashSet<&'a str>,
     /// The node writing each tensor.
     producers: HashMap<&'a str, &'a NodeProto>,
+    /// How many node inputs read each tensor.
+    readers: HashMap<&'a str, usize>,
+    /// The graph outputs in their declared order.
+    output_order: Vec<&'a str>,
 }
 
 impl Context<'_> {
+    /// The dims of a tensor when all are known: from the facts, or a constant's.
+    fn dims_of(&self, tensor: &str) -> Option<Vec<usize>> {
+        match self.facts.dims(tensor) {
+            Some(dims) => dims.iter().copied().collect(),
+            None => self.constants.dims(tensor).map(|d| d.iter().map(|v| *v as usize).collect()),
+        }
+    }
+
     /// The rank of a tensor, from the facts or, for constants, their dims.
     fn rank(&self, tensor: &str) -> Option<usize> {
         self.facts.rank(tensor).or_else(|| self.constants.dims(tensor).map(|d| d.len()))
@@ -835,7 +851,8 @@ impl RuleKind {
             }
             RuleKind::RegisteredOpsets { ranges } => {
                 let opset = cx.opset?;
-                (!ranges.iter().any(|r| r.contains(opset))).then(|| format!("{} at the model's opset {opset}", node.op_type))
+                (!ranges.iter().any(|r| r.contains(opset)))
+                    .then(|| format!("{} at the model's opset {opset}", node.op_type))
             }
             RuleKind::ForbiddenTypes { types } => {
                 node.input.iter().chain(&node.output).filter(|t| !t.is_empty()).find_map(|t| {
@@ -843,27 +860,112 @@ impl RuleKind {
                     types.iter().any(|f| f == ty).then(|| format!("{t} of type {ty}"))
                 })
             }
-            RuleKind::KnownWrong { pattern: Pattern::SigmoidOutputConsumed } => node.input.iter().find_map(|i| {
-                let producer = cx.producers.get(i.as_str())?;
-                (producer.op_type == "Sigmoid" && cx.graph_outputs.contains(i.as_str()))
-                    .then(|| format!("reading graph output {i}, written by Sigmoid {}", node_label(producer)))
-            }),
-            RuleKind::KnownWrong { pattern: Pattern::ReshapeThenElementwise } => {
-                if !ELEMENTWISE.contains(&node.op_type.as_str()) {
-                    return None;
-                }
-                node.input.iter().find_map(|i| {
-                    let reshape = cx.producers.get(i.as_str()).filter(|p| p.op_type == "Reshape")?;
-                    let before = cx.facts.dims(reshape.input.first()?)?;
-                    let after = cx.facts.dims(i)?;
-                    let tail = |d: &[Option<usize>]| d[d.len().saturating_sub(2)..].to_vec();
-                    (tail(before) != tail(after) && after.iter().flatten().product::<usize>() > 1)
-                        .then(|| format!("reading {i}, reshaped by {} from {} to {}", node_label(reshape), dims_text(before), dims_text(after)))
-                })
-            }
+            RuleKind::KnownWrong { pattern: Pattern::DeletedNodeOutputRead } => deleted_node_output_read(node, cx),
+            RuleKind::KnownWrong { pattern: Pattern::ReshapeThenElementwise } => reshape_then_elementwise(node, cx),
         }
     }
 }
+
+/// Ops onnxruntime-web's WebGL backend fuses into the Conv before them (`Graph.isActivation`).
+const WEBGL_FUSED: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
+
+/// Whether WebGL removes `node` at load: Identity and Dropout always, a Relu, Sigmoid or Clip
+/// when it alone reads a Conv output (fused into it).
+fn webgl_deletes(node: &NodeProto, cx: &Context) -> bool {
+    match node.op_type.as_str() {
+        "Identity" | "Dropout" => true,
+        op if WEBGL_FUSED.contains(&op) => node.input.first().is_some_and(|i| {
+            cx.producers.get(i.as_str()).is_some_and(|p| p.op_type == "Conv") && cx.readers.get(i.as_str()) == Some(&1)
+        }),
+        _ => false,
+    }
+}
+
+fn deleted_node_output_read(node: &NodeProto, cx: &Context) -> Option<String> {
+    if WEBGL_FUSED.contains(&node.op_type.as_str()) && webgl_deletes(node, cx) {
+        let conv = node.input.first().and_then(|i| cx.producers.get(i.as_str())).map(|p| node_label(p));
+        let input = node.input.first().map(String::as_str).unwrap_or_default();
+        if cx.graph_outputs.contains(input) {
+            return Some(format!(
+                "fused into {} at load, whose output is graph output {input}",
+                conv.unwrap_or_default()
+            ));
+        }
+    }
+    node.input.iter().find_map(|i| {
+        let position = cx.output_order.iter().position(|o| o == i)?;
+        cx.output_order[..=position].iter().find_map(|earlier| {
+            let writer = cx.producers.get(*earlier).filter(|w| webgl_deletes(w, cx))?;
+            Some(format!(
+                "reading graph output {i}, {} by {} ({}), which the runtime removes at load",
+                if earlier == i { "written".to_string() } else { format!("listed after {earlier}, written") },
+                node_label(writer),
+                writer.op_type
+            ))
+        })
+    })
+}
+
+/// The unpacked 2-D texture onnxruntime-web's WebGL backend stores a tensor of `dims` in, for
+/// a largest texture side `max` (`PreferLogicalStrategy.computeTexture`).
+fn webgl_texture(dims: &[usize], max: usize) -> [usize; 2] {
+    let dims: Vec<usize> =
+        if dims.len() == 2 { dims.to_vec() } else { dims.iter().copied().filter(|d| *d != 1).collect() };
+    let n: usize = dims.iter().product();
+    let fits = |t: [usize; 2]| t[0] <= max && t[1] <= max;
+    let candidates: Vec<[usize; 2]> = match dims.as_slice() {
+        [] => vec![[1, 1]],
+        [a] => vec![[1, *a]],
+        [a, b] => vec![[*a, *b]],
+        [a, b, c] => vec![[a * b, *c], [*a, b * c]],
+        [a, b, c, d] => vec![[a * b * c, *d], [*a, b * c * d]],
+        _ => vec![],
+    };
+    candidates.into_iter().find(|t| fits(*t)).unwrap_or_else(|| {
+        let w = (n as f64).sqrt().ceil() as usize;
+        [w, n.div_ceil(w.max(1))]
+    })
+}
+
+fn reshape_then_elementwise(node: &NodeProto, cx: &Context) -> Option<String> {
+    if !ELEMENTWISE.contains(&node.op_type.as_str()) {
+        return None;
+    }
+    let inputs: Vec<&String> = node.input.iter().filter(|i| !i.is_empty()).collect();
+    inputs.iter().find_map(|i| {
+        let reshape = cx.producers.get(i.as_str()).filter(|p| RELABELS.contains(&p.op_type.as_str()))?;
+        let after: Vec<usize> = cx.facts.dims(i)?.iter().copied().collect::<Option<_>>()?;
+        // A broadcasting op indexes its inputs by element and reads them right; an input of
+        // unknown dims counts as one of equal dims.
+        let broadcasts = inputs.iter().any(|o| cx.dims_of(o).is_some_and(|d| d != after));
+        if broadcasts {
+            return None;
+        }
+        // The data keeps the texture of the tensor before the chain of relabelling ops.
+        let mut source = reshape.input.first()?;
+        for _ in 0..cx.producers.len() {
+            match cx.producers.get(source.as_str()) {
+                Some(p) if RELABELS.contains(&p.op_type.as_str()) => source = p.input.first()?,
+                _ => break,
+            }
+        }
+        let before = cx.dims_of(source)?;
+        // Texture sides of 4096 (some phones), 8192 (SwiftShader) and 16384 (most desktops).
+        let differs =
+            [4096, 8192, 16384].into_iter().find(|m| webgl_texture(&before, *m) != webgl_texture(&after, *m))?;
+        Some(format!(
+            "reading {i}, relabelled by {} from {} (texture {:?}) to {} (texture {:?} for a side of {differs})",
+            node_label(reshape),
+            dims_text(&before.iter().map(|d| Some(*d)).collect::<Vec<_>>()),
+            webgl_texture(&before, differs),
+            dims_text(&after.iter().map(|d| Some(*d)).collect::<Vec<_>>()),
+            webgl_texture(&after, differs),
+        ))
+    })
+}
+
+/// Ops that change a tensor's shape without moving its data.
+const RELABELS: [&str; 4] = ["Reshape", "Flatten", "Squeeze", "Unsqueeze"];
 
 /// The rules of `profile` broken by the nodes of `model` that `select` picks, in graph order,
 /// after the rules on the whole model (judged when any node is picked). Rules needing facts
@@ -881,6 +983,11 @@ pub fn check_model(
         constants: Constants::of(graph),
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
         producers: graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect(),
+        readers: graph.node.iter().flat_map(|n| &n.input).filter(|i| !i.is_empty()).fold(HashMap::new(), |mut m, i| {
+            *m.entry(i.as_str()).or_insert(0) += 1;
+            m
+        }),
+        output_order: graph.output.iter().map(|o| o.name.as_str()).collect(),
     };
     let source_of = |rule: &Rule| match rule.origin.as_slice() {
         [] => rule.source.clone(),

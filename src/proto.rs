@@ -75,7 +75,6 @@ pub fn attr_float(name: &str, value: f32) -> AttributeProto {
     a
 }
 
-
 /// A float32 tensor stored as raw little-endian bytes (the compact form every reader accepts).
 pub fn tensor_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     debug_assert_eq!(dims.iter().product::<i64>() as usize, values.len());
@@ -105,12 +104,10 @@ pub fn tensor_f32_values(t: &TensorProto) -> Option<Vec<f32>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 4 != 0 {
+        if !t.raw_data.len().is_multiple_of(4) {
             return None;
         }
-        return Some(
-            t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        );
+        return Some(t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
     }
     Some(t.float_data.clone())
 }
@@ -121,14 +118,11 @@ pub fn tensor_i64_values(t: &TensorProto) -> Option<Vec<i64>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 8 != 0 {
+        if !t.raw_data.len().is_multiple_of(8) {
             return None;
         }
         return Some(
-            t.raw_data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                .collect(),
+            t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect(),
         );
     }
     Some(t.int64_data.clone())

@@ -28,7 +28,7 @@ pub enum HeadRead {
     /// This tensor: the head itself, or the input of the Identity / Dropout chain writing it.
     Tensor(String),
     /// A copy of this node (same op, inputs and attributes), whose output is the head's value.
-    Recompute(NodeProto),
+    Recompute(Box<NodeProto>),
 }
 
 /// How to read `head` in `graph`.
@@ -58,7 +58,7 @@ fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> boo
                 let on_conv = producers.get(input).is_some_and(|p| p.op_type == "Conv" && is_default_domain(p));
                 // A Conv output read by something else besides is not fused.
                 if on_conv && readers.get(input).copied().unwrap_or(0) == 1 {
-                    return HeadRead::Recompute((*node).clone());
+                    return HeadRead::Recompute(Box::new((*node).clone()));
                 }
                 break;
             }
@@ -70,11 +70,7 @@ fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> boo
 
 /// In a rewritten graph, the tensors the decoder (`is_decoder` nodes) reads in place of each of
 /// `heads`, mapped to that head; a head read as itself is not listed.
-pub fn aliases(
-    graph: &GraphProto,
-    heads: &[&str],
-    is_decoder: impl Fn(&NodeProto) -> bool,
-) -> HashMap<String, String> {
+pub fn aliases(graph: &GraphProto, heads: &[&str], is_decoder: impl Fn(&NodeProto) -> bool) -> HashMap<String, String> {
     let mut found = HashMap::new();
     for head in heads {
         match read_among(graph, head, &is_decoder) {
@@ -133,7 +129,7 @@ mod tests {
         let sig = proto::node("Sigmoid", "sig", &["logits"], &["heat"], vec![]);
         let id = proto::node("Identity", "id", &["heat"], &["heatmaps"], vec![]);
         let g = graph(vec![conv.clone(), sig.clone(), id]);
-        assert_eq!(head_read(&g, "heatmaps"), HeadRead::Recompute(sig.clone()));
+        assert_eq!(head_read(&g, "heatmaps"), HeadRead::Recompute(Box::new(sig.clone())));
         // A second reader of the Conv output: WebGL fuses nothing, the head is read as it is.
         let other = proto::node("Relu", "other", &["logits"], &["r"], vec![]);
         let g = graph(vec![conv.clone(), sig.clone(), other]);

@@ -9,18 +9,21 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto};
 use protobuf::{Enum, Message};
 
-use crate::contract::{Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT};
+use crate::contract::{
+    Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION,
+    VALUES_PER_KEYPOINT,
+};
 use crate::decoder::{self, DecoderSpec};
-use crate::reroute;
 use crate::error::{Error, Result};
 use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
 use crate::model_io::{self, Durability, ModelSource};
+use crate::profiles::{self, Profile};
 use crate::proto::{self, Dim};
+use crate::prune;
+use crate::reroute;
 use crate::tract_bridge::{self, ModelFacts};
 use crate::wire;
-use crate::profiles::{self, Profile};
-use crate::prune;
 
 /// `--input-shape [NAME:]D,D,D,D`
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,11 +93,7 @@ pub struct Rewritten {
 
 /// The default-domain opset of a model.
 pub fn default_opset(model: &ModelProto) -> Option<i64> {
-    model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
+    model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version)
 }
 
 impl Rewritten {
@@ -255,7 +254,10 @@ fn rename_reads(nodes: &mut [onnx_protobuf::NodeProto], renamed: &std::collectio
 /// beyond the batch unknown (an op needed the values of a weight), does tract get the whole model.
 fn shape_facts(model: &dyn ModelSource, pins: &[(String, Vec<usize>)]) -> Result<(ModelFacts, Vec<String>)> {
     let settled = |facts: &ModelFacts| {
-        facts.outputs.iter().all(|o| o.shape.as_ref().is_some_and(|d| d.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_)))))
+        facts
+            .outputs
+            .iter()
+            .all(|o| o.shape.as_ref().is_some_and(|d| d.iter().skip(1).all(|d| matches!(d, Dim::Fixed(_)))))
     };
     let skeleton = model
         .weights_stripped()
@@ -367,8 +369,7 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         write_pinned_shapes(graph, &facts);
     }
     let nodes_pruned = if options.prune { prune::prune(graph, &[&options.output_name]) } else { 0 };
-    out.metadata_props
-        .extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
+    out.metadata_props.extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
     profiles::check_decoder(&out, &facts.outputs, &target)?;
 
     Ok(Rewritten {
@@ -387,7 +388,9 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
 /// whose symbolic dims were pinned stays consistent.
 fn write_pinned_shapes(graph: &mut GraphProto, facts: &ModelFacts) {
     for vi in graph.input.iter_mut().chain(graph.output.iter_mut()) {
-        if let Some(dims) = facts.inputs.iter().chain(&facts.outputs).find(|f| f.name == vi.name).and_then(|f| f.shape.clone()) {
+        if let Some(dims) =
+            facts.inputs.iter().chain(&facts.outputs).find(|f| f.name == vi.name).and_then(|f| f.shape.clone())
+        {
             proto::set_declared_shape(vi, &dims);
         }
     }

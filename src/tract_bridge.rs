@@ -323,11 +323,9 @@ fn pin_inputs(model: &mut InferenceModel, pins: &[(String, Vec<usize>)]) -> Resu
             .ok_or_else(|| Error::Usage(format!("the model has no input called {}", printable(name))))?;
         check_pinned(&format!("input {}", printable(name)), dims)?;
         let fact = InferenceFact::dt_shape(f32::datum_type(), dims.as_slice());
-        model
-            .set_input_fact(ix, fact)
-            .map_err(|e| {
-                Error::Tract(format!("tract rejected the shape pinned on input {}: {}", printable(name), one_line(&e)))
-            })?;
+        model.set_input_fact(ix, fact).map_err(|e| {
+            Error::Tract(format!("tract rejected the shape pinned on input {}: {}", printable(name), one_line(&e)))
+        })?;
     }
     Ok(())
 }

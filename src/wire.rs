@@ -37,6 +37,10 @@ pub const STRIPPED_MARK: u32 = 536_870_000;
 /// weights never need to be in memory.
 pub trait Source {
     fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 
     /// Copies `range` to `out`. Files override this with a kernel-side copy.
@@ -315,7 +319,11 @@ impl ModelRecords {
 
 /// The model's bytes with every graph initializer whose record exceeds `min_bytes` kept without
 /// its data (name, type and dims stay). The data is never read.
-pub fn strip_weights(src: &(impl Source + ?Sized), layout: &ModelRecords, min_bytes: u64) -> Result<Vec<u8>, WireError> {
+pub fn strip_weights(
+    src: &(impl Source + ?Sized),
+    layout: &ModelRecords,
+    min_bytes: u64,
+) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
     for r in &layout.model {
         let graph = layout.graph.as_ref().filter(|(g, _)| g == r);
@@ -556,7 +564,9 @@ mod tests {
         let b = proto::metadata_entry("b", "2");
         let b2 = proto::metadata_entry("b", "3");
         let c = proto::metadata_entry("c", "4");
-        let plan = plan_list(14, &[a.clone(), b.clone(), c.clone()], &[b2.clone(), c.clone(), a.clone()], |x, y| x.key == y.key);
+        let plan = plan_list(14, &[a.clone(), b.clone(), c.clone()], &[b2.clone(), c.clone(), a.clone()], |x, y| {
+            x.key == y.key
+        });
         assert_eq!(plan.existing, [Fate::Drop, Fate::Replace(message_record(14, &b2)), Fate::Keep]);
         assert_eq!(plan.appended, [message_record(14, &a)]);
     }

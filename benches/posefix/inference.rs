@@ -93,7 +93,13 @@ struct PruneComparison {
 /// Pruning saves a couple of percent at most (two 1x1 convs), less than a single run's noise, so
 /// it gets rounds of its own, many more than the other comparisons, and an interval for each
 /// ratio: `budget` seconds in all.
-fn compare_pruned(original: &Runner, rewritten: &Runner, pruned: &Runner, x: &[Tensor], budget: f64) -> PruneComparison {
+fn compare_pruned(
+    original: &Runner,
+    rewritten: &Runner,
+    pruned: &Runner,
+    x: &[Tensor],
+    budget: f64,
+) -> PruneComparison {
     let t = timed_run(original, x).0;
     let rounds = ((budget / 3.0 / t) as usize).clamp(15, 600);
     let run = |r: &Runner| timed_run(r, x).0;

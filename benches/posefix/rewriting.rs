@@ -121,8 +121,10 @@ pub fn contest(ws: &Workspace, peer: &Peer, model: &Path, rounds: usize, synced:
     if synced {
         who.extend([Who::FloorSynced, Who::ToolSynced]);
     }
-    let mut runners: Vec<Box<dyn FnMut() -> ChildRun>> =
-        who.iter().map(|&w| Box::new(move || child(&mut command(w), &out(w))) as Box<dyn FnMut() -> ChildRun>).collect();
+    let mut runners: Vec<Box<dyn FnMut() -> ChildRun>> = who
+        .iter()
+        .map(|&w| Box::new(move || child(&mut command(w), &out(w))) as Box<dyn FnMut() -> ChildRun>)
+        .collect();
     let mut refs: Vec<&mut dyn FnMut() -> ChildRun> = runners.iter_mut().map(|r| r.as_mut() as _).collect();
     let runs = interleaved(rounds, &mut refs);
     for &w in &who {

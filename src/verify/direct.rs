@@ -16,8 +16,8 @@ use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::model_io;
 use crate::profiles;
-use crate::reroute;
 use crate::proto::{self, Dim};
+use crate::reroute;
 use crate::rng::Rng;
 
 use super::setup::Spec;

@@ -130,10 +130,14 @@ fn symbolic_dims_opsets_and_external_data() {
     let out = dir.path().join("out.onnx");
     let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
     let graph = model.graph.as_mut().unwrap();
-    let dims = [proto::Dim::Fixed(1), proto::Dim::Fixed(3), proto::Dim::Symbol("H".into()), proto::Dim::Symbol("W".into())];
+    let dims =
+        [proto::Dim::Fixed(1), proto::Dim::Fixed(3), proto::Dim::Symbol("H".into()), proto::Dim::Symbol("W".into())];
     proto::set_declared_shape(&mut graph.input[0], &dims);
     for o in graph.output.iter_mut() {
-        proto::set_declared_shape(o, &[proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown]);
+        proto::set_declared_shape(
+            o,
+            &[proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown, proto::Dim::Unknown],
+        );
     }
     let symbolic = write(&dir, "symbolic.onnx", &model.write_to_bytes().unwrap());
     let err = refuse(&symbolic, &out, &[]);
@@ -235,7 +239,8 @@ fn target_profiles_stop_a_decoder_they_cannot_run() {
     // The default (portable) target takes it.
     let ok = run_cli(&[input.as_os_str(), dir.path().join("out.onnx").as_os_str()]);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
-    let unknown = run_cli(&[input.as_os_str(), dir.path().join("o.onnx").as_os_str(), "--target".as_ref(), "nope".as_ref()]);
+    let unknown =
+        run_cli(&[input.as_os_str(), dir.path().join("o.onnx").as_os_str(), "--target".as_ref(), "nope".as_ref()]);
     assert_eq!(unknown.status.code(), Some(2));
 }
 
@@ -249,7 +254,8 @@ fn inspect_describes_models_and_reports_rejected_nodes() {
     assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
     let text = stdout(&text);
     assert!(text.contains("decoder: present") && text.contains("stride 16"), "{text}");
-    let json = run_cli(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref(), "--target".as_ref(), "opencv-4.x".as_ref()]);
+    let json =
+        run_cli(&["inspect".as_ref(), out.as_os_str(), "--json".as_ref(), "--target".as_ref(), "opencv-4.x".as_ref()]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["heads"]["layout"], "NCHW", "{value}");
     assert_eq!(value["profiles"].as_array().unwrap().len(), 1);

@@ -44,7 +44,8 @@ fn inputs(spec: &SyntheticSpec, batch: usize) -> Vec<(&'static str, ArrayD<f32>)
         Layout::Nchw => (2, 3),
         Layout::Nhwc => (1, 2),
     };
-    let checker = ArrayD::from_shape_fn(IxDyn(&shape), |ix| if ((ix[cy] / 16) + (ix[cx] / 16)) % 2 == 0 { 1.0 } else { -1.0 });
+    let checker =
+        ArrayD::from_shape_fn(IxDyn(&shape), |ix| if ((ix[cy] / 16) + (ix[cx] / 16)) % 2 == 0 { 1.0 } else { -1.0 });
     let gradient = ArrayD::from_shape_fn(IxDyn(&shape), |ix| (ix[cy] + ix[cx]) as f32 / 256.0 - 1.0);
     vec![("noise", noise), ("zeros", ArrayD::zeros(IxDyn(&shape))), ("checkerboard", checker), ("gradient", gradient)]
 }
@@ -56,7 +57,12 @@ fn output<'a>(runner: &Runner, outputs: &'a [Tensor], name: &str) -> ArrayViewD<
 
 /// Runs original and rewritten models on the same inputs and checks `keypoints` against the
 /// reference decoder on the original heads. Returns the number of keypoints compared.
-fn assert_matches_reference(spec: &SyntheticSpec, original: &LoadedModel, rewritten: &Rewritten, batch: usize) -> usize {
+fn assert_matches_reference(
+    spec: &SyntheticSpec,
+    original: &LoadedModel,
+    rewritten: &Rewritten,
+    batch: usize,
+) -> usize {
     let mut shape = spec.input_shape(batch);
     shape[0] = batch;
     let label = spec.label();
@@ -82,7 +88,12 @@ fn assert_matches_reference(spec: &SyntheticSpec, original: &LoadedModel, rewrit
                 let got = [keypoints[[n, k, 0]], keypoints[[n, k, 1]], keypoints[[n, k, 2]]];
                 // Positions are one f32 addition in both: they must be bit-identical.
                 assert_eq!((got[0], got[1]), (kp.x, kp.y), "{label} {name} n={n} k={k} cell {:?}", kp.cell);
-                assert!((got[2] - kp.score).abs() <= 1e-6, "{label} {name} n={n} k={k}: score {} vs {}", got[2], kp.score);
+                assert!(
+                    (got[2] - kp.score).abs() <= 1e-6,
+                    "{label} {name} n={n} k={k}: score {} vs {}",
+                    got[2],
+                    kp.score
+                );
                 compared += 1;
             }
         }
@@ -247,7 +258,8 @@ fn symbolic_dims_need_pinning_and_pins_are_written_into_the_model() {
     assert_matches_reference(&spec, &loaded(&model), &rewritten, 1);
 
     // The named form pins the same input; a fixed dim cannot be changed.
-    let named = RewriteOptions { input_shapes: vec!["image:1,3,257,257".parse().unwrap()], ..RewriteOptions::default() };
+    let named =
+        RewriteOptions { input_shapes: vec!["image:1,3,257,257".parse().unwrap()], ..RewriteOptions::default() };
     assert!(rewrite(&loaded(&model), &named).is_ok());
     let fixed = loaded(&synthetic::generate(&spec));
     let contradict = RewriteOptions { input_shapes: vec!["1,3,513,513".parse().unwrap()], ..RewriteOptions::default() };
@@ -275,7 +287,8 @@ fn heads_can_be_named_and_scores_forced() {
 fn a_decorated_model_is_refused() {
     let spec = SyntheticSpec::posenet(11);
     let (_, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
-    let again = rewrite(&loaded(&rewritten.model), &RewriteOptions { output_name: "other".into(), ..Default::default() });
+    let again =
+        rewrite(&loaded(&rewritten.model), &RewriteOptions { output_name: "other".into(), ..Default::default() });
     assert!(again.unwrap_err().to_string().contains("already has an onnx-posefix decoder"));
     assert_eq!(rw::existing_provenance(&rewritten.model), Some(rewritten.provenance.clone()));
 }
@@ -323,10 +336,13 @@ fn real_model_rewrites_and_matches_the_reference_on_noise() {
         insta::assert_snapshot!("decoder_real_posenet_mobilenet075_257", render::appended_subgraph(&rewritten.model));
     });
     let p = &rewritten.provenance;
-    assert_eq!((p.heatmaps.as_str(), p.offsets.as_str(), p.stride, p.scores), ("heatmaps", "offsets", 16, ScoreMode::Sigmoid));
+    assert_eq!(
+        (p.heatmaps.as_str(), p.offsets.as_str(), p.stride, p.scores),
+        ("heatmaps", "offsets", 16, ScoreMode::Sigmoid)
+    );
     let shape = vec![1, 3, 257, 257];
-    let before = Runner::new(&decoded.bytes, &[shape.clone()]).unwrap();
-    let after = Runner::new(&rewritten.to_bytes(&original).unwrap(), &[shape.clone()]).unwrap();
+    let before = Runner::new(&decoded.bytes, std::slice::from_ref(&shape)).unwrap();
+    let after = Runner::new(&rewritten.to_bytes(&original).unwrap(), std::slice::from_ref(&shape)).unwrap();
     let mut rng = Rng::new(3);
     for _ in 0..3 {
         let input = ArrayD::from_shape_fn(IxDyn(&shape), |_| rng.uniform(-1.0, 1.0));
@@ -354,7 +370,8 @@ fn real_model_rewrites_and_matches_the_reference_on_noise() {
 fn structure_only_shape_inference_survives_tract_style_names() {
     let spec = synthetic::ResnetSpec { opset: 11, input_hw: (129, 129), stride: 32, width_percent: 51, seed: 5 };
     let model = synthetic::resnet_sized(&spec);
-    let big_bias = model.graph.as_ref().unwrap().initializer.iter().any(|t| t.name.ends_with(".bias") && t.raw_data.len() > 4096);
+    let big_bias =
+        model.graph.as_ref().unwrap().initializer.iter().any(|t| t.name.ends_with(".bias") && t.raw_data.len() > 4096);
     assert!(big_bias, "the test needs a bias record over the 4 KiB structure threshold");
     let original = loaded(&model);
     assert!(original.weights_stripped());
