@@ -71,8 +71,8 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let a = cells as i64;
     let k = NUM_KEYPOINTS as i64;
 
-    let heatmaps = b.read_head("heatmaps_copy", &spec.heatmaps_read);
-    let offsets = b.read_head("offsets_copy", &spec.offsets_read);
+    let heatmaps = b.read_head("heatmaps_copy", &spec.heatmaps, &spec.heatmaps_read);
+    let offsets = b.read_head("offsets_copy", &spec.offsets, &spec.offsets_read);
     // The heatmaps where their cells lie: NCHW as they come, NHWC as columns [N, 1, A, 17].
     let (cell_axes, cell_shape, heatmaps) = match spec.layout {
         Layout::Nchw => (Cells::Grid { height: h, width: w }, vec![1, 1, h as i64, w as i64], heatmaps),

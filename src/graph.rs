@@ -127,11 +127,11 @@ impl GraphBuilder {
         self.push(op, hint, inputs, attrs, Some(output))
     }
 
-    /// The tensor the decoder reads for a head: the one named, or a copy of the node writing the
-    /// head (same op, inputs and attributes), named `posefix/hint`.
-    pub fn read_head(&mut self, hint: &str, read: &HeadRead) -> String {
+    /// The tensor the decoder reads for `head`: the head, or a copy of the node writing it (same
+    /// op, inputs and attributes), named `posefix/hint`.
+    pub fn read_head(&mut self, hint: &str, head: &str, read: &HeadRead) -> String {
         match read {
-            HeadRead::Tensor(t) => t.clone(),
+            HeadRead::Itself => head.to_string(),
             HeadRead::Recompute(node) => {
                 let inputs: Vec<&str> = node.input.iter().map(String::as_str).collect();
                 self.op(&node.op_type, hint, &inputs, node.attribute.clone())

@@ -1,0 +1,256 @@
+"""ncnn conformance leg: ONNX -> pnnx -> ncnn, on the CPU and on Vulkan (Mesa lavapipe).
+
+Imported by conformance/check.py with this folder on sys.path. ncnn and pnnx live in the leg's
+own venv (setup.sh); this module only needs numpy and onnx (check.py's venv) and talks to
+worker.py, a long-lived subprocess in the leg's venv, over JSON lines with .npy files.
+
+How a model is run, the way ncnn users do it (and as the model_ncnn.py pnnx writes does it):
+  pnnx model.onnx inputshape=[1,C,H,W]       (the converter binary the pnnx wheel ships; a
+                                              symbolic batch is fixed to 1; pnnx's defaults, so
+                                              fp16=1: weights stored as fp16 in model.ncnn.bin)
+  net = ncnn.Net(); net.load_param(...); net.load_model(...)
+  ex = net.create_extractor(); ex.input("in0", ncnn.Mat(x, batch_index=K).clone())
+  ex.extract("out0"), ex.extract("out1"), ...; out.numpy(batch_index=K)
+
+ncnn blobs have no batch axis: pnnx's script says which axis each blob drops (K = 0, or 233 when
+pnnx found no batch axis). A batch of several items is run one item at a time (what ncnn users
+do), and only for models whose batch axis is symbolic: a model with a fixed batch > 1 is skipped
+(accepts()). pnnx renames the outputs out0, out1, ... in the order of the ONNX graph outputs
+(ncnn's net.output_names() does not keep that order; the worker extracts them by name); they are
+mapped back by that order and each one's element count is checked against the ONNX output's
+shape (at batch 1) before it is reshaped to it.
+
+Precision: see OPTIONS below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+LEG = Path(__file__).resolve().parent
+REPO = LEG.parent.parent.parent
+VENV = Path(os.environ.get("NCNN_LEG_VENV") or
+            Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "legs" / "ncnn-venv")
+
+# ncnn's run-time options, per backend. ncnn's defaults (Option()) turn on fp16 storage, fp16
+# arithmetic and fp16 packing wherever the device supports them; lavapipe reports fp16
+# storage/arithmetic support, so on Vulkan every blob would be stored and computed in fp16. Then
+# the decoder's own arithmetic (cell * stride + offset, the 2^100 scaling of the selection) runs
+# in fp16: positions are rounded to fp16 (an error of up to 0.25 px at 512 px) whatever ops the
+# decoder uses, and 2^100 is infinite in fp16 (measured: every new-decoder model mismatches on
+# Vulkan with the defaults). See README.md. The leg therefore runs fp32 on both backends (what an
+# ncnn user needing exact positions must set): use_fp16_packed/storage/arithmetic = False, bf16
+# off. On this x86 CPU ncnn's defaults gave the same bits as fp32 on every probe and model.
+FP32 = {"use_fp16_packed": False, "use_fp16_storage": False, "use_fp16_arithmetic": False,
+        "use_bf16_storage": False, "use_bf16_packed": False}
+OPTIONS = {"cpu": dict(FP32), "vulkan": dict(FP32)}
+if os.environ.get("NCNN_LEG_DEFAULT_PRECISION"):  # for measurements: ncnn's own defaults
+    OPTIONS = {"cpu": {}, "vulkan": {}}
+# pnnx's fp16 flag (fp16=1 is its default): stores Convolution/InnerProduct/Gemm weights as fp16.
+PNNX_FP16 = int(os.environ.get("NCNN_LEG_PNNX_FP16", "1"))
+
+
+def one_line(text):
+    return re.sub(r"\s*\n\s*", " | ", str(text).strip())
+
+
+class Worker:
+    """The worker subprocess; restarted when it dies (a crash in ncnn is reported as the error)."""
+
+    def __init__(self):
+        self.proc = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="ncnn-leg-io-"))
+        self.log = self.tmp / "worker.stderr"
+        self.generation = 0
+
+    def start(self):
+        python = VENV / "bin" / "python"
+        if not python.is_file():
+            raise RuntimeError(f"ncnn leg venv missing: {python} (run conformance/legs/ncnn/setup.sh)")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        self.proc = subprocess.Popen([str(python), str(LEG / "worker.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True,
+                                     env=env, bufsize=1)
+        self.generation += 1
+
+    def request(self, **req):
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            rc = self.proc.wait()
+            self.proc = None
+            tail = [l for l in self.log.read_text(errors="replace").splitlines()
+                    if l.strip() and "llvmpipe" not in l][-2:]
+            why = f"signal {-rc}" if rc < 0 else f"exit {rc}"
+            raise RuntimeError(f"ncnn worker died ({why}) during {req['op']}" +
+                               (": " + " | ".join(tail) if tail else ""))
+        ans = json.loads(line)
+        if not ans.get("ok"):
+            raise RuntimeError(ans.get("error", "unknown worker error"))
+        return ans
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_WORKER = None
+
+
+def worker():
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = Worker()
+    return _WORKER
+
+
+def onnx_signature(path):
+    """(input name, pnnx input shape with batch 1, fixed batch or None, [(output name, shape at
+    batch 1 or None)]) of an ONNX model."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = inp.type.tensor_type.shape.dim
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    shape = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    if batch is None:
+        dims[0].ClearField("dim_param")
+        dims[0].dim_value = 1
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+        outs = []
+        for o in inferred.graph.output:
+            t = o.type.tensor_type
+            ds = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
+                if t.HasField("shape") else None
+            outs.append((o.name, ds if ds is not None and None not in ds else None))
+    except Exception:  # noqa: BLE001 - shapes are a check, not a requirement
+        outs = [(o.name, None) for o in model.graph.output]
+    return inp.name, shape, batch, outs
+
+
+class Handle:
+    def __init__(self, worker_handle, generation, input_name, batch, outputs, ncnn_outputs, pnnx):
+        self.worker_handle = worker_handle
+        self.generation = generation
+        self.input_name = input_name
+        self.batch = batch
+        self.outputs = outputs
+        self.ncnn_outputs = ncnn_outputs
+        self.pnnx = pnnx
+
+    def __del__(self):
+        # check.py drops a model's handles when it moves on: free the ncnn Net in the worker.
+        w = _WORKER
+        try:
+            if w is not None and w.proc is not None and w.proc.poll() is None and w.generation == self.generation:
+                w.request(op="free", handle=self.worker_handle)
+        except Exception:  # noqa: BLE001 - best effort (also at interpreter exit)
+            pass
+
+
+class Ncnn:
+    fatal_load = "if_original"
+
+    def __init__(self, backend, versions):
+        self.backend = backend
+        self.name = f"ncnn-{backend}"
+        self.version = f"ncnn {versions['ncnn']}, pnnx {versions['pnnx']}" + \
+            (f", {versions['gpu'][0]}" if backend == "vulkan" and versions.get("gpu") else "")
+        self.options = OPTIONS[backend]
+        self.conversions = []  # (model path, pnnx info) for the report
+
+    def accepts(self, entry):
+        batch = str(entry.get("batch", "1"))
+        if batch.isdigit() and int(batch) > 1:
+            return f"batch {batch}: ncnn has no batch axis (pnnx drops axis 0)"
+        return None
+
+    def load(self, path):
+        input_name, shape, batch, outputs = onnx_signature(path)
+        if batch is not None and batch != 1:
+            raise RuntimeError(f"batch {batch}: ncnn has no batch axis (pnnx drops axis 0)")
+        w = worker()
+        try:
+            ans = w.request(op="load", path=str(path), inputshape=shape, backend=self.backend,
+                            options=self.options, fp16=PNNX_FP16)
+        except RuntimeError as exc:
+            self.conversions.append((str(path), {"error": str(exc)}))
+            raise
+        self.conversions.append((str(path), ans.get("pnnx")))
+        if len(ans["outputs"]) != len(outputs):
+            raise RuntimeError(f"pnnx wrote {len(ans['outputs'])} outputs {ans['outputs']}, "
+                               f"the ONNX model has {len(outputs)}")
+        return Handle(ans["handle"], w.generation, input_name, batch, outputs, ans["outputs"], ans["pnnx"])
+
+    def run(self, handle, input_name, x):
+        w = worker()
+        if w.generation != handle.generation or w.proc is None:
+            raise RuntimeError("the ncnn worker was restarted since this model was loaded")
+        if handle.batch is not None and x.shape[0] != handle.batch:
+            raise RuntimeError(f"input batch {x.shape[0]}, the model's is {handle.batch}")
+        items = []
+        w.tmp.mkdir(parents=True, exist_ok=True)
+        for b in range(x.shape[0]):
+            xin = w.tmp / "x.npy"
+            np.save(xin, np.ascontiguousarray(x[b:b + 1], dtype=np.float32))
+            ans = w.request(op="run", handle=handle.worker_handle, input=str(xin), out_dir=str(w.tmp))
+            item = {}
+            for (onnx_name, shape), (ncnn_name, npy, dims) in zip(handle.outputs, ans["outputs"]):
+                arr = np.load(npy)
+                if shape is not None:
+                    if int(np.prod(shape)) != arr.size:
+                        raise RuntimeError(
+                            f"output {ncnn_name} (taken as {onnx_name}) has {arr.size} values "
+                            f"{list(arr.shape)}, the ONNX output has shape {shape}")
+                    arr = arr.reshape(shape)
+                elif arr.ndim == 0 or arr.shape[0] != 1:
+                    arr = arr[None]
+                item[onnx_name] = arr
+            items.append(item)
+        return {name: np.concatenate([it[name] for it in items]).astype(np.float32, copy=False)
+                for name, _ in handle.outputs}
+
+    def close(self):
+        worker().close()
+
+
+def runtimes():
+    w = worker()
+    hello = w.request(op="hello")
+    out = [Ncnn("cpu", hello)]
+    if os.environ.get("NCNN_LEG_VULKAN", "1") == "0":
+        return out
+    if hello.get("gpu"):
+        out.append(Ncnn("vulkan", hello))
+    else:
+        print("ncnn leg: no Vulkan device (is mesa-vulkan-drivers installed?): ncnn-vulkan not run",
+              file=sys.stderr)
+    return out
