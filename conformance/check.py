@@ -17,9 +17,10 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    MODELS_DIR/report.json.
 
 Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
-`setup.sh` that installs the runtime and a `runtime.py` whose `runtimes()` gives objects with the
-same interface as the classes below, plus `accepts(entry)` (None, or why the leg skips a model:
-a batch it cannot hold, or the CI subset) and `close()`.
+`setup.sh` that installs the runtime (run.sh runs it) and a `runtime.py` whose `runtimes()` gives
+objects with the same interface as the classes below, plus `accepts(entry)` (None, or why the leg
+skips a model: a batch it cannot hold, say), optionally `select_inputs(entry, inputs)` (the inputs
+it runs: a subset of the photos on a software GPU) and `close()`.
 
 Exit status 1 when: the ONNX checks reject a rewritten model; onnxruntime fails to load or run a
 model or gives any mismatch; any runtime loads a model and then gives a mismatch; a leg's runtime
@@ -354,6 +355,8 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult):
         res.orig_loaded = True
     except Exception as exc:  # noqa: BLE001
         orig, res.orig_reason = None, one_line(exc)
+    # A leg may run a subset of the inputs (the real model's photos on a slow software GPU).
+    inputs = getattr(runtime, "select_inputs", lambda _entry, i: i)(entry, inputs)
     try:
         net = runtime.load(models_dir / entry["posefix"])
         res.loaded = True

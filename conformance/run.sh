@@ -5,7 +5,9 @@
 #
 # Needs python3 (with venv and pip), cargo and network access to PyPI on the first run. The venv
 # lives in target/conformance-venv and is rebuilt when requirements.txt or the Python changes;
-# models and report.json go to target/conformance/. Extra arguments go to check.py.
+# models and report.json go to target/conformance/. Extra arguments go to check.py; with
+# `--legs ort_web,ncnn,wonnx` each leg's conformance/legs/LEG/setup.sh installs its runtime first
+# (Debian packages with apt-get, so as root, and pinned npm or PyPI packages).
 #
 # Environment: PYTHON (default python3), POSEFIX_CONFORMANCE_VENV (venv location).
 set -euo pipefail
@@ -33,6 +35,19 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
     "$venv/bin/python" -m pip check
     echo "$want" >"$stamp"
 fi
+
+# The thin-runtime legs named by --legs (as in check.py) install what they need.
+legs=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+        --legs) legs="${args[i + 1]:-}" ;;
+        --legs=*) legs="${args[i]#--legs=}" ;;
+    esac
+done
+for leg in ${legs//,/ }; do
+    bash "$root/conformance/legs/$leg/setup.sh"
+done
 
 rm -rf "$out"
 cargo run --quiet --manifest-path "$root/Cargo.toml" --example conformance_models -- "$out"

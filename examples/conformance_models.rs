@@ -26,8 +26,10 @@ const REAL_MODEL: &str = "models/posenet-mobilenet075-257.onnx";
 const SYMBOLIC_BATCH: i64 = 2;
 
 /// The test matrix of the crate plus what it lacks for conformance: every opset 9..=21, a
-/// symbolic batch in both head layouts and on both sides of opset 11 (where the decoder's mask
-/// switches from `Not(Greater)` to `Equal`), and a non-square stride-8 model.
+/// symbolic batch in both head layouts and on both sides of opset 11 (where Clip moves its bounds
+/// from attributes to inputs), a non-square stride-8 model, and a batch-1 NCHW model with
+/// sigmoid heads below opset 13 (onnxruntime-web's WebGL backend runs no symbolic batch, and
+/// fuses a head's Sigmoid into its Conv: this one shows both the opset-12 form and that fusion).
 fn conformance_matrix() -> Vec<SyntheticSpec> {
     let base = SyntheticSpec::posenet;
     let symbolic = || Batch::Symbolic("N".into());
@@ -43,6 +45,7 @@ fn conformance_matrix() -> Vec<SyntheticSpec> {
         SyntheticSpec { batch: Batch::Fixed(2), ..base(19) },
         SyntheticSpec { heads_layout: Layout::Nhwc, sigmoid_heatmaps: true, input_hw: (353, 257), ..base(20) },
         SyntheticSpec { heads_layout: Layout::Nhwc, batch: symbolic(), ..base(21) },
+        SyntheticSpec { sigmoid_heatmaps: true, ..base(12) },
     ];
     // Seeds apart from the crate matrix's (`0x5EED + i`), so the extra weights are new draws.
     let extra = extra.into_iter().enumerate().map(|(i, s)| SyntheticSpec { seed: s.seed + 1000 + i as u64, ..s });

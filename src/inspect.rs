@@ -219,7 +219,6 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
     })
 }
 
-/// Input pins from `--input-shape`: named, or the single non-initializer input.
 /// Inputs or outputs as the model declares them (what tract infers replaces them).
 fn declared(list: &[onnx_protobuf::ValueInfoProto], skip: &HashSet<&str>) -> Vec<TensorFacts> {
     list.iter()

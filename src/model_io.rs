@@ -22,7 +22,8 @@ const STRUCTURE_MAX_INITIALIZER_BYTES: u64 = 4096;
 ///
 /// After [`read_structure`], `proto` is the model's *structure*: initializers larger than 4 KiB
 /// keep their name, type and dims but no data, which stays in `bytes`. Write such a model only
-/// with [`write_edited`], which carries the data over.
+/// by splicing it with its bytes ([`crate::rewrite::Rewritten::to_bytes`]), which carries the
+/// data over.
 #[derive(Clone, Debug)]
 pub struct LoadedModel {
     pub bytes: Vec<u8>,

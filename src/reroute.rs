@@ -3,8 +3,8 @@
 //!
 //! At load, that backend deletes every Identity and Dropout node, and fuses a Relu, Sigmoid or
 //! Clip into the Conv before it when it is that Conv output's only reader. A graph output written
-//! by a deleted node keeps a stale index once another node reads it: the run fails with "required
-//! output [N] does not have value", or returns another tensor under the output's name
+//! by a deleted node keeps a stale index once another node reads it: the run fails with `required
+//! output [N] does not have value`, or returns another tensor under the output's name
 //! (onnxruntime-web 1.30.0, `ort.webgl.mjs`: `Graph.transformGraph`, `finalizeGraph`). So the
 //! decoder does not read a head that a Relu, Sigmoid or Clip on a Conv output writes (possibly
 //! through Identity or Dropout nodes): it computes the activation again from the same input, with
