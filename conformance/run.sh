@@ -16,25 +16,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 venv="${POSEFIX_CONFORMANCE_VENV:-$target/conformance-venv}"
 out="$target/conformance"
-python="${PYTHON:-python3}"
 requirements="$root/conformance/requirements.txt"
 
-# The venv is reused while the pins and the interpreter are the same.
-want="$("$python" - "$requirements" <<'PY'
-import hashlib, sys
-print(hashlib.sha256(open(sys.argv[1], "rb").read() + sys.version.encode()).hexdigest())
-PY
-)"
-stamp="$venv/.posefix-requirements"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "conformance: creating $venv"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
-        -r "$requirements"
-    "$venv/bin/python" -m pip check
-    echo "$want" >"$stamp"
-fi
+source "$root/conformance/install.sh"
+pinned_venv conformance "$venv" "$requirements"
+"$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
 
 # The thin-runtime legs named by --legs (as in check.py) install what they need.
 legs=""

@@ -10,34 +10,11 @@ set -euo pipefail
 leg="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$leg/../../.." && pwd)"
 venv="${NCNN_LEG_VENV:-${CARGO_TARGET_DIR:-$root/target}/legs/ncnn-venv}"
-python="${PYTHON:-python3}"
 
-missing=()
-for pkg in mesa-vulkan-drivers libvulkan1; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    echo "ncnn leg: apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-want="$("$python" - "$leg/requirements.txt" <<'PY'
-import hashlib, sys
-print(hashlib.sha256(open(sys.argv[1], "rb").read() + sys.version.encode()).hexdigest())
-PY
-)"
-stamp="$venv/.ncnn-leg-requirements"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "ncnn leg: creating $venv"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    # --no-deps: see requirements.txt (pnnx declares torch; ncnn declares its model_zoo's needs).
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
-        -r "$leg/requirements.txt"
-    echo "$want" >"$stamp"
-fi
+source "$root/conformance/install.sh"
+apt_install "ncnn leg" mesa-vulkan-drivers libvulkan1
+# --no-deps: see requirements.txt (pnnx declares torch; ncnn declares its model_zoo's needs).
+pinned_venv "ncnn leg" "$venv" "$leg/requirements.txt" --no-deps
 
 # Smoke test: the binding imports, the converter binary runs, and a Vulkan device shows up.
 "$venv/bin/python" - <<'PY'

@@ -11,15 +11,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 started=$SECONDS
 
-if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
-    if [[ "$(id -u)" != 0 ]]; then
-        echo "ort_web setup: chromium is not installed and this is not root" >&2
-        exit 1
-    fi
-    echo "ort_web setup: apt-get install chromium"
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
-fi
+source "$here/../../install.sh"
+apt_install "ort_web setup" chromium
 /usr/bin/chromium --version 2>/dev/null | grep -i chromium
 
 want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"

@@ -12,44 +12,20 @@ leg="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$leg/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 venv="${POSEFIX_WONNX_VENV:-$target/legs/wonnx-venv}"
-python="${PYTHON:-python3}"
 requirements="$leg/requirements.txt"
 started=$SECONDS
 
-# 1. lavapipe + the Vulkan loader, only when missing.
-missing=()
-for pkg in mesa-vulkan-drivers libvulkan1; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$pkg")
-    fi
-done
-if ((${#missing[@]})); then
-    echo "wonnx leg: apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$root/conformance/install.sh"
+# 1. lavapipe + the Vulkan loader.
+apt_install "wonnx leg" mesa-vulkan-drivers libvulkan1
 if [[ ! -f /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]]; then
     echo "wonnx leg: lavapipe's ICD file /usr/share/vulkan/icd.d/lvp_icd.x86_64.json is missing" >&2
     exit 1
 fi
 
-# 2. The venv, reused while the pins and the interpreter are the same.
-want="$("$python" - "$requirements" <<'PY'
-import hashlib, sys
-print(hashlib.sha256(open(sys.argv[1], "rb").read() + sys.version.encode()).hexdigest())
-PY
-)"
-stamp="$venv/.posefix-requirements"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "wonnx leg: creating $venv"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
-        -r "$requirements"
-    "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
-    echo "$want" >"$stamp"
-fi
+# 2. The venv (--no-deps: every dependency is pinned in requirements.txt).
+pinned_venv "wonnx leg" "$venv" "$requirements" --no-deps
+"$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null
 
 # 3. Smoke test: wonnx finds the lavapipe device and runs a one-node model.
 xdg="$(mktemp -d)"
