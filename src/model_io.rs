@@ -328,8 +328,18 @@ fn write_with(
         _ => Path::new("."),
     };
     let failed = |e| Error::io("cannot write", path, e);
-    let mut tmp = tempfile::Builder::new().prefix(".posefix-").suffix(".tmp").tempfile_in(dir).map_err(failed)?;
+    let replaced = fs::metadata(path).ok().filter(|m| m.is_file());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".posefix-").suffix(".tmp");
+    // A new OUT gets what any file a user creates gets, 0666 less the umask (the temporary file's
+    // own default, 0600, would survive the rename and lock others out).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(failed)?;
     fill(tmp.as_file_mut()).map_err(failed)?;
+    if let Some(old) = &replaced {
+        keep_owner_and_mode(tmp.as_file(), old).map_err(failed)?;
+    }
     if durability == Durability::Synced {
         tmp.as_file().sync_all().map_err(failed)?;
     }
@@ -338,6 +348,23 @@ fn write_with(
         sync_dir(dir).map_err(failed)?;
     }
     Ok(())
+}
+
+/// Gives the file that replaces another that one's mode, and its owner and group where the
+/// process may set them (root may; a user may keep a group they belong to).
+#[cfg(unix)]
+fn keep_owner_and_mode(file: &fs::File, old: &fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{fchown, MetadataExt};
+    if fchown(file, Some(old.uid()), Some(old.gid())).is_err() {
+        let _ = fchown(file, None, Some(old.gid()));
+    }
+    // After the chown, which may clear set-id bits.
+    file.set_permissions(old.permissions())
+}
+
+#[cfg(not(unix))]
+fn keep_owner_and_mode(file: &fs::File, old: &fs::Metadata) -> std::io::Result<()> {
+    file.set_permissions(old.permissions())
 }
 
 /// Makes a rename in `dir` durable.

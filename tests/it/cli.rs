@@ -264,3 +264,64 @@ fn inspect_describes_models_and_reports_rejected_nodes() {
     assert_eq!(run.status.code(), Some(2));
     assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
 }
+
+/// The binary run with `umask` set for it alone.
+#[cfg(unix)]
+fn run_with_umask(umask: u32, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_onnx-posefix"));
+    cmd.args(args);
+    // Safety: umask is async-signal-safe and touches nothing but the child's mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(umask as libc::mode_t);
+            Ok(())
+        });
+    }
+    cmd.output().expect("run onnx-posefix")
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+#[test]
+fn out_gets_the_mode_a_user_expects() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let input = synthetic_file(&dir, "in.onnx", &SyntheticSpec::posenet(11));
+    let rewrite = |umask: u32, out: &Path, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![input.as_os_str(), out.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let run = run_with_umask(umask, &args);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    };
+    // A new OUT: 0666 less the umask, as `cp` and `onnx.save` give.
+    let out = dir.path().join("new.onnx");
+    rewrite(0o022, &out, &[]);
+    assert_eq!(mode(&out), 0o644);
+    let out = dir.path().join("new_027.onnx");
+    rewrite(0o027, &out, &[]);
+    assert_eq!(mode(&out), 0o640);
+    // A replaced OUT keeps its mode, whatever the umask.
+    let out = dir.path().join("replaced.onnx");
+    fs::write(&out, b"old").unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o604)).unwrap();
+    rewrite(0o077, &out, &[]);
+    assert_eq!(mode(&out), 0o604);
+    assert_ne!(fs::read(&out).unwrap(), b"old");
+    // --force onto IN keeps IN's mode.
+    fs::set_permissions(&input, fs::Permissions::from_mode(0o640)).unwrap();
+    rewrite(0o022, &input.clone(), &["--force"]);
+    assert_eq!(mode(&input), 0o640);
+    // No temporary file is left behind.
+    let debris: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".posefix-"))
+        .collect();
+    assert!(debris.is_empty(), "{debris:?}");
+}
