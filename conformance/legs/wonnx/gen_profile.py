@@ -19,7 +19,7 @@ How each part is derived:
 - `forbidden_types`: an Identity model of every ONNX element type; wonnx refuses a type it has no
   scalar type for with `IrError(Type(NotSupported(<TYPE>)))` (utils.rs `ScalarType::from`).
 - The remaining rules (constant inputs, attribute forms, MatMul and Concat forms, the MaxPool
-  floor) were measured by the leg's probes (/work/probes/wonnx in the session that wrote this, see
+  floor) were measured by the leg's probes (see
   README.md) and traced to wonnx 0.5.1's source (github.com/webonnx/wonnx, tag v0.5.1); they are
   kept in CURATED below with those sources.
 """
