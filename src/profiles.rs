@@ -32,6 +32,7 @@ use crate::contract::NAME_PREFIX;
 use crate::error::{Error, Result};
 use crate::model_io;
 use crate::proto;
+use crate::reroute;
 use crate::tract_bridge::{self, TensorFacts};
 
 /// The name of the derived profile, and the default `--target`.
@@ -1001,15 +1002,13 @@ impl RuleKind {
     }
 }
 
-/// Ops onnxruntime-web's WebGL backend fuses into the Conv before them (`Graph.isActivation`).
-const WEBGL_FUSED: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
-
 /// What onnxruntime-web's WebGL backend does to a graph at load (`Graph.transformGraph`): the
 /// nodes it deletes (every Identity and Dropout; a Relu, Sigmoid or Clip with constant bounds that
 /// alone reads a Conv output, fused into it), and who then reads each tensor. A port of
 /// `conformance/legs/ort_web/webgl_patterns.py`, which predicts every probe of that leg.
 struct WebglLoad<'a> {
-    deleted: HashSet<usize>,
+    /// The outputs of the nodes it deletes.
+    deleted_outputs: HashSet<&'a str>,
     readers: HashMap<&'a str, Vec<usize>>,
 }
 
@@ -1041,13 +1040,14 @@ impl<'a> WebglLoad<'a> {
             let activation = &graph.node[*next];
             let constant_bounds =
                 activation.input.iter().skip(1).filter(|i| !i.is_empty()).all(|i| constants.contains(i));
-            if WEBGL_FUSED.contains(&activation.op_type.as_str()) && constant_bounds {
+            if reroute::FUSED_ACTIVATIONS.contains(&activation.op_type.as_str()) && constant_bounds {
                 deleted.insert(*next);
                 let moved = activation.output.first().and_then(|o| readers.remove(o.as_str())).unwrap_or_default();
                 readers.insert(out.as_str(), moved);
             }
         }
-        WebglLoad { deleted, readers }
+        let deleted_outputs = deleted.iter().flat_map(|ix| graph.node[*ix].output.iter().map(String::as_str)).collect();
+        WebglLoad { deleted_outputs, readers }
     }
 }
 
@@ -1056,9 +1056,7 @@ fn deleted_node_output_read(node: &NodeProto, cx: &Context) -> Option<String> {
     let this = graph.node.iter().position(|n| std::ptr::eq(n, node))?;
     let low: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     for (p, name) in cx.output_order.iter().enumerate() {
-        let Some(writer) = cx.producers.get(name).filter(|w| {
-            graph.node.iter().position(|n| std::ptr::eq(n, **w)).is_some_and(|ix| cx.webgl.deleted.contains(&ix))
-        }) else {
+        let Some(writer) = cx.producers.get(name).filter(|_| cx.webgl.deleted_outputs.contains(name)) else {
             continue;
         };
         // The tensor that takes the deleted node's place; inputs and initializers are numbered
@@ -1214,15 +1212,17 @@ pub fn check_model(
     select: impl Fn(&NodeProto) -> bool,
 ) -> Vec<Violation> {
     let Some(graph) = model.graph.as_ref() else { return vec![] };
+    let constants = Constants::of(graph);
+    let webgl = WebglLoad::of(graph, &constants);
     let cx = Context {
         opset: crate::rewrite::default_opset(model),
         facts,
-        constants: Constants::of(graph),
+        constants,
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
         producers: graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect(),
         output_order: graph.output.iter().map(|o| o.name.as_str()).collect(),
         graph,
-        webgl: WebglLoad::of(graph, &Constants::of(graph)),
+        webgl,
     };
     let source_of = |rule: &Rule| match rule.origin.as_slice() {
         [] => rule.source.clone(),

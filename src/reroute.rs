@@ -20,8 +20,9 @@ use std::collections::HashMap;
 
 use onnx_protobuf::{GraphProto, NodeProto};
 
-/// Ops WebGL fuses into a Conv before them (`Graph.isActivation`).
-const FUSED_ACTIVATIONS: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
+/// Ops WebGL fuses into a Conv before them (`Graph.isActivation`); the `ort-web-webgl` profile's
+/// check of that pattern reads the same list.
+pub(crate) const FUSED_ACTIVATIONS: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
 
 /// How the decoder reads one head.
 #[derive(Clone, Debug, PartialEq)]
