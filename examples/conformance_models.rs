@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use onnx_posefix::contract::Layout;
-use onnx_posefix::model_io::{self, LoadedModel};
+use onnx_posefix::model::io::{self as model_io, LoadedModel};
+use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::proto::{self, Dim};
 use onnx_posefix::rewrite::{self, RewriteOptions};
-use onnx_posefix::synthetic::{self, Batch, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{self, Batch, SyntheticSpec};
 use serde_json::{json, Value};
 
 /// The real model, relative to the crate root.

@@ -9,9 +9,9 @@ use onnx_protobuf::GraphProto;
 use tract_onnx::prelude::DatumType;
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
-use crate::decoder::MAX_CELLS_F32;
+use crate::decoders::single_pose::MAX_CELLS_F32;
 use crate::error::{Error, Result};
-use crate::proto::Dim;
+use crate::model::proto::Dim;
 use crate::tract_bridge::{printable, TensorFacts};
 
 const OFFSET_CHANNELS: usize = 2 * NUM_KEYPOINTS;

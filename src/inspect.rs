@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::contract::Provenance;
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice};
-use crate::model_io::LoadedModel;
+use crate::model::io::LoadedModel;
+use crate::model::proto::Dim;
 use crate::profiles::{self, datum_type_name, Facts, Profile, Violation};
-use crate::proto::Dim;
 use crate::rewrite::{self, InputShape};
 use crate::tract_bridge::{self, TensorFacts};
 
@@ -224,7 +224,7 @@ fn declared(list: &[onnx_protobuf::ValueInfoProto], skip: &HashSet<&str>) -> Vec
     list.iter()
         .filter(|vi| !skip.contains(vi.name.as_str()))
         .map(|vi| {
-            let declared = crate::proto::declared_tensor(vi);
+            let declared = crate::model::proto::declared_tensor(vi);
             TensorFacts {
                 name: vi.name.clone(),
                 datum_type: declared.as_ref().and_then(|(elem, _)| onnx_datum_type(*elem)),

@@ -3,24 +3,21 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod contract;
-pub mod decoder;
+pub mod decoders;
 pub mod error;
-pub mod graph;
 pub mod heads;
 pub mod inspect;
-pub mod model_io;
+pub mod model;
 pub mod profiles;
-pub mod proto;
 pub mod prune;
 pub mod reference;
 pub mod render;
-pub mod reroute;
 pub mod rewrite;
 pub mod rng;
-pub mod synthetic;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tract_bridge;
 pub mod verify;
-pub mod wire;
 
 pub use onnx_protobuf;
 pub use tract_onnx;

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use onnx_protobuf::GraphProto;
 
-use crate::proto;
+use crate::model::proto;
 
 /// Removes every node, initializer and value-info that does not feed `keep_outputs`, and every
 /// other graph output. Graph inputs stay (they are the model's interface) unless they are
@@ -43,7 +43,7 @@ pub fn prune(graph: &mut GraphProto, keep_outputs: &[&str]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{node, value_info, Dim};
+    use crate::model::proto::{node, value_info, Dim};
     use onnx_protobuf::tensor_proto::DataType;
 
     #[test]

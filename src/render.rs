@@ -10,7 +10,7 @@ use onnx_protobuf::{AttributeProto, ModelProto, TensorProto};
 use protobuf::Enum;
 
 use crate::contract::NAME_PREFIX;
-use crate::proto;
+use crate::model::proto;
 
 /// FNV-1a, 64 bits: a stable digest that needs no dependency.
 fn digest(bytes: &[u8]) -> u64 {

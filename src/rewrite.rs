@@ -13,17 +13,17 @@ use crate::contract::{
     Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, METADATA_PREFIX, NAME_PREFIX, NUM_KEYPOINTS, TOOL_VERSION,
     VALUES_PER_KEYPOINT,
 };
-use crate::decoder::{self, DecoderSpec};
+use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
+use crate::decoders::reroute;
+use crate::decoders::single_pose::{self as decoder, DecoderSpec};
 use crate::error::{Error, Result};
-use crate::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
-use crate::model_io::{self, Durability, ModelSource};
+use crate::model::io::{self as model_io, Durability, ModelSource};
+use crate::model::proto::{self, Dim};
+use crate::model::wire;
 use crate::profiles::{self, Profile};
-use crate::proto::{self, Dim};
 use crate::prune;
-use crate::reroute;
 use crate::tract_bridge::{self, ModelFacts};
-use crate::wire;
 
 /// `--input-shape [NAME:]D,D,D,D`
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::error::Error;
-use crate::proto::Dim;
+use crate::model::proto::Dim;
 
 /// The most elements a declared or pinned tensor may have: 2^31, 8 GiB of floats, far beyond any
 /// pose model, and small enough that shape arithmetic cannot overflow.
@@ -468,8 +468,8 @@ mod tests {
     use onnx_protobuf::{GraphProto, Message};
 
     use super::*;
-    use crate::proto;
-    use crate::synthetic::{self, SyntheticSpec};
+    use crate::model::proto;
+    use crate::testing::synthetic::{self, SyntheticSpec};
 
     fn model_bytes(edit: impl FnOnce(&mut GraphProto)) -> Vec<u8> {
         let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
@@ -512,7 +512,7 @@ mod tests {
         }));
         assert!(err.contains("cycle through node a (Relu)") || err.contains("cycle through node b (Relu)"), "{err}");
         let err = error(&model_bytes(|g| {
-            proto::set_declared_shape(&mut g.input[0], &[1, 3, 1 << 40, 257].map(crate::proto::Dim::Fixed));
+            proto::set_declared_shape(&mut g.input[0], &[1, 3, 1 << 40, 257].map(crate::model::proto::Dim::Fixed));
         }));
         let want = "input image declares shape [1, 3, 1099511627776, 257], over 2147483648 elements";
         assert!(err.contains(want), "{err}");

@@ -34,7 +34,7 @@ const SECTIONS: [&str; 4] = ["rewrite", "scaling", "inference", "verify"];
 /// `--copy IN OUT [--fsync]`, the floor: the bytes through memory, written the way the tool
 /// writes.
 fn copy(from: &str, to: &str, fsync: bool) {
-    use onnx_posefix::model_io::{write_atomically, Durability};
+    use onnx_posefix::model::io::{write_atomically, Durability};
     let bytes = fs::read(from).unwrap_or_else(|e| panic!("cannot read {from}: {e}"));
     let durability = if fsync { Durability::Synced } else { Durability::Cached };
     write_atomically(Path::new(to), &bytes, durability).unwrap_or_else(|e| panic!("{e}"));

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use onnx_posefix::contract::{Provenance, METADATA_PREFIX, NAME_PREFIX};
+use onnx_posefix::model::proto::{declared_tensor, set_declared_shape, Dim};
 use onnx_posefix::onnx_protobuf::{GraphProto, Message, ModelProto};
-use onnx_posefix::proto::{declared_tensor, set_declared_shape, Dim};
-use onnx_posefix::synthetic::{self, ResnetSpec, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{self, ResnetSpec, SyntheticSpec};
 
 /// Where the benchmarks read and write.
 pub struct Workspace {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use onnx_posefix::synthetic::{ResnetSpec, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{ResnetSpec, SyntheticSpec};
 
 use crate::measure::{interleaved, paired_ratio, run_child, ChildRun, ChildStats};
 use crate::models::{self, Workspace};

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Arbitrary, Unstructured};
 use onnx_posefix::onnx_protobuf::Message;
 use onnx_posefix::rewrite::RewriteOptions;
-use onnx_posefix::synthetic;
+use onnx_posefix::testing::synthetic;
 use onnx_posefix_fuzz::harness::{self, Outcome};
 use onnx_posefix_fuzz::mutate::Case;
 
@@ -96,7 +96,7 @@ fn outcome_class(model: &[u8], outcome: &Result<Outcome, String>) -> String {
     };
     // Past the first clause a refusal lists the model's particulars (outputs, shapes).
     text = text.split("; outputs:").next().unwrap_or_default().to_string();
-    if let Ok(proto) = onnx_posefix::model_io::parse_model(model) {
+    if let Ok(proto) = onnx_posefix::model::io::parse_model(model) {
         let g = proto.graph.as_ref().expect("parse_model checks the graph");
         let mut names: Vec<&str> = g
             .node

@@ -12,9 +12,9 @@
 use std::collections::HashSet;
 
 use onnx_posefix::contract::{NAME_PREFIX, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
-use onnx_posefix::model_io::{self, LoadedModel};
+use onnx_posefix::model::io::{self as model_io, LoadedModel};
+use onnx_posefix::model::proto::{declared_tensor, Dim};
 use onnx_posefix::onnx_protobuf::{GraphProto, Message, ModelProto, TensorProto};
-use onnx_posefix::proto::{declared_tensor, Dim};
 use onnx_posefix::rewrite::{self, InputShape, RewriteOptions, Rewritten};
 use onnx_posefix::tract_bridge;
 use onnx_posefix::tract_onnx::prelude::DatumType;

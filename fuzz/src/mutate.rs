@@ -13,9 +13,9 @@ use onnx_posefix::onnx_protobuf::type_proto;
 use onnx_posefix::onnx_protobuf::{
     AttributeProto, GraphProto, Message, ModelProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
 };
-use onnx_posefix::proto::{self, Dim};
+use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::rewrite::{InputShape, RewriteOptions};
-use onnx_posefix::synthetic;
+use onnx_posefix::testing::synthetic;
 
 /// One fuzz case: a synthetic model, the options of the rewrite, and mutations. The mutations
 /// come last so that they take all the remaining bytes (`arbitrary_take_rest`): a longer input is

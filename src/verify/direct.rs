@@ -14,10 +14,10 @@ use onnx_protobuf::{GraphProto, ModelProto};
 use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
-use crate::model_io;
+use crate::decoders::reroute;
+use crate::model::io as model_io;
+use crate::model::proto::{self, Dim};
 use crate::profiles;
-use crate::proto::{self, Dim};
-use crate::reroute;
 use crate::rng::Rng;
 
 use super::setup::Spec;
@@ -36,7 +36,7 @@ pub(crate) fn cut(
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     let heads = [spec.heatmaps.as_str(), spec.offsets.as_str()];
-    // Where the decoder reads a head through a copy or behind an Identity (crate::reroute), the
+    // Where the decoder reads a head through a copy or behind an Identity (crate::decoders::reroute), the
     // crafted head is fed there.
     let aliases = reroute::aliases(graph, &heads, profiles::is_decoder_node);
 

@@ -34,7 +34,7 @@ use tract_onnx::prelude::*;
 
 use crate::contract::{ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
 use crate::error::{Error, Result};
-use crate::model_io::{self, LoadedModel, ModelSource};
+use crate::model::io::{self as model_io, LoadedModel, ModelSource};
 use crate::reference;
 use crate::rewrite::InputShape;
 use crate::tract_bridge::Runner;

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use crate::contract::{Layout, ScoreMode, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
-use crate::model_io::LoadedModel;
-use crate::proto::Dim;
+use crate::model::io::LoadedModel;
+use crate::model::proto::Dim;
 use crate::rewrite::existing_provenance;
 use crate::tract_bridge::{self, ModelFacts, Runner, TensorFacts};
 

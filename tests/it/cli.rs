@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use onnx_posefix::model::proto;
 use onnx_posefix::onnx_protobuf::Message;
-use onnx_posefix::proto;
-use onnx_posefix::synthetic::{self, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{self, SyntheticSpec};
 use tempfile::TempDir;
 
 use crate::common::{real_model_path, run_cli, stderr, stdout};
@@ -58,7 +58,7 @@ fn rewrites_the_real_model() {
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert!(stdout(&run).contains("stride 16"), "{}", stdout(&run));
     assert_eq!(fs::read(real_model_path()).unwrap(), before);
-    let rewritten = onnx_posefix::model_io::read_model(&out).unwrap();
+    let rewritten = onnx_posefix::model::io::read_model(&out).unwrap();
     assert_eq!(rewritten.proto.graph.as_ref().unwrap().output.last().unwrap().name, "keypoints");
 }
 
@@ -76,7 +76,7 @@ fn unreadable_and_invalid_files() {
     let truncated = write(&dir, "truncated.onnx", &real[..real.len() / 2]);
     assert!(refuse(&truncated, &out, &[]).contains("not a valid ONNX model"));
 
-    let mut rng = onnx_posefix::rng::Rng::new(11);
+    let mut rng = onnx_posefix::testing::rng::Rng::new(11);
     for i in 0..5 {
         let noise: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
         let random = write(&dir, &format!("random{i}.onnx"), &noise);
@@ -183,7 +183,7 @@ fn output_paths() {
 
     let forced = run_cli(&[input.as_os_str(), input.as_os_str(), "--force".as_ref()]);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
-    let replaced = onnx_posefix::model_io::read_model(&input).unwrap();
+    let replaced = onnx_posefix::model::io::read_model(&input).unwrap();
     assert!(onnx_posefix::rewrite::existing_provenance(&replaced.proto).is_some());
 
     // Rewriting it again is refused, and says why.
@@ -204,7 +204,7 @@ fn existing_output_is_replaced_whole() {
     let run = run_cli(&[input.as_os_str(), out.as_os_str(), "--prune".as_ref()]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert!(stdout(&run).contains("pruned"), "{}", stdout(&run));
-    onnx_posefix::model_io::read_model(&out).unwrap();
+    onnx_posefix::model::io::read_model(&out).unwrap();
 }
 
 #[test]

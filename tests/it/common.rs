@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use onnx_posefix::model_io::LoadedModel;
+use onnx_posefix::model::io::LoadedModel;
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
 
 /// insta settings writing every snapshot to the top-level `snapshots/` folder.
@@ -32,7 +32,7 @@ pub fn shared_images() -> Option<PathBuf> {
 /// A model as the rewrite reads it from disk: its structure, weights left in the bytes.
 pub fn loaded(model: &ModelProto) -> LoadedModel {
     let bytes = model.write_to_bytes().expect("encode");
-    LoadedModel { proto: onnx_posefix::model_io::parse_structure(&bytes).expect("parse"), bytes }
+    LoadedModel { proto: onnx_posefix::model::io::parse_structure(&bytes).expect("parse"), bytes }
 }
 
 /// Runs the binary with `args`.

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 
 use onnx_posefix::contract::Layout;
 use onnx_posefix::inspect::{self, HeadsReport};
+use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
 use onnx_posefix::onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
 use onnx_posefix::profiles::{self, Facts, Profile, RuleKind, Violation, PORTABLE, PROFILE_NAMES};
-use onnx_posefix::proto::{self, Dim};
 use onnx_posefix::rewrite::{rewrite, RewriteOptions, Rewritten};
-use onnx_posefix::synthetic::{self, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{self, SyntheticSpec};
 
 use crate::common::{loaded, real_model_path, snapshot_settings};
 
@@ -274,7 +274,7 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
     let r = rewritten(&spec);
     let bytes = r.to_bytes(&original).unwrap();
     let model =
-        onnx_posefix::model_io::LoadedModel { proto: onnx_posefix::model_io::parse_model(&bytes).unwrap(), bytes };
+        onnx_posefix::model::io::LoadedModel { proto: onnx_posefix::model::io::parse_model(&bytes).unwrap(), bytes };
     let report = inspect::inspect(&model, None, &[]).unwrap();
     assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
     assert_eq!(report.decoder.provenance.as_ref().unwrap().layout, "NHWC");
@@ -285,7 +285,7 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
 
 #[test]
 fn inspect_on_the_real_model() {
-    let model = onnx_posefix::model_io::read_model(&real_model_path()).unwrap();
+    let model = onnx_posefix::model::io::read_model(&real_model_path()).unwrap();
     let report = inspect::inspect(&model, None, &[]).unwrap();
     match &report.heads {
         HeadsReport::Found { heatmaps, offsets, layout, grid, stride, scores, .. } => {

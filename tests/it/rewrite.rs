@@ -5,13 +5,13 @@ use std::collections::HashSet;
 
 use onnx_posefix::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
 use onnx_posefix::heads::HeadChoice;
-use onnx_posefix::model_io::{LoadedModel, ModelSource};
+use onnx_posefix::model::io::{LoadedModel, ModelSource};
+use onnx_posefix::model::proto::{declared_tensor, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::proto::{declared_tensor, Dim};
 use onnx_posefix::reference;
 use onnx_posefix::rewrite::{rewrite, InputShape, RewriteOptions, Rewritten};
-use onnx_posefix::rng::Rng;
-use onnx_posefix::synthetic::{self, Head, SyntheticSpec};
+use onnx_posefix::testing::rng::Rng;
+use onnx_posefix::testing::synthetic::{self, Head, SyntheticSpec};
 use onnx_posefix::tract_bridge::Runner;
 use onnx_posefix::{render, rewrite as rw};
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -228,12 +228,12 @@ fn symbolic_spatial(spec: &SyntheticSpec) -> ModelProto {
     let mut model = synthetic::generate(spec);
     let graph = model.graph.as_mut().unwrap();
     let dims = [Dim::Symbol("N".into()), Dim::Fixed(3), Dim::Symbol("H".into()), Dim::Symbol("W".into())];
-    onnx_posefix::proto::set_declared_shape(&mut graph.input[0], &dims);
+    onnx_posefix::model::proto::set_declared_shape(&mut graph.input[0], &dims);
     for o in graph.output.iter_mut() {
         let (_, d) = declared_tensor(o).unwrap();
         let rank = d.map(|d| d.len()).unwrap_or(4);
         let syms: Vec<Dim> = (0..rank).map(|i| Dim::Symbol(format!("o{i}"))).collect();
-        onnx_posefix::proto::set_declared_shape(o, &syms);
+        onnx_posefix::model::proto::set_declared_shape(o, &syms);
     }
     model
 }
@@ -314,16 +314,16 @@ fn names_that_collide_with_ours_get_suffixes() {
 #[test]
 fn real_model_rewrites_and_matches_the_reference_on_noise() {
     // As the binary reads it: structure only, 45 weight tensors left in the file, never read.
-    let original = onnx_posefix::model_io::open_structure(&crate::common::real_model_path()).unwrap();
+    let original = onnx_posefix::model::io::open_structure(&crate::common::real_model_path()).unwrap();
     assert!(original.weights_stripped());
     // The record layout kept from opening is the one a fresh walk of the file finds.
-    let walked = onnx_posefix::wire::ModelRecords::read(original.source()).unwrap();
+    let walked = onnx_posefix::model::wire::ModelRecords::read(original.source()).unwrap();
     assert!(*original.records().unwrap() == walked && walked.graph.as_ref().is_some_and(|(_, g)| g.len() > 100));
     let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
     let spliced = rewritten.to_bytes(&original).unwrap();
     let full = ModelProto::parse_from_bytes(&spliced).unwrap();
     // The same rewrite on the fully decoded model, re-encoded whole, reads the same.
-    let decoded = onnx_posefix::model_io::read_model(&crate::common::real_model_path()).unwrap();
+    let decoded = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap();
     let classic = rewrite(&decoded, &RewriteOptions::default()).unwrap();
     assert!(full == classic.model, "splicing and re-encoding disagree");
     // The file was written by Python's protobuf, so its bytes are kept as they were, not

@@ -9,11 +9,11 @@ use std::process::Output;
 
 use onnx_posefix::contract::Layout;
 use onnx_posefix::contract::KEYPOINT_NAMES;
-use onnx_posefix::model_io::LoadedModel;
+use onnx_posefix::model::io::LoadedModel;
+use onnx_posefix::model::proto;
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::proto;
 use onnx_posefix::rewrite::{rewrite, RewriteOptions};
-use onnx_posefix::synthetic::{self, Batch, SyntheticSpec};
+use onnx_posefix::testing::synthetic::{self, Batch, SyntheticSpec};
 use onnx_posefix::verify::{self, Status, VerifyOptions};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -32,7 +32,7 @@ fn pair(dir: &TempDir, spec: &SyntheticSpec) -> (PathBuf, PathBuf, ModelProto) {
     let (o, r) = (dir.path().join("original.onnx"), dir.path().join("rewritten.onnx"));
     fs::write(&o, &original.bytes).unwrap();
     fs::write(&r, &bytes).unwrap();
-    (o, r, onnx_posefix::model_io::parse_model(&bytes).expect("parse"))
+    (o, r, onnx_posefix::model::io::parse_model(&bytes).expect("parse"))
 }
 
 /// Rewrites one float initializer of `model` in place.

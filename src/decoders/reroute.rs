@@ -115,7 +115,7 @@ fn reader_counts(graph: &GraphProto, ignore: impl Fn(&NodeProto) -> bool) -> Has
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto;
+    use crate::model::proto;
 
     fn graph(nodes: Vec<NodeProto>) -> GraphProto {
         let mut g = GraphProto::new();

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::heads::HeadChoice;
 use onnx_posefix::inspect;
-use onnx_posefix::model_io::{self, Durability};
+use onnx_posefix::model::io::{self as model_io, Durability};
 use onnx_posefix::profiles::{self, Profile};
 use onnx_posefix::rewrite::{self, InputShape, OutputOptions, RewriteOptions, Rewritten};
 use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, Preprocess, Report, Tolerances, VerifyOptions};

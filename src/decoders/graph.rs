@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
 use crate::contract::NAME_PREFIX;
-use crate::proto;
-use crate::reroute::HeadRead;
+use crate::decoders::reroute::HeadRead;
+use crate::model::proto;
 
 /// `2^100`: applied twice, it takes the smallest gap between two f32 values (2^-149) to 2^51.
 const SELECT_GAIN: f32 = 1.2676506e30;

@@ -20,7 +20,7 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
 
 use crate::contract::{Layout, NUM_KEYPOINTS};
-use crate::proto::{attr_ints, node, tensor_f32, value_info, Dim};
+use crate::model::proto::{attr_ints, node, tensor_f32, value_info, Dim};
 use crate::rng::Rng;
 
 /// Name of the image input of every synthetic model.
@@ -665,7 +665,7 @@ mod tests {
 
     use super::*;
     use crate::contract::ScoreMode;
-    use crate::proto::tensor_f32_values;
+    use crate::model::proto::tensor_f32_values;
     use crate::reference;
     use crate::tract_bridge::Runner;
 

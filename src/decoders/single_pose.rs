@@ -4,7 +4,7 @@
 //! ncnn, wonnx): no ArgMax, Gather, Transpose, Squeeze, Concat or Where; no comparisons and no
 //! bool tensors; no ReduceMax, ReduceSum or MatMul; tensors of rank 4 or less; every op but Clip
 //! in one form across opsets 9 to 21 (the op choices and the runtimes that forced them are in
-//! [`crate::graph`]); float outputs.
+//! [`crate::decoders::graph`]); float outputs.
 //!
 //! The heatmaps are reduced where their cells lie: NCHW maps as they come, `[N, 17, H, W]` (no
 //! reshape of NCHW heads: onnxruntime-web's WebGL backend reads a reshaped `[1, 34, H, W]` wrong
@@ -33,9 +33,9 @@
 //! of it.
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
+use crate::decoders::graph::{Cells, GraphBuilder};
+use crate::decoders::reroute::HeadRead;
 use crate::error::{Error, Result};
-use crate::graph::{Cells, GraphBuilder};
-use crate::reroute::HeadRead;
 
 /// Largest heatmap (in cells) whose ranks are exact integers in f32.
 pub const MAX_CELLS_F32: usize = 1 << 24;
@@ -47,7 +47,7 @@ pub const MAX_CELLS_F16: usize = 2048;
 pub struct DecoderSpec {
     pub heatmaps: String,
     pub offsets: String,
-    /// Where the decoder takes each head from (see [`crate::reroute`]).
+    /// Where the decoder takes each head from (see [`crate::decoders::reroute`]).
     pub heatmaps_read: HeadRead,
     pub offsets_read: HeadRead,
     pub layout: Layout,
@@ -83,7 +83,7 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     };
     // Clamped after the max (the same value: clamping is monotone) so that the heads have two
     // readers: onnxruntime-web's WebGL backend fuses a Clip into a Conv output it alone reads,
-    // which breaks a head that is a graph output (see `crate::reroute`).
+    // which breaks a head that is a graph output (see `crate::decoders::reroute`).
     let max = b.max_over("heatmap_max_raw", &heatmaps, cell_axes);
     let max = b.clamp_finite("heatmap_max", &max);
     let clamped = b.clamp_finite("heatmaps_finite", &heatmaps);

@@ -9,7 +9,8 @@ use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{GraphProto, Message, ModelProto};
 
 use crate::error::{Error, Result};
-use crate::wire::{self, Piece};
+use crate::model::source::{FileSource, Source};
+use crate::model::wire::{self, Piece};
 
 /// The largest model protobuf can hold in one message; bigger models keep weights outside.
 const PROTOBUF_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
@@ -35,7 +36,7 @@ pub trait ModelSource {
     /// The parsed model; structure-only when weights were left out (see [`LoadedModel`]).
     fn proto(&self) -> &ModelProto;
     /// The model's bytes as they are on disk.
-    fn source(&self) -> &dyn wire::Source;
+    fn source(&self) -> &dyn Source;
     /// All the model's bytes in memory (read from the file if they are not).
     fn bytes(&self) -> Result<Cow<'_, [u8]>>;
     /// Where the model's records lie in [`Self::source`]: walked on demand for bytes in
@@ -55,7 +56,7 @@ impl ModelSource for LoadedModel {
         &self.proto
     }
 
-    fn source(&self) -> &dyn wire::Source {
+    fn source(&self) -> &dyn Source {
         &self.bytes
     }
 
@@ -69,7 +70,7 @@ impl ModelSource for LoadedModel {
 #[derive(Debug)]
 pub struct ModelFile {
     path: std::path::PathBuf,
-    source: wire::FileSource,
+    source: FileSource,
     records: wire::ModelRecords,
     pub proto: ModelProto,
 }
@@ -79,13 +80,13 @@ impl ModelSource for ModelFile {
         &self.proto
     }
 
-    fn source(&self) -> &dyn wire::Source {
+    fn source(&self) -> &dyn Source {
         &self.source
     }
 
     fn bytes(&self) -> Result<Cow<'_, [u8]>> {
         let read = |e| Error::io("cannot read", &self.path, e);
-        Ok(Cow::Owned(wire::Source::read_range(&self.source, 0..self.source.len).map_err(read)?))
+        Ok(Cow::Owned(Source::read_range(&self.source, 0..self.source.len).map_err(read)?))
     }
 
     fn records(&self) -> std::result::Result<Cow<'_, wire::ModelRecords>, wire::WireError> {
@@ -98,7 +99,7 @@ impl ModelSource for ModelFile {
 pub fn open_structure(path: &Path) -> Result<ModelFile> {
     let meta = check_size(path)?;
     let file = fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let source = wire::FileSource { file, len: meta.len() };
+    let source = FileSource { file, len: meta.len() };
     let invalid = |reason: String| Error::InvalidModel { path: path.into(), reason };
     let (proto, records) = structure_of(&source).map_err(|e| match e {
         wire::WireError::Io(e) => Error::io("cannot read", path, e),
@@ -113,7 +114,7 @@ pub fn open_structure(path: &Path) -> Result<ModelFile> {
 /// where its records lie. The outer error is the wire's, the inner the model's.
 #[allow(clippy::type_complexity)]
 fn structure_of(
-    src: &dyn wire::Source,
+    src: &dyn Source,
 ) -> std::result::Result<(std::result::Result<ModelProto, String>, wire::ModelRecords), wire::WireError> {
     let records = wire::ModelRecords::read(src)?;
     if src.is_empty() {

@@ -1,0 +1,11 @@
+//! The decoders the rewrite appends, one module per decoder, each with its output contract in
+//! its module doc, on shared ground: [`graph`] builds subgraphs from the op choices that every
+//! targeted runtime runs correctly, and [`reroute`] says where a decoder may read a head from.
+//!
+//! - [`single_pose`]: `keypoints` `[N, 17, 3]`, tfjs posenet's `decodeSinglePose`.
+//!
+//! A decoder's plain-Rust reference lives apart from graph code, under [`crate::reference`].
+
+pub mod graph;
+pub mod reroute;
+pub mod single_pose;

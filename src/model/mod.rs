@@ -1,0 +1,8 @@
+//! Models as ONNX messages: reading and writing them whole or structure-only ([`io`]), the wire
+//! format that carries weights over undecoded ([`wire`], [`source`]), message constructors and
+//! readers ([`proto`]).
+
+pub mod io;
+pub mod proto;
+pub mod source;
+pub mod wire;

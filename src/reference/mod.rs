@@ -1,0 +1,7 @@
+//! Reference decoders: tfjs posenet's decodings in plain Rust, written apart from any
+//! graph-building code so that they can judge the subgraphs the rewrite appends
+//! ([`crate::decoders`]). One module per decoder, same names.
+
+pub mod single_pose;
+
+pub use single_pose::{decode, to_array, Keypoint, ShapeError, ShapeProblem};
