@@ -108,7 +108,7 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str) -> Re
         "kind": kind,
         "orig": orig_file,
         "posefix": posefix_file,
-        "opset": rewrite::default_opset(&model.proto),
+        "opset": onnx_posefix::model::query::default_opset(&model.proto),
         "heatmaps": p.heatmaps,
         "offsets": p.offsets,
         "output": p.output,

@@ -96,7 +96,7 @@ impl fmt::Display for Layout {
 }
 
 /// How the score of a keypoint is derived from the heatmap maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ScoreMode {
     /// Heatmaps are logits: score = sigmoid(max).
     Sigmoid,

@@ -10,9 +10,11 @@ use tract_onnx::prelude::DatumType;
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
 use crate::decoders::single_pose::MAX_CELLS_F32;
-use crate::error::{Error, Result};
+use crate::error::printable;
+use crate::error::{Error, HeadCandidate, Result};
 use crate::model::proto::Dim;
-use crate::tract_bridge::{printable, TensorFacts};
+use crate::model::query;
+use crate::tract_bridge::TensorFacts;
 
 const OFFSET_CHANNELS: usize = 2 * NUM_KEYPOINTS;
 
@@ -72,7 +74,7 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
     for (flag, name) in [("--heatmaps", &choice.heatmaps), ("--offsets", &choice.offsets)] {
         if let Some(name) = name {
             if !outputs.iter().any(|o| &o.name == name) {
-                return Err(Error::Heads(format!(
+                return Err(Error::Usage(format!(
                     "{flag} {name}: no graph output has that name (outputs: {})",
                     list_outputs(outputs)
                 )));
@@ -106,19 +108,21 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
     }
     if pairs.is_empty() {
         if let Some(symbolic) = outputs.iter().find(|o| has_symbolic_grid(o)) {
-            return Err(Error::Heads(format!(
-                "output {} has shape {} with symbolic dims besides the batch; pin the input with \
+            return Err(Error::HeadsNotFound {
+                reason: format!(
+                    "output {} has shape {} with symbolic dims besides the batch; pin the input with \
                  --input-shape, e.g. --input-shape 1,3,257,257",
-                printable(&symbolic.name),
-                symbolic.shape_string()
-            )));
+                    printable(&symbolic.name),
+                    symbolic.shape_string()
+                ),
+            });
         }
     }
     match pairs.as_slice() {
         [(h, o)] => {
             let (gh, gw) = h.grid;
             if gh.checked_mul(gw).is_none_or(|cells| cells > MAX_CELLS_F32) {
-                return Err(Error::Heads(format!(
+                return Err(Error::Unsupported(format!(
                     "heatmaps {} have a {gh}x{gw} grid, over the decoder's limit of {MAX_CELLS_F32} cells",
                     printable(&h.output.name)
                 )));
@@ -134,28 +138,27 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
         [] => {
             let candidates = outputs.iter().filter(|o| chosen(o, &choice.heatmaps) || chosen(o, &choice.offsets));
             let reasons: Vec<String> = candidates.filter_map(near_miss).collect();
-            Err(Error::Heads(format!(
-                "no pose heads found: {}expected float32 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
+            Err(Error::HeadsNotFound {
+                reason: format!(
+                    "no pose heads found: {}expected float32 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
                  {OFFSET_CHANNELS} (offsets) channels on the same grid, NCHW or NHWC; outputs: {}{}",
-                reasons.iter().map(|r| format!("{r}; ")).collect::<String>(),
-                list_outputs(outputs),
-                if heatmaps.is_empty() || offsets.is_empty() { "" } else { " (their grids or layouts differ)" }
-            )))
+                    reasons.iter().map(|r| format!("{r}; ")).collect::<String>(),
+                    list_outputs(outputs),
+                    if heatmaps.is_empty() || offsets.is_empty() { "" } else { " (their grids or layouts differ)" }
+                ),
+            })
         }
-        many => {
-            let options: Vec<String> = many
+        many => Err(Error::HeadsAmbiguous {
+            outputs: list_outputs(outputs),
+            candidates: many
                 .iter()
-                .map(|(h, o)| {
-                    let (h_name, o_name) = (printable(&h.output.name), printable(&o.output.name));
-                    format!("--heatmaps {h_name} --offsets {o_name} ({})", h.layout)
+                .map(|(h, o)| HeadCandidate {
+                    heatmaps: printable(&h.output.name).into_owned(),
+                    offsets: printable(&o.output.name).into_owned(),
+                    layout: h.layout,
                 })
-                .collect();
-            Err(Error::Heads(format!(
-                "the pose heads are ambiguous; outputs: {}; choose with one of: {}",
-                list_outputs(outputs),
-                options.join(" | ")
-            )))
-        }
+                .collect(),
+        }),
     }
 }
 
@@ -285,7 +288,7 @@ pub fn score_mode(graph: &GraphProto, heatmaps: &str) -> ScoreMode {
         let Some(producer) = graph.node.iter().find(|n| n.output.contains(&tensor)) else {
             break;
         };
-        let default_domain = producer.domain.is_empty() || producer.domain == "ai.onnx";
+        let default_domain = query::is_default_domain(producer);
         match producer.op_type.as_str() {
             "Sigmoid" if default_domain => return ScoreMode::Raw,
             "Identity" | "Transpose" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"

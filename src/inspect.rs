@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
+use crate::model::query::{self, InputShape};
 use crate::profiles::{self, datum_type_name, Facts, Profile, Violation};
-use crate::rewrite::{self, InputShape};
 use crate::tract_bridge::{self, TensorFacts};
 
 /// Everything `inspect` reports.
@@ -142,8 +142,8 @@ pub struct ProfileReport {
 pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[InputShape]) -> Result<Inspection> {
     let proto = &model.proto;
     let graph = proto.graph.as_ref().ok_or_else(|| Error::Unsupported("the model has no graph".into()))?;
-    let pins = rewrite::resolve_pins(graph, input_shapes)?;
-    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let pins = query::resolve_pins(graph, input_shapes)?;
+    let real_inputs = query::real_inputs(graph);
 
     // One shape inference gives every tensor; the graph's inputs and outputs are looked up in it.
     let (facts, inputs, outputs, shape_inference_error) = match tract_bridge::infer_tensor_facts(&model.bytes, &pins) {
@@ -152,13 +152,13 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
             let pick = |list: Vec<TensorFacts>| -> Vec<TensorFacts> {
                 list.into_iter().map(|d| by_name.get(d.name.as_str()).map(|t| (*t).clone()).unwrap_or(d)).collect()
             };
-            let inputs = pick(declared(&graph.input, &initializers));
-            let outputs = pick(declared(&graph.output, &HashSet::new()));
+            let inputs = pick(declared(real_inputs.iter().copied()));
+            let outputs = pick(declared(&graph.output));
             (Facts::from_tensors(&all), inputs, outputs, None)
         }
         Err(e) => {
-            let outputs = declared(&graph.output, &HashSet::new());
-            (Facts::propagate(proto, &[]), declared(&graph.input, &initializers), outputs, Some(e.to_string()))
+            let outputs = declared(&graph.output);
+            (Facts::propagate(proto, &[]), declared(real_inputs.iter().copied()), outputs, Some(e.to_string()))
         }
     };
 
@@ -193,11 +193,11 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
         })
         .collect();
 
-    let provenance = rewrite::existing_provenance(proto);
-    let decoder_nodes = graph.node.iter().filter(|n| profiles::is_decoder_node(n)).count();
+    let provenance = query::provenance(proto);
+    let decoder_nodes = graph.node.iter().filter(|n| query::is_decoder_node(n)).count();
     Ok(Inspection {
         ir_version: proto.ir_version,
-        opset: rewrite::default_opset(proto),
+        opset: query::default_opset(proto),
         producer: [proto.producer_name.as_str(), proto.producer_version.as_str()]
             .iter()
             .filter(|s| !s.is_empty())
@@ -220,9 +220,8 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
 }
 
 /// Inputs or outputs as the model declares them (what tract infers replaces them).
-fn declared(list: &[onnx_protobuf::ValueInfoProto], skip: &HashSet<&str>) -> Vec<TensorFacts> {
-    list.iter()
-        .filter(|vi| !skip.contains(vi.name.as_str()))
+fn declared<'a>(list: impl IntoIterator<Item = &'a onnx_protobuf::ValueInfoProto>) -> Vec<TensorFacts> {
+    list.into_iter()
         .map(|vi| {
             let declared = crate::model::proto::declared_tensor(vi);
             TensorFacts {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use onnx_protobuf::GraphProto;
 
-use crate::model::proto;
+use crate::model::walk;
 
 /// Removes every node, initializer and value-info that does not feed `keep_outputs`, and every
 /// other graph output. Graph inputs stay (they are the model's interface) unless they are
@@ -19,7 +19,7 @@ pub fn prune(graph: &mut GraphProto, keep_outputs: &[&str]) -> usize {
             if !keep[i] && node.output.iter().any(|o| needed.contains(o)) {
                 keep[i] = true;
                 let mut reads = Vec::new();
-                proto::outer_reads(node, &mut reads);
+                walk::outer_reads(node, &mut reads);
                 needed.extend(reads);
                 changed = true;
             }

@@ -51,7 +51,7 @@ fn constant(t: &TensorProto) -> String {
 pub fn appended_subgraph(model: &ModelProto) -> String {
     let mut s = String::new();
     let Some(graph) = model.graph.as_ref() else { return s };
-    let opset = crate::rewrite::default_opset(model).unwrap_or(0);
+    let opset = crate::model::query::default_opset(model).unwrap_or(0);
     let _ = writeln!(s, "opset {opset}");
     let _ = writeln!(s, "outputs: {}", graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "));
     let ours: HashSet<&str> =

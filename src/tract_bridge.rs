@@ -3,29 +3,20 @@
 //! tract has its own (prost) ONNX messages, so models cross over as serialized bytes; the rewrite
 //! hands over the input file's bytes untouched.
 //!
-//! Models are untrusted, and tract 0.23.9 trusts them more than we can: it indexes by tensor name
-//! without checking (a graph output nobody computes panics), keeps the last of two writers of a
-//! name, loops forever on a Transpose `perm` that is no permutation, and sizes tensors from
-//! declared dims. So before tract sees a model, `preflight` refuses what ONNX forbids and tract
-//! would misread or choke on (tensors written twice, reads of undefined tensors, cycles, such
-//! perms) and declared or pinned shapes too large to mean anything; and every call into tract runs
-//! under `shielded`, which turns a panic into an error naming it, without printing it. The fuzz
-//! targets in `fuzz/` found each of these.
+//! Models reach this module validated ([`crate::model::validate`], run by every parse in
+//! [`crate::model::io`]). What tract may still do wrong, panic, is contained: every call into tract
+//! runs under `shielded`, which turns a panic into an error naming it, without printing it.
+//! Pinned shapes are bounded here, as they are only known when tract gets them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use crate::error::Error;
+use crate::error::{printable, Error};
 use crate::model::proto::Dim;
-
-/// The most elements a declared or pinned tensor may have: 2^31, 8 GiB of floats, far beyond any
-/// pose model, and small enough that shape arithmetic cannot overflow.
-pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 31;
+use crate::model::validate::{too_large, MAX_TENSOR_ELEMENTS};
 
 /// A graph input or output as tract's shape inference sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +65,6 @@ fn load(bytes: &[u8]) -> Result<InferenceModel, Error> {
     let proto = onnx
         .proto_model_for_read(&mut &*bytes)
         .map_err(|e| Error::Tract(format!("tract could not read the model: {}", one_line(&e))))?;
-    preflight(&proto)?;
     onnx.model_for_proto_model(&proto)
         .map_err(|e| Error::Tract(format!("tract could not load the model: {}", one_line(&e))))
 }
@@ -133,104 +123,6 @@ fn flatten(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A name from a model as it may appear in a one-line message: as is when it is plain, quoted
-/// and escaped when it is empty or holds control characters or line breaks (names come from
-/// untrusted bytes; a message must stay one line).
-pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.is_empty() || name.chars().any(|c| c.is_control() || (c.is_whitespace() && c != ' ')) {
-        format!("{name:?}").into()
-    } else {
-        name.into()
-    }
-}
-
-/// Refuses, before tract parses it, a model whose top-level graph is not what ONNX allows or
-/// whose declared shapes are absurd (see the module doc). Subgraphs are left to tract.
-fn preflight(model: &pb::ModelProto) -> Result<(), Error> {
-    let invalid = |what: String| Err(Error::Unsupported(format!("the model is not valid ONNX: {what}")));
-    let Some(graph) = model.graph.as_ref() else { return Ok(()) };
-
-    // Who defines each tensor. A graph input may share its name with an initializer (its
-    // default value); anything else defined twice is ambiguous.
-    let mut defined: HashMap<&str, String> = HashMap::new();
-    for (i, input) in graph.input.iter().enumerate() {
-        if graph.input[..i].iter().any(|other| other.name == input.name) {
-            return invalid(format!("graph input {} is declared twice", printable(&input.name)));
-        }
-        defined.insert(&input.name, format!("graph input {}", printable(&input.name)));
-    }
-    let mut initializers = HashSet::new();
-    for t in &graph.initializer {
-        if !initializers.insert(t.name.as_str()) {
-            return invalid(format!("initializer {} is defined twice", printable(&t.name)));
-        }
-        defined.insert(&t.name, format!("initializer {}", printable(&t.name)));
-    }
-    let node_label = |n: &pb::NodeProto| format!("node {} ({})", printable(&n.name), printable(&n.op_type));
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (ix, node) in graph.node.iter().enumerate() {
-        for output in node.output.iter().filter(|o| !o.is_empty()) {
-            if let Some(first) = defined.get(output.as_str()) {
-                let output = printable(output);
-                return invalid(format!("tensor {output} is written by {} and by {first}", node_label(node)));
-            }
-            defined.insert(output, node_label(node));
-            producer.insert(output, ix);
-        }
-    }
-    for node in &graph.node {
-        if let Some(missing) = node.input.iter().find(|i| !i.is_empty() && !defined.contains_key(i.as_str())) {
-            return invalid(format!(
-                "{} reads {}, which no node, initializer or graph input defines",
-                node_label(node),
-                printable(missing)
-            ));
-        }
-    }
-    if let Some(missing) = graph.output.iter().find(|o| !defined.contains_key(o.name.as_str())) {
-        let missing = printable(&missing.name);
-        return invalid(format!("graph output {missing} is computed by no node (nor an input or initializer)"));
-    }
-    if let Some(ix) = node_on_a_cycle(graph, &producer) {
-        return invalid(format!("the graph has a cycle through {}", node_label(&graph.node[ix])));
-    }
-    // tract-hir 0.23.9 loops forever, allocating, on a Transpose whose perm is no permutation.
-    if let Some((node, perm)) = bad_transpose(&graph.node) {
-        return invalid(format!("{} has perm {perm:?}, which is not a permutation", node_label(node)));
-    }
-
-    for (what, infos) in [("input", &graph.input), ("output", &graph.output), ("tensor", &graph.value_info)] {
-        for info in infos.iter() {
-            let Some(pb::type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-                continue;
-            };
-            let Some(shape) = t.shape.as_ref() else { continue };
-            let mut fixed = shape.dim.iter().filter_map(|d| match d.value {
-                Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => Some(v as u64),
-                _ => None,
-            });
-            if fixed.try_fold(1u64, |n, d| n.checked_mul(d)).is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
-                let dims: Vec<String> = shape
-                    .dim
-                    .iter()
-                    .map(|d| match &d.value {
-                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v.to_string(),
-                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => p.clone(),
-                        None => "?".into(),
-                    })
-                    .collect();
-                let (name, dims) = (printable(&info.name), dims.join(", "));
-                return Err(too_large(&format!("{what} {name} declares shape [{}]", printable(&dims))));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn too_large(what: &str) -> Error {
-    Error::Unsupported(format!("{what}, over {MAX_TENSOR_ELEMENTS} elements: too large to be a pose model"))
-}
-
 /// Refuses pinned shapes beyond [`MAX_TENSOR_ELEMENTS`].
 fn check_pinned(what: &str, dims: &[usize]) -> Result<(), Error> {
     let elements = dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d as u64));
@@ -239,73 +131,6 @@ fn check_pinned(what: &str, dims: &[usize]) -> Result<(), Error> {
         return Err(too_large(&format!("{what} pinned to [{}]", dims.join(", "))));
     }
     Ok(())
-}
-
-/// Some node on a cycle of the top-level graph, counting the outer tensors its subgraphs read.
-fn node_on_a_cycle(graph: &pb::GraphProto, producer: &HashMap<&str, usize>) -> Option<usize> {
-    let deps: Vec<HashSet<usize>> = graph
-        .node
-        .iter()
-        .map(|n| {
-            let mut reads: HashSet<&str> = n.input.iter().map(String::as_str).collect();
-            subgraph_reads(n, &mut reads);
-            reads.into_iter().filter_map(|r| producer.get(r).copied()).collect()
-        })
-        .collect();
-    // Kahn: whatever cannot be ordered lies on or behind a cycle.
-    let mut pending: Vec<usize> = deps.iter().map(HashSet::len).collect();
-    let mut users: Vec<Vec<usize>> = vec![vec![]; deps.len()];
-    for (ix, d) in deps.iter().enumerate() {
-        for &p in d {
-            users[p].push(ix);
-        }
-    }
-    let mut ready: Vec<usize> = (0..deps.len()).filter(|&ix| pending[ix] == 0).collect();
-    let mut ordered = 0;
-    while let Some(ix) = ready.pop() {
-        ordered += 1;
-        for &u in &users[ix] {
-            pending[u] -= 1;
-            if pending[u] == 0 {
-                ready.push(u);
-            }
-        }
-    }
-    (ordered < deps.len()).then(|| pending.iter().position(|&p| p > 0)).flatten()
-}
-
-/// A Transpose, at any depth, whose `perm` is not a permutation of `0..perm.len()`.
-fn bad_transpose(nodes: &[pb::NodeProto]) -> Option<(&pb::NodeProto, &[i64])> {
-    nodes.iter().find_map(|node| {
-        let perm = node.attribute.iter().find(|a| a.name == "perm").map(|a| a.ints.as_slice());
-        if let Some(perm) = perm.filter(|_| node.op_type == "Transpose") {
-            let mut seen = vec![false; perm.len()];
-            let is_permutation = perm.iter().all(|&p| {
-                usize::try_from(p).ok().and_then(|p| seen.get_mut(p)).is_some_and(|s| !std::mem::replace(s, true))
-            });
-            if !is_permutation {
-                return Some((node, perm));
-            }
-        }
-        subgraphs(node).find_map(|g| bad_transpose(&g.node))
-    })
-}
-
-/// The bodies of the control-flow ops, the only graph attributes tract reads (others are inert).
-fn subgraphs(node: &pb::NodeProto) -> impl Iterator<Item = &pb::GraphProto> {
-    let control_flow = matches!(node.op_type.as_str(), "If" | "Loop" | "Scan");
-    node.attribute.iter().filter(move |_| control_flow).flat_map(|a| a.g.iter().chain(&a.graphs))
-}
-
-/// Every tensor the subgraphs of `node` read, at any depth (their own tensors included, which
-/// is harmless: they do not name top-level producers in a valid model).
-fn subgraph_reads<'a>(node: &'a pb::NodeProto, into: &mut HashSet<&'a str>) {
-    for g in subgraphs(node) {
-        for n in &g.node {
-            into.extend(n.input.iter().map(String::as_str));
-            subgraph_reads(n, into);
-        }
-    }
 }
 
 /// Pins named inputs to concrete float shapes.
@@ -464,7 +289,6 @@ fn one_line(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use onnx_protobuf::tensor_proto::DataType;
     use onnx_protobuf::{GraphProto, Message};
 
     use super::*;
@@ -495,66 +319,6 @@ mod tests {
         assert!(!SHIELDED.with(Cell::get));
         // Panics elsewhere still unwind as usual.
         assert!(std::panic::catch_unwind(|| panic!("an ordinary panic")).is_err());
-    }
-
-    #[test]
-    fn preflight_refuses_what_tract_would_misread() {
-        let err = error(&model_bytes(|g| g.output.push(proto::value_info("ghost", DataType::FLOAT, &[]))));
-        assert!(err.contains("graph output ghost is computed by no node"), "{err}");
-        let twin = proto::node("Relu", "twin", &["heatmaps"], &["offsets"], vec![]);
-        let err = error(&model_bytes(|g| g.node.push(twin)));
-        assert!(err.contains("tensor offsets is written by node twin (Relu) and by node offset_conv (Conv)"), "{err}");
-        let err = error(&model_bytes(|g| g.node[0].input[1] = "nowhere".into()));
-        assert!(err.contains("reads nowhere, which no node, initializer or graph input defines"), "{err}");
-        let err = error(&model_bytes(|g| {
-            g.node.push(proto::node("Relu", "a", &["b_out"], &["a_out"], vec![]));
-            g.node.push(proto::node("Relu", "b", &["a_out"], &["b_out"], vec![]));
-        }));
-        assert!(err.contains("cycle through node a (Relu)") || err.contains("cycle through node b (Relu)"), "{err}");
-        let err = error(&model_bytes(|g| {
-            proto::set_declared_shape(&mut g.input[0], &[1, 3, 1 << 40, 257].map(crate::model::proto::Dim::Fixed));
-        }));
-        let want = "input image declares shape [1, 3, 1099511627776, 257], over 2147483648 elements";
-        assert!(err.contains(want), "{err}");
-        // Through the outer tensors an If's branches read; a graph attribute on another op is inert.
-        let branch = |reads: &str| {
-            let mut body = GraphProto::new();
-            body.node.push(proto::node("Identity", "inner", &[reads], &["inner_out"], vec![]));
-            body.output.push(proto::value_info("inner_out", DataType::FLOAT, &[]));
-            let mut a = onnx_protobuf::AttributeProto::new();
-            a.name = "then_branch".into();
-            a.type_ = onnx_protobuf::attribute_proto::AttributeType::GRAPH.into();
-            a.g = Some(body).into();
-            a
-        };
-        let err = error(&model_bytes(|g| {
-            g.node.push(proto::node("If", "if", &["heatmaps"], &["if_out"], vec![branch("back_out")]));
-            g.node.push(proto::node("Relu", "back", &["if_out"], &["back_out"], vec![]));
-        }));
-        assert!(err.contains("the graph has a cycle through node if (If)"), "{err}");
-        let inert = model_bytes(|g| {
-            g.node.push(proto::node("Relu", "r", &["heatmaps"], &["r_out"], vec![branch("r_out")]));
-            g.output.push(proto::value_info("r_out", DataType::FLOAT, &[]));
-        });
-        assert!(infer_facts(&inert, &[]).is_ok());
-        let err = error(&model_bytes(|g| {
-            let perm = proto::attr_ints("perm", &[0, 1, 1, 3]);
-            g.node.push(proto::node("Transpose", "t", &["heatmaps"], &["t"], vec![perm]));
-            g.output.push(proto::value_info("t", DataType::FLOAT, &[]));
-        }));
-        assert!(err.contains("node t (Transpose) has perm [0, 1, 1, 3], which is not a permutation"), "{err}");
-        // Out of order is fine: ONNX wants a sorted graph, but the order does not change its meaning.
-        assert!(infer_facts(&model_bytes(|g| g.node.reverse()), &[]).is_ok());
-    }
-
-    #[test]
-    fn names_in_messages_stay_on_one_line() {
-        assert_eq!(printable("MobilenetV1/heatmap_2/BiasAdd:0"), "MobilenetV1/heatmap_2/BiasAdd:0");
-        assert_eq!(printable("two words"), "two words");
-        assert_eq!(printable("a\nb"), "\"a\\nb\"");
-        assert_eq!(printable(""), "\"\"");
-        let err = error(&model_bytes(|g| g.output.push(proto::value_info("line\nbreak\u{1}", DataType::FLOAT, &[]))));
-        assert!(err.contains("graph output \"line\\nbreak\\u{1}\" is computed by no node"), "{err}");
     }
 
     #[test]

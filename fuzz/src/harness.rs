@@ -32,7 +32,7 @@ pub enum Outcome {
 
 /// The loaded form of bytes, as `model_io::read_structure` makes it minus the file system.
 pub fn load(bytes: &[u8]) -> Result<LoadedModel, String> {
-    let proto = model_io::parse_structure(bytes)?;
+    let proto = model_io::parse_structure(bytes).map_err(|e| e.to_string())?;
     Ok(LoadedModel { bytes: bytes.to_vec(), proto })
 }
 
@@ -182,7 +182,7 @@ pub fn check_rewrite(original: &LoadedModel, options: &RewriteOptions, rewritten
     if !available.contains(keypoints) {
         return Err(format!("nothing writes {keypoints}"));
     }
-    if rewrite::existing_provenance(&out).is_none() {
+    if onnx_posefix::model::query::provenance(&out).is_none() {
         return Err("OUT carries no provenance metadata".into());
     }
 
@@ -211,7 +211,7 @@ pub fn options_from_args(text: &str) -> Result<RewriteOptions, String> {
         let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag {
             "--prune" => options.prune = true,
-            "--input-shape" => options.input_shapes.push(value()?.parse::<InputShape>()?),
+            "--input-shape" => options.input_shapes.push(value()?.parse::<InputShape>().map_err(|e| e.to_string())?),
             "--output-name" => options.output_name = value()?.to_string(),
             other => return Err(format!("unknown flag {other}")),
         }

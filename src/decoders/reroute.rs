@@ -20,6 +20,8 @@ use std::collections::HashMap;
 
 use onnx_protobuf::{GraphProto, NodeProto};
 
+use crate::model::query;
+
 /// Ops WebGL fuses into a Conv before them (`Graph.isActivation`); the `ort-web-webgl` profile's
 /// check of that pattern reads the same list.
 pub(crate) const FUSED_ACTIVATIONS: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
@@ -41,13 +43,13 @@ pub fn head_read(graph: &GraphProto, head: &str) -> HeadRead {
 /// [`head_read`] with the nodes `ignore` picks left out of the count of readers (in a rewritten
 /// graph: the decoder, whose copy is the second reader).
 fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> bool) -> HeadRead {
-    let producers = producers(graph);
+    let producers = query::producers(graph);
     let readers = reader_counts(graph, ignore);
     let mut tensor = head;
     // Bounded walk: a malformed graph may contain an Identity cycle.
     for _ in 0..=graph.node.len() {
         let Some(node) = producers.get(tensor) else { break };
-        if !is_default_domain(node) {
+        if !query::is_default_domain(node) {
             break;
         }
         match node.op_type.as_str() {
@@ -58,7 +60,7 @@ fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> boo
             },
             op if FUSED_ACTIVATIONS.contains(&op) => {
                 let input = node.input.first().map(String::as_str).unwrap_or_default();
-                let on_conv = producers.get(input).is_some_and(|p| p.op_type == "Conv" && is_default_domain(p));
+                let on_conv = producers.get(input).is_some_and(|p| p.op_type == "Conv" && query::is_default_domain(p));
                 // A Conv output read by something else besides is not fused.
                 if on_conv && readers.get(input).copied().unwrap_or(0) == 1 {
                     return HeadRead::Recompute(Box::new((*node).clone()));
@@ -92,14 +94,6 @@ pub fn aliases(graph: &GraphProto, heads: &[&str], is_decoder: impl Fn(&NodeProt
         }
     }
     found
-}
-
-fn is_default_domain(node: &NodeProto) -> bool {
-    node.domain.is_empty() || node.domain == "ai.onnx"
-}
-
-fn producers(graph: &GraphProto) -> HashMap<&str, &NodeProto> {
-    graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect()
 }
 
 /// How many node inputs read each tensor (subgraphs left out: WebGL does not fuse across them).

@@ -8,8 +8,9 @@ use std::path::Path;
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{GraphProto, Message, ModelProto};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 use crate::model::source::{FileSource, Source};
+use crate::model::validate;
 use crate::model::wire::{self, Piece};
 
 /// The largest model protobuf can hold in one message; bigger models keep weights outside.
@@ -100,28 +101,25 @@ pub fn open_structure(path: &Path) -> Result<ModelFile> {
     let meta = check_size(path)?;
     let file = fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let source = FileSource { file, len: meta.len() };
-    let invalid = |reason: String| Error::InvalidModel { path: path.into(), reason };
-    let (proto, records) = structure_of(&source).map_err(|e| match e {
-        wire::WireError::Io(e) => Error::io("cannot read", path, e),
-        e => invalid(format!("protobuf decoding failed ({e}); is the file truncated?")),
-    })?;
-    let proto = proto.map_err(invalid)?;
+    let (proto, records) = structure_of(&source, Some(path)).map_err(|e| e.at(path))?;
     check_external_data(&proto, path)?;
     Ok(ModelFile { path: path.to_path_buf(), source, records, proto })
 }
 
 /// The structure of a model: its bytes without large initializer data, parsed and checked, and
-/// where its records lie. The outer error is the wire's, the inner the model's.
-#[allow(clippy::type_complexity)]
-fn structure_of(
-    src: &dyn Source,
-) -> std::result::Result<(std::result::Result<ModelProto, String>, wire::ModelRecords), wire::WireError> {
-    let records = wire::ModelRecords::read(src)?;
+/// where its records lie. A read error is said of `path`, when the bytes come from that file.
+fn structure_of(src: &dyn Source, path: Option<&Path>) -> Result<(ModelProto, wire::ModelRecords)> {
+    let wire_error = |e| match (e, path) {
+        (wire::WireError::Io(e), Some(path)) => Error::io("cannot read", path, e),
+        (e, _) => Error::invalid(Invalid::Decoding(e.to_string())),
+    };
+    let records = wire::ModelRecords::read(src).map_err(wire_error)?;
     if src.is_empty() {
-        return Ok((Err("the file is empty".into()), records));
+        return Err(Error::invalid(Invalid::Empty));
     }
-    let structure = wire::strip_weights(src, &records, STRUCTURE_MAX_INITIALIZER_BYTES)?;
-    let proto = parse_model(&structure).and_then(|proto| check_initializer_sizes(&proto).map(|()| proto));
+    let structure = wire::strip_weights(src, &records, STRUCTURE_MAX_INITIALIZER_BYTES).map_err(wire_error)?;
+    let proto = parse_model(&structure)?;
+    check_initializer_sizes(&proto)?;
     Ok((proto, records))
 }
 
@@ -140,20 +138,21 @@ fn element_size(data_type: i32) -> Option<u64> {
 
 /// Initializers must hold as much raw data as their dims and type declare. tract checks this
 /// when it loads a model, but the rewrite's tract never sees the weights it left in the file.
-fn check_initializer_sizes(proto: &ModelProto) -> std::result::Result<(), String> {
+fn check_initializer_sizes(proto: &ModelProto) -> Result<()> {
+    let invalid = |what: String| Err(Error::invalid(Invalid::Initializer(what)));
     let Some(graph) = proto.graph.as_ref() else { return Ok(()) };
     for t in &graph.initializer {
         let raw_len = match stripped_raw_len(t) {
             Some(len) => len,
             None if !has_data(t) => {
-                return Err(format!("initializer {} declares dims {:?} but holds no data", t.name, t.dims));
+                return invalid(format!("initializer {} declares dims {:?} but holds no data", t.name, t.dims));
             }
             None => (!t.raw_data.is_empty()).then_some(t.raw_data.len() as u64),
         };
         let (Some(raw_len), Some(size)) = (raw_len, element_size(t.data_type)) else { continue };
         let declared = t.dims.iter().try_fold(size, |acc, d| u64::try_from(*d).ok().and_then(|d| acc.checked_mul(d)));
         if declared != Some(raw_len) {
-            return Err(format!(
+            return invalid(format!(
                 "initializer {} declares dims {:?} ({} bytes) but holds {raw_len} bytes",
                 t.name,
                 t.dims,
@@ -199,18 +198,16 @@ pub fn read_structure(path: &Path) -> Result<LoadedModel> {
 }
 
 /// Parses everything but the data of large initializers, with the checks of [`parse_model`].
-pub fn parse_structure(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
-    structure_of(&bytes)
-        .map(|(proto, _)| proto)
-        .unwrap_or_else(|e| Err(format!("protobuf decoding failed ({e}); is the file truncated?")))
+pub fn parse_structure(bytes: &[u8]) -> Result<ModelProto> {
+    structure_of(&bytes, None).map(|(proto, _)| proto)
 }
 
 /// Random bytes often decode as *some* protobuf message, so beyond decoding this insists on a
 /// graph with nodes and outputs.
-fn read(path: &Path, parse: fn(&[u8]) -> std::result::Result<ModelProto, String>) -> Result<LoadedModel> {
+fn read(path: &Path, parse: fn(&[u8]) -> Result<ModelProto>) -> Result<LoadedModel> {
     check_size(path)?;
     let bytes = fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let proto = parse(&bytes).map_err(|reason| Error::InvalidModel { path: path.into(), reason })?;
+    let proto = parse(&bytes).map_err(|e| e.at(path))?;
     check_external_data(&proto, path)?;
     Ok(LoadedModel { bytes, proto })
 }
@@ -219,7 +216,7 @@ fn read(path: &Path, parse: fn(&[u8]) -> std::result::Result<ModelProto, String>
 fn check_size(path: &Path) -> Result<fs::Metadata> {
     let meta = fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
     if meta.is_dir() {
-        return Err(Error::InvalidModel { path: path.into(), reason: "it is a directory".into() });
+        return Err(Error::invalid(Invalid::Directory).at(path));
     }
     if meta.len() >= PROTOBUF_LIMIT {
         return Err(Error::Unsupported(format!(
@@ -241,23 +238,25 @@ fn check_external_data(proto: &ModelProto, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Decodes and checks the bytes of a model; the error is the reason, without the path.
-pub fn parse_model(bytes: &[u8]) -> std::result::Result<ModelProto, String> {
+/// Decodes the bytes of a model and validates it ([`validate::model`]); errors name no path
+/// ([`Error::at`] adds it).
+pub fn parse_model(bytes: &[u8]) -> Result<ModelProto> {
+    let invalid = |reason| Err(Error::invalid(reason));
     if bytes.is_empty() {
-        return Err("the file is empty".into());
+        return invalid(Invalid::Empty);
     }
-    let proto = ModelProto::parse_from_bytes(bytes)
-        .map_err(|e| format!("protobuf decoding failed ({e}); is the file truncated?"))?;
+    let proto = ModelProto::parse_from_bytes(bytes).map_err(|e| Error::invalid(Invalid::Decoding(e.to_string())))?;
     if proto.ir_version <= 0 {
-        return Err("no IR version (not an ONNX ModelProto)".into());
+        return invalid(Invalid::NoIrVersion);
     }
-    let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
+    let Some(graph) = proto.graph.as_ref() else { return invalid(Invalid::NoGraph) };
     if graph.output.is_empty() {
-        return Err("the graph has no outputs".into());
+        return invalid(Invalid::NoOutputs);
     }
     if graph.node.is_empty() {
-        return Err("the graph has no nodes".into());
+        return invalid(Invalid::NoNodes);
     }
+    validate::model(&proto)?;
     Ok(proto)
 }
 
@@ -382,7 +381,7 @@ fn sync_dir(_: &Path) -> std::io::Result<()> {
 /// Serializes a fully parsed model. For a model read with [`read_structure`] use
 /// [`encode_edited`], which carries the weights over.
 pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
-    model.write_to_bytes().map_err(|e| Error::Unsupported(format!("cannot encode the rewritten model: {e}")))
+    model.write_to_bytes().map_err(|e| Error::Internal(format!("cannot encode the rewritten model: {e}")))
 }
 
 /// The fields of a model besides its graph and metadata, which an edit must leave alone.
@@ -411,8 +410,8 @@ fn same_graph_scalars(a: &GraphProto, b: &GraphProto) -> bool {
 /// removing entries, changing value-infos in place and appending, by splicing over the original
 /// bytes: unchanged records (the weights above all) are carried over verbatim, as byte ranges.
 pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<Vec<Piece>> {
-    let internal = |what: &str| Error::Unsupported(format!("internal error while encoding the output: {what}"));
-    let wire_error = |e: wire::WireError| Error::Unsupported(format!("cannot re-encode the model: {e}"));
+    let internal = |what: &str| Error::Internal(format!("while encoding the output: {what}"));
+    let wire_error = |e: wire::WireError| Error::Internal(format!("cannot re-encode the model: {e}"));
     let before = original.proto();
     if !same_outside_graph_and_metadata(before, edited) {
         return Err(internal("fields outside the graph changed"));

@@ -4,5 +4,8 @@
 
 pub mod io;
 pub mod proto;
+pub mod query;
 pub mod source;
+pub mod validate;
+pub mod walk;
 pub mod wire;

@@ -4,15 +4,12 @@
 //! the synthetic models its tests generate, is built here, so that the encoding choices (raw
 //! little-endian tensor data, attribute types) live in one place.
 
-use std::collections::HashSet;
-
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto;
 use onnx_protobuf::{
-    AttributeProto, GraphProto, NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    AttributeProto, NodeProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 /// One dimension of a declared tensor shape.
@@ -192,34 +189,9 @@ pub fn metadata_entry(key: &str, value: &str) -> StringStringEntryProto {
     e
 }
 
-/// The integer attribute `name` of a node, if present.
+/// The integer attribute `name` of a node, if present as an integer (or untyped, as models from
+/// before IR 2 write them); an attribute of another type is not an integer.
 pub fn get_attr_int(node: &NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
-}
-
-/// Tensors a node reads from the enclosing scope, its subgraphs' outer-scope reads included.
-pub fn outer_reads(node: &NodeProto, into: &mut Vec<String>) {
-    into.extend(node.input.iter().filter(|i| !i.is_empty()).cloned());
-    for attr in &node.attribute {
-        let graphs: Vec<&GraphProto> = match attr.type_.enum_value() {
-            Ok(AttributeType::GRAPH) => attr.g.as_ref().into_iter().collect(),
-            Ok(AttributeType::GRAPHS) => attr.graphs.iter().collect(),
-            _ => vec![],
-        };
-        for g in graphs {
-            let local: HashSet<&str> = g
-                .node
-                .iter()
-                .flat_map(|n| n.output.iter())
-                .chain(g.input.iter().map(|i| &i.name))
-                .chain(g.initializer.iter().map(|t| &t.name))
-                .map(String::as_str)
-                .collect();
-            let mut inner = vec![];
-            for n in &g.node {
-                outer_reads(n, &mut inner);
-            }
-            into.extend(inner.into_iter().filter(|t| !local.contains(t.as_str())));
-        }
-    }
+    let attr = node.attribute.iter().find(|a| a.name == name)?;
+    matches!(attr.type_.enum_value(), Ok(AttributeType::INT | AttributeType::UNDEFINED)).then_some(attr.i)
 }

@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto};
 
-use crate::contract::NAME_PREFIX;
 use crate::decoders::reroute;
-use crate::error::{Error, Result};
 use crate::model::proto;
+use crate::model::query;
 use crate::tract_bridge::TensorFacts;
 
 use super::facts::{axes_input, axes_of, dims_text, Constants};
@@ -413,7 +412,7 @@ pub fn check_model(
     let constants = Constants::of(graph);
     let webgl = WebglLoad::of(graph, &constants);
     let cx = Context {
-        opset: crate::rewrite::default_opset(model),
+        opset: crate::model::query::default_opset(model),
         facts,
         constants,
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
@@ -475,30 +474,15 @@ pub fn check_model(
     violations
 }
 
-/// Whether a node was appended by the rewrite.
-pub fn is_decoder_node(node: &NodeProto) -> bool {
-    node.name.starts_with(NAME_PREFIX)
-}
-
 /// Checks the decoder of a rewritten model (its `posefix/` nodes) against `profile`. `heads` are
 /// tract's facts of the original model's outputs (the heads the decoder reads); every other
 /// rank follows from the decoder's own constants. `Err` lists every broken rule.
-pub fn check_decoder(model: &ModelProto, heads: &[TensorFacts], profile: &Profile) -> Result<()> {
+pub fn check_decoder(model: &ModelProto, heads: &[TensorFacts], profile: &Profile) -> Result<(), Vec<Violation>> {
     let facts = Facts::propagate(model, heads);
-    let violations = check_model(model, &facts, profile, is_decoder_node);
+    let violations = check_model(model, &facts, profile, query::is_decoder_node);
     if violations.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(violations)
     }
-    let lines: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
-    Err(Error::Unsupported(format!(
-        "the decoder for this model would break target {}: {}{}",
-        profile.name,
-        lines.join("; "),
-        match profile.name.as_str() {
-            PORTABLE => String::new(),
-            _ => format!(
-                " (the default target {PORTABLE} leaves out the rules that depend on the model's opset or layout)"
-            ),
-        }
-    )))
 }

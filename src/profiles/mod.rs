@@ -23,18 +23,11 @@ use crate::error::{Error, Result};
 mod check;
 mod facts;
 mod portable;
-mod schema;
+pub(crate) mod schema;
 
-pub use check::{check_decoder, check_model, is_decoder_node};
+pub use check::{check_decoder, check_model};
 pub use facts::{datum_type_name, Facts};
 pub use schema::*;
-
-/// The name of the derived profile, and the default `--target`.
-pub const PORTABLE: &str = "portable";
-
-/// Every profile name, `portable` first.
-pub const PROFILE_NAMES: [&str; 8] =
-    [PORTABLE, "barracuda-1.0.4", "barracuda-2.0", "opencv-4.x", "tensorrt-8.4", "ort-web-webgl", "ncnn", "wonnx"];
 
 /// The runtime files, embedded so that `--target` works from anywhere.
 const RUNTIME_FILES: [(&str, &str); 7] = [
@@ -68,7 +61,7 @@ impl Profile {
     /// Reads and checks a runtime file: the name matches the file, every entry has a source, every
     /// op a rule names is supported, no op is both supported and unsupported.
     pub fn parse(file: &str, text: &str) -> Result<Profile> {
-        let bad = |why: String| Error::Unsupported(format!("profile {file} is malformed: {why}"));
+        let bad = |why: String| Error::Internal(format!("profile {file} is malformed: {why}"));
         let profile: Profile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if file.strip_suffix(".toml") != Some(profile.name.as_str()) {
             return Err(bad(format!("it is called {}", profile.name)));

@@ -6,6 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The name of the derived profile, and the default `--target`.
+pub const PORTABLE: &str = "portable";
+
+/// Every profile name, `portable` first.
+pub const PROFILE_NAMES: [&str; 8] =
+    [PORTABLE, "barracuda-1.0.4", "barracuda-2.0", "opencv-4.x", "tensorrt-8.4", "ort-web-webgl", "ncnn", "wonnx"];
+
 /// A runtime profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,11 +131,19 @@ impl OpsetRange {
     }
 }
 
+/// An opset range in a profile that does not read as one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("opset range {text:?} is {problem}")]
+pub struct OpsetRangeError {
+    text: String,
+    problem: &'static str,
+}
+
 impl TryFrom<String> for OpsetRange {
-    type Error = String;
-    fn try_from(text: String) -> std::result::Result<Self, String> {
-        let number =
-            |t: &str| t.trim().parse::<i64>().map_err(|_| format!("opset range {text:?} is not lo-hi, lo+ or v"));
+    type Error = OpsetRangeError;
+    fn try_from(text: String) -> std::result::Result<Self, OpsetRangeError> {
+        let error = |problem| OpsetRangeError { text: text.clone(), problem };
+        let number = |t: &str| t.trim().parse::<i64>().map_err(|_| error("not lo-hi, lo+ or v"));
         let range = if let Some(lo) = text.strip_suffix('+') {
             OpsetRange { min: number(lo)?, max: None }
         } else if let Some((lo, hi)) = text.split_once('-') {
@@ -138,7 +153,7 @@ impl TryFrom<String> for OpsetRange {
             OpsetRange { min: v, max: Some(v) }
         };
         match range.max {
-            Some(hi) if hi < range.min => Err(format!("opset range {text:?} is empty")),
+            Some(hi) if hi < range.min => Err(error("empty")),
             _ => Ok(range),
         }
     }

@@ -17,20 +17,35 @@ use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::reroute;
 use crate::model::io as model_io;
 use crate::model::proto::{self, Dim};
-use crate::profiles;
+use crate::model::query;
+use crate::model::walk;
 use crate::rng::Rng;
 
 use super::setup::Spec;
 
+/// Why the decoder cannot be cut out of REWRITTEN (the direct checks are then skipped).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Uncut {
+    #[error("REWRITTEN has no graph")]
+    NoGraph,
+    #[error("the decoder reads graph input {0}, not only the heads")]
+    ReadsInput(String),
+    #[error("nothing in REWRITTEN produces {0}")]
+    Unproduced(String),
+    #[error("{0}")]
+    Encode(Box<crate::error::Error>),
+    #[error("tract cannot run the decoder cut at the heads: {0}")]
+    Tract(Box<crate::error::Error>),
+}
+
 /// The decoder of `rewritten` as a model of its own, serialized; inputs heatmaps then offsets.
-/// The error says why it cannot be cut.
 pub(crate) fn cut(
     rewritten: &ModelProto,
     spec: &Spec,
     heatmaps_shape: &[usize],
     offsets_shape: &[usize],
-) -> Result<Vec<u8>, String> {
-    let graph = rewritten.graph.as_ref().ok_or("REWRITTEN has no graph")?;
+) -> Result<Vec<u8>, Uncut> {
+    let graph = rewritten.graph.as_ref().ok_or(Uncut::NoGraph)?;
     let producers: HashMap<&str, usize> =
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -38,7 +53,7 @@ pub(crate) fn cut(
     let heads = [spec.heatmaps.as_str(), spec.offsets.as_str()];
     // Where the decoder reads a head through a copy or behind an Identity (crate::decoders::reroute), the
     // crafted head is fed there.
-    let aliases = reroute::aliases(graph, &heads, profiles::is_decoder_node);
+    let aliases = reroute::aliases(graph, &heads, query::is_decoder_node);
 
     let mut keep_nodes = vec![false; graph.node.len()];
     let mut keep_inits = HashSet::new();
@@ -52,11 +67,11 @@ pub(crate) fn cut(
             keep_inits.insert(tensor);
         } else if let Some(&i) = producers.get(tensor.as_str()) {
             keep_nodes[i] = true;
-            proto::outer_reads(&graph.node[i], &mut stack);
+            walk::outer_reads(&graph.node[i], &mut stack);
         } else if inputs.contains(tensor.as_str()) {
-            return Err(format!("the decoder reads graph input {tensor}, not only the heads"));
+            return Err(Uncut::ReadsInput(tensor));
         } else {
-            return Err(format!("nothing in REWRITTEN produces {tensor}"));
+            return Err(Uncut::Unproduced(tensor));
         }
     }
 
@@ -84,7 +99,7 @@ pub(crate) fn cut(
     model.functions = rewritten.functions.clone();
     model.producer_name = "onnx-posefix verify".to_string();
     model.graph = Some(g).into();
-    model_io::to_bytes(&model).map_err(|e| e.to_string())
+    model_io::to_bytes(&model).map_err(|e| Uncut::Encode(Box::new(e)))
 }
 
 /// Crafted heads with a name.

@@ -7,7 +7,6 @@
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -24,7 +23,7 @@ const FILTER: FilterType = FilterType::Triangle;
 const BUNDLED: [(&str, &[u8]); 1] = [("astronaut.png", include_bytes!("../../samples/astronaut.png"))];
 
 /// How 0..255 RGB pixels become model input values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preprocess {
     /// `x / 127.5 - 1`: tfjs posenet MobileNetV1.
     Mobilenet,
@@ -40,8 +39,6 @@ pub enum Preprocess {
 const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
 
 impl Preprocess {
-    pub const NAMES: [&'static str; 4] = ["mobilenet", "resnet", "unit", "raw"];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Preprocess::Mobilenet => "mobilenet",
@@ -75,30 +72,31 @@ impl Preprocess {
     }
 }
 
-impl FromStr for Preprocess {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mobilenet" => Ok(Preprocess::Mobilenet),
-            "resnet" => Ok(Preprocess::Resnet),
-            "unit" => Ok(Preprocess::Unit),
-            "raw" => Ok(Preprocess::Raw),
-            _ => Err(format!("unknown preprocess '{s}'; expected one of {}", Preprocess::NAMES.join(", "))),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Source {
     File(PathBuf),
     Bundled(&'static [u8]),
     /// A path that yields no photo (a folder without images, an unlistable folder).
-    Problem(String),
+    Problem(PhotoError),
+}
+
+/// Why a photo cannot be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PhotoError {
+    #[error("cannot list the folder: {0}")]
+    Unlistable(std::sync::Arc<std::io::Error>),
+    #[error("no .jpg, .jpeg or .png files in this folder")]
+    EmptyFolder,
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("not a JPEG or PNG image")]
+    NotAnImage,
+    #[error("cannot decode: {0}")]
+    Decode(image::ImageError),
 }
 
 /// One photo to check, not yet decoded (photos are decoded one at a time).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Photo {
     /// As shown in reports.
     pub name: String,
@@ -138,19 +136,19 @@ pub(crate) fn list_photos(paths: &[PathBuf]) -> Vec<Photo> {
             photos.push(file(path));
             continue;
         }
-        let problem = |reason: String| Photo {
+        let problem = |reason: PhotoError| Photo {
             name: path.display().to_string(),
             stem: String::new(),
             source: Source::Problem(reason),
         };
         match fs::read_dir(path) {
-            Err(e) => photos.push(problem(format!("cannot list the folder: {e}"))),
+            Err(e) => photos.push(problem(PhotoError::Unlistable(e.into()))),
             Ok(entries) => {
                 let mut found: Vec<PathBuf> =
                     entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_photo(p)).collect();
                 found.sort();
                 if found.is_empty() {
-                    photos.push(problem("no .jpg, .jpeg or .png files in this folder".to_string()));
+                    photos.push(problem(PhotoError::EmptyFolder));
                 }
                 photos.extend(found.iter().map(|p| file(p)));
             }
@@ -161,25 +159,26 @@ pub(crate) fn list_photos(paths: &[PathBuf]) -> Vec<Photo> {
 
 impl Photo {
     /// The decoded photo, upright, in RGB; the error is one line without the name.
-    pub fn load(&self) -> Result<RgbImage, String> {
+    pub fn load(&self) -> Result<RgbImage, PhotoError> {
         let bytes = match &self.source {
-            Source::File(path) => fs::read(path).map_err(|e| format!("cannot read: {e}"))?,
+            Source::File(path) => fs::read(path).map_err(PhotoError::Read)?,
             Source::Bundled(bytes) => bytes.to_vec(),
-            Source::Problem(reason) => return Err(reason.clone()),
+            Source::Problem(PhotoError::Unlistable(e)) => return Err(PhotoError::Unlistable(e.clone())),
+            Source::Problem(_) => return Err(PhotoError::EmptyFolder),
         };
         decode(&bytes)
     }
 }
 
 /// Decodes JPEG or PNG bytes (by content, not by file name) and applies the EXIF orientation.
-fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+fn decode(bytes: &[u8]) -> Result<RgbImage, PhotoError> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(PhotoError::Read)?;
     if reader.format().is_none() {
-        return Err("not a JPEG or PNG image".to_string());
+        return Err(PhotoError::NotAnImage);
     }
-    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let mut decoder = reader.into_decoder().map_err(PhotoError::Decode)?;
     let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(PhotoError::Decode)?;
     if let Some(o) = orientation {
         image.apply_orientation(o);
     }
@@ -270,10 +269,11 @@ mod tests {
         assert_eq!(Preprocess::Resnet.apply(2, 3, 103), 103.0 - 103.06);
         assert_eq!(Preprocess::Unit.apply(1, 3, 255), 1.0);
         assert_eq!(Preprocess::Raw.apply(1, 3, 7), 7.0);
-        for name in Preprocess::NAMES {
-            assert_eq!(name.parse::<Preprocess>().unwrap().as_str(), name);
+        // The report's names are the command line's.
+        use clap::ValueEnum;
+        for p in Preprocess::value_variants() {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.as_str());
         }
-        assert!("imagenet".parse::<Preprocess>().unwrap_err().contains("mobilenet"));
     }
 
     #[test]
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(photos[0].name, "astronaut.png (bundled)");
         let img = photos[0].load().unwrap();
         assert_eq!(img.dimensions(), (512, 512));
-        assert!(decode(b"not an image at all").unwrap_err().contains("not a JPEG or PNG"));
+        assert!(matches!(decode(b"not an image at all"), Err(PhotoError::NotAnImage)));
         assert!(decode(&[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0]).is_err());
     }
 }

@@ -35,8 +35,8 @@ use tract_onnx::prelude::*;
 use crate::contract::{ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
 use crate::error::{Error, Result};
 use crate::model::io::{self as model_io, LoadedModel, ModelSource};
+use crate::model::query::InputShape;
 use crate::reference;
-use crate::rewrite::InputShape;
 use crate::tract_bridge::Runner;
 
 pub use compare::Tolerances;
@@ -141,7 +141,7 @@ pub fn verify(
     let full_rewritten = if rewritten.weights_stripped() {
         Some(
             model_io::parse_model(&rewritten.bytes)
-                .map_err(|reason| Error::Unsupported(format!("REWRITTEN: {reason}")))?,
+                .map_err(|e| Error::About { model: "REWRITTEN", source: e.into() })?,
         )
     } else {
         None
@@ -154,7 +154,7 @@ pub fn verify(
     )
     .and_then(|bytes| {
         Runner::new(&bytes, &[setup.heatmaps_shape.clone(), setup.offsets_shape.clone()])
-            .map_err(|e| format!("tract cannot run the decoder cut at the heads: {e}"))
+            .map_err(|e| direct::Uncut::Tract(Box::new(e)))
     });
     let (cut, cases) = match cut {
         Ok(runner) => (
@@ -201,7 +201,7 @@ pub fn verify(
     let mut drawn_names = HashSet::new();
     for photo in &photos {
         let result = match photo.load() {
-            Err(reason) => InputResult::unreadable(&photo.name, reason),
+            Err(reason) => InputResult::unreadable(&photo.name, reason.to_string()),
             Ok(image) => {
                 let tensor = inputs::photo_tensor(&image, &setup.input_shape, setup.image.layout, options.preprocess);
                 let (mut result, keypoints) = check_image(&setup, &photo.name, InputKind::Photo, tensor, options)?;

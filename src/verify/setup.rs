@@ -1,14 +1,12 @@
 //! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
 //! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
 
-use std::collections::HashSet;
-
 use crate::contract::{Layout, ScoreMode, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
-use crate::rewrite::existing_provenance;
+use crate::model::query::{self, provenance as existing_provenance};
 use crate::tract_bridge::{self, ModelFacts, Runner, TensorFacts};
 
 use super::report::{DecoderInfo, DecoderSource};
@@ -58,21 +56,14 @@ impl Setup {
     }
 }
 
-/// Prefixes a tract or usage error with the model it is about.
-fn about(which: &str, e: Error) -> Error {
-    match e {
-        Error::Tract(m) => Error::Tract(format!("{which}: {m}")),
-        Error::Usage(m) => Error::Usage(format!("{which}: {m}")),
-        Error::Heads(m) => Error::Heads(format!("{which}: {m}")),
-        other => other,
-    }
+/// Says of a tract, usage or heads error which model it is about.
+fn about(which: &'static str, e: Error) -> Error {
+    e.about(which)
 }
 
 /// Graph inputs that are not initializers (what tract sees as inputs), in order.
 fn graph_inputs(model: &LoadedModel) -> Vec<String> {
-    let Some(graph) = model.proto.graph.as_ref() else { return vec![] };
-    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(|i| i.name.clone()).collect()
+    model.proto.graph.as_ref().map(query::real_input_names).unwrap_or_default()
 }
 
 fn list(facts: &[TensorFacts]) -> String {
@@ -181,19 +172,8 @@ fn input_shape(
     let fact = facts.inputs.iter().find(|f| &f.name == name).unwrap_or(&facts.inputs[0]);
     let declared = fact.shape.clone().unwrap_or_default();
     if let Some(dims) = pinned {
-        if !declared.is_empty() && declared.len() != dims.len() {
-            return Err(Error::Usage(format!(
-                "--input-shape gives {} dims, but input {name} is {}",
-                dims.len(),
-                fact.shape_string()
-            )));
-        }
-        for (axis, (d, p)) in declared.iter().zip(&dims).enumerate() {
-            if matches!(d, Dim::Fixed(v) if *v != *p as i64) {
-                return Err(Error::Usage(format!(
-                    "--input-shape sets axis {axis} of {name} to {p}, but the model fixes it at {d}"
-                )));
-            }
+        if !declared.is_empty() {
+            query::check_pin(name, &declared, &dims)?;
         }
         return Ok((name.clone(), dims, notes));
     }

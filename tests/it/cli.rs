@@ -184,7 +184,7 @@ fn output_paths() {
     let forced = run_cli(&[input.as_os_str(), input.as_os_str(), "--force".as_ref()]);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
     let replaced = onnx_posefix::model::io::read_model(&input).unwrap();
-    assert!(onnx_posefix::rewrite::existing_provenance(&replaced.proto).is_some());
+    assert!(onnx_posefix::model::query::provenance(&replaced.proto).is_some());
 
     // Rewriting it again is refused, and says why.
     let err = refuse(&input, &dir.path().join("twice.onnx"), &[]);

@@ -8,11 +8,12 @@ use std::fs;
 use std::path::Path;
 
 use onnx_posefix::model::proto::{self, Dim};
+use onnx_posefix::model::query::provenance as existing_provenance;
 use onnx_posefix::onnx_protobuf::attribute_proto::AttributeType;
 use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
 use onnx_posefix::onnx_protobuf::{AttributeProto, GraphProto, Message, ModelProto, TensorProto};
 use onnx_posefix::reference;
-use onnx_posefix::rewrite::{existing_provenance, RewriteOptions};
+use onnx_posefix::rewrite::RewriteOptions;
 use onnx_posefix::testing::rng::Rng;
 use onnx_posefix::testing::synthetic::{self, SyntheticSpec};
 use onnx_posefix::tract_bridge::Runner;

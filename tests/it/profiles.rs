@@ -24,7 +24,12 @@ fn rewritten(spec: &SyntheticSpec) -> Rewritten {
 }
 
 fn decoder_violations(r: &Rewritten, profile: &Profile) -> Vec<Violation> {
-    profiles::check_model(&r.model, &Facts::propagate(&r.model, &[]), profile, profiles::is_decoder_node)
+    profiles::check_model(
+        &r.model,
+        &Facts::propagate(&r.model, &[]),
+        profile,
+        onnx_posefix::model::query::is_decoder_node,
+    )
 }
 
 #[test]
@@ -134,7 +139,7 @@ fn every_generated_decoder_satisfies_portable() {
             spec.label(),
             violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
         );
-        profiles::check_decoder(&r.model, &[], &portable).unwrap_or_else(|e| panic!("{}: {e}", spec.label()));
+        profiles::check_decoder(&r.model, &[], &portable).unwrap_or_else(|e| panic!("{}: {e:?}", spec.label()));
     }
 }
 
@@ -171,7 +176,7 @@ fn static_ranks_of_the_decoder_agree_with_tract() {
         let propagated = Facts::propagate(&r.model, &[]);
         let graph = r.model.graph.as_ref().unwrap();
         let constants: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        for node in graph.node.iter().filter(|n| profiles::is_decoder_node(n)) {
+        for node in graph.node.iter().filter(|n| onnx_posefix::model::query::is_decoder_node(n)) {
             // tract folds constants into the ops that read them; their ranks are their dims.
             for t in node.input.iter().chain(&node.output).filter(|t| !constants.contains(t.as_str())) {
                 let ranks = (propagated.rank(t), from_tract.rank(t));
@@ -348,7 +353,7 @@ fn thin_runtime_profiles_name_each_defect_of_the_old_decoder_with_its_source() {
     let facts = Facts::propagate(&model, &[]);
     let rules = |name: &str| -> Vec<(String, String)> {
         let profile = Profile::by_name(name).unwrap();
-        let found = profiles::check_model(&model, &facts, &profile, profiles::is_decoder_node);
+        let found = profiles::check_model(&model, &facts, &profile, onnx_posefix::model::query::is_decoder_node);
         assert!(found.iter().all(|v| !v.source.trim().is_empty()), "{found:?}");
         found.into_iter().map(|v| (v.node.unwrap_or_default(), v.rule)).collect()
     };

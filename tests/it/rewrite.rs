@@ -9,11 +9,11 @@ use onnx_posefix::model::io::{LoadedModel, ModelSource};
 use onnx_posefix::model::proto::{declared_tensor, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
 use onnx_posefix::reference;
+use onnx_posefix::render;
 use onnx_posefix::rewrite::{rewrite, InputShape, RewriteOptions, Rewritten};
 use onnx_posefix::testing::rng::Rng;
 use onnx_posefix::testing::synthetic::{self, Head, SyntheticSpec};
 use onnx_posefix::tract_bridge::Runner;
-use onnx_posefix::{render, rewrite as rw};
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD, IxDyn};
 use tract_onnx::prelude::*;
 
@@ -290,7 +290,7 @@ fn a_decorated_model_is_refused() {
     let again =
         rewrite(&loaded(&rewritten.model), &RewriteOptions { output_name: "other".into(), ..Default::default() });
     assert!(again.unwrap_err().to_string().contains("already has an onnx-posefix decoder"));
-    assert_eq!(rw::existing_provenance(&rewritten.model), Some(rewritten.provenance.clone()));
+    assert_eq!(onnx_posefix::model::query::provenance(&rewritten.model), Some(rewritten.provenance.clone()));
 }
 
 #[test]
