@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use serde::{Serialize, Serializer};
+
 /// Keypoints per pose, in PoseNet (COCO) order.
 pub const NUM_KEYPOINTS: usize = 17;
 
@@ -89,6 +91,12 @@ impl Layout {
     }
 }
 
+impl Serialize for Layout {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Layout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -121,23 +129,45 @@ impl ScoreMode {
     }
 }
 
+impl Serialize for ScoreMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for ScoreMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// What the decoder of a model was built from: enough to re-run the reference decoder on the
-/// original model's heads. Recorded in the rewritten model's `metadata_props`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The settings of a single-pose decoder: which heads it reads and how it decodes them, and the
+/// output it writes. The one type wherever they appear: the rewrite's provenance, verification's
+/// report, `inspect`. A new setting is added here, once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DecoderSettings {
+    /// The heatmaps head (17 channels).
+    pub heatmaps: String,
+    /// The offsets head (34 channels).
+    pub offsets: String,
+    /// The appended `[N, 17, 3]` output.
+    pub output: String,
+    /// `NCHW` or `NHWC`, of the heads.
+    pub layout: Layout,
+    /// Model-input pixels per heatmap cell.
+    pub stride: u32,
+    /// `sigmoid` (score = sigmoid(max)) or `raw` (score = max).
+    pub scores: ScoreMode,
+}
+
+/// What the decoder of a model was built from and by which version: enough to re-run the
+/// reference decoder on the original model's heads. Recorded in the rewritten model's
+/// `metadata_props`, one entry per field under [`METADATA_PREFIX`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Provenance {
     pub tool_version: String,
-    pub heatmaps: String,
-    pub offsets: String,
-    pub layout: Layout,
-    pub stride: u32,
-    pub scores: ScoreMode,
-    pub output: String,
+    #[serde(flatten)]
+    pub settings: DecoderSettings,
 }
 
 impl Provenance {
@@ -145,14 +175,15 @@ impl Provenance {
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
+        let d = &self.settings;
         let values = [
             self.tool_version.clone(),
-            self.heatmaps.clone(),
-            self.offsets.clone(),
-            self.layout.to_string(),
-            self.stride.to_string(),
-            self.scores.to_string(),
-            self.output.clone(),
+            d.heatmaps.clone(),
+            d.offsets.clone(),
+            d.layout.to_string(),
+            d.stride.to_string(),
+            d.scores.to_string(),
+            d.output.clone(),
         ];
         Self::KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect()
     }
@@ -171,12 +202,14 @@ impl Provenance {
         let [version, heatmaps, offsets, layout, stride, scores, output] = found;
         Some(Provenance {
             tool_version: version?.to_string(),
-            heatmaps: heatmaps?.to_string(),
-            offsets: offsets?.to_string(),
-            layout: Layout::parse(layout?)?,
-            stride: stride?.parse().ok()?,
-            scores: ScoreMode::parse(scores?)?,
-            output: output?.to_string(),
+            settings: DecoderSettings {
+                heatmaps: heatmaps?.to_string(),
+                offsets: offsets?.to_string(),
+                output: output?.to_string(),
+                layout: Layout::parse(layout?)?,
+                stride: stride?.parse().ok()?,
+                scores: ScoreMode::parse(scores?)?,
+            },
         })
     }
 }

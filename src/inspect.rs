@@ -96,32 +96,7 @@ pub struct DecoderReport {
     pub nodes: usize,
     /// The recorded provenance (tool version, heads, layout, stride, scores, output).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<ProvenanceReport>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ProvenanceReport {
-    pub tool_version: String,
-    pub output: String,
-    pub heatmaps: String,
-    pub offsets: String,
-    pub layout: String,
-    pub stride: u32,
-    pub scores: String,
-}
-
-impl From<Provenance> for ProvenanceReport {
-    fn from(p: Provenance) -> Self {
-        ProvenanceReport {
-            tool_version: p.tool_version,
-            output: p.output,
-            heatmaps: p.heatmaps,
-            offsets: p.offsets,
-            layout: p.layout.to_string(),
-            stride: p.stride,
-            scores: p.scores.to_string(),
-        }
-    }
+    pub provenance: Option<Provenance>,
 }
 
 /// One profile's verdict on the whole model.
@@ -210,11 +185,7 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
         shape_inference_error,
         nodes: graph.node.len(),
         ops,
-        decoder: DecoderReport {
-            present: provenance.is_some() || decoder_nodes > 0,
-            nodes: decoder_nodes,
-            provenance: provenance.map(ProvenanceReport::from),
-        },
+        decoder: DecoderReport { present: provenance.is_some() || decoder_nodes > 0, nodes: decoder_nodes, provenance },
         profiles,
     })
 }
@@ -364,10 +335,10 @@ impl fmt::Display for Inspection {
             HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
         }
         match (&self.decoder.provenance, self.decoder.present) {
-            (Some(p), _) => writeln!(
+            (Some(Provenance { tool_version, settings: p }), _) => writeln!(
                 f,
-                "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {})",
-                self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores, p.tool_version
+                "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
+                self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores
             )?,
             (None, true) => writeln!(f, "decoder: {} posefix/ nodes without provenance metadata", self.decoder.nodes)?,
             (None, false) => writeln!(f, "decoder: none")?,

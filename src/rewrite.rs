@@ -7,7 +7,9 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto};
 use protobuf::{Enum, Message};
 
-use crate::contract::{Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT};
+use crate::contract::{
+    DecoderSettings, Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT,
+};
 use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::decoders::reroute;
 use crate::decoders::single_pose::{self as decoder, DecoderSpec};
@@ -67,7 +69,7 @@ pub struct Rewritten {
 impl Rewritten {
     /// The line the tool prints once OUT is written.
     pub fn summary(&self, out: &Path) -> String {
-        let p = &self.provenance;
+        let p = &self.provenance.settings;
         format!(
             "wrote {}: {} [{}, 17, 3] (x, y, score) from heatmaps '{}' and offsets '{}' ({}, {}x{} grid, stride {}, \
              scores {}{}), {} nodes added{}",
@@ -213,16 +215,19 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     };
     let scores = options.scores.unwrap_or_else(|| heads::score_mode(graph, &heads.heatmaps));
 
-    let spec = DecoderSpec {
+    let settings = DecoderSettings {
         heatmaps: heads.heatmaps.clone(),
         offsets: heads.offsets.clone(),
-        heatmaps_read: reroute::head_read(graph, &heads.heatmaps),
-        offsets_read: reroute::head_read(graph, &heads.offsets),
+        output: options.output_name.clone(),
         layout: heads.layout,
-        grid: heads.grid,
         stride,
         scores,
-        output: options.output_name.clone(),
+    };
+    let spec = DecoderSpec {
+        settings: &settings,
+        heatmaps_read: reroute::head_read(graph, &heads.heatmaps),
+        offsets_read: reroute::head_read(graph, &heads.offsets),
+        grid: heads.grid,
     };
     // The output name is ours to write: no decoder node may take it for its own tensor.
     let mut taken = query::taken_names(graph);
@@ -232,15 +237,7 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let (nodes, initializers) = builder.finish();
     let nodes_added = nodes.len();
 
-    let provenance = Provenance {
-        tool_version: TOOL_VERSION.to_string(),
-        heatmaps: heads.heatmaps.clone(),
-        offsets: heads.offsets.clone(),
-        layout: heads.layout,
-        stride,
-        scores,
-        output: options.output_name.clone(),
-    };
+    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings };
     let mut out = proto.clone();
     let graph = out.graph.as_mut().expect("checked above");
     if out.ir_version < 4 {

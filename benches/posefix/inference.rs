@@ -136,27 +136,30 @@ fn measure(ws: &Workspace, case: &Case, budget: f64) -> Row {
     let original = runner(&read(&case.original), &shape, &case.original);
     let rewritten = runner(&read(&rewritten_path), &shape, &rewritten_path);
     let pruned = runner(&read(&pruned_path), &shape, &pruned_path);
-    let heads_shapes =
-        [models::fixed_shape(&decoder_model, &prov.heatmaps), models::fixed_shape(&decoder_model, &prov.offsets)];
+    let heads_shapes = [
+        models::fixed_shape(&decoder_model, &prov.settings.heatmaps),
+        models::fixed_shape(&decoder_model, &prov.settings.offsets),
+    ];
     let decoder = runner(&decoder_model.write_to_bytes().unwrap(), &heads_shapes, Path::new("decoder alone"));
 
     let x = [input(case.size)];
     let (hm_ix, off_ix) = (
-        original.output_index(&prov.heatmaps).expect("heatmaps"),
-        original.output_index(&prov.offsets).expect("offsets"),
+        original.output_index(&prov.settings.heatmaps).expect("heatmaps"),
+        original.output_index(&prov.settings.offsets).expect("offsets"),
     );
     let (_, heads) = timed_run(&original, &x);
     let heads = [heads[hm_ix].clone(), heads[off_ix].clone()];
     let decode = |heads: &[Tensor]| {
         let (hm, off) =
             (heads[0].to_plain_array_view::<f32>().unwrap(), heads[1].to_plain_array_view::<f32>().unwrap());
-        reference::decode(hm, off, prov.layout, prov.stride, prov.scores).expect("reference decodes")
+        reference::decode(hm, off, prov.settings.layout, prov.settings.stride, prov.settings.scores)
+            .expect("reference decodes")
     };
 
     // What is timed is what it claims to be: the rewritten model, the pruned one and the decoder
     // alone all give the reference's keypoints.
     let want = reference::to_array(&decode(&heads)).into_dyn();
-    let kp_ix = rewritten.output_index(&prov.output).expect("keypoints");
+    let kp_ix = rewritten.output_index(&prov.settings.output).expect("keypoints");
     for (label, got) in [
         ("rewritten", timed_run(&rewritten, &x).1.swap_remove(kp_ix)),
         ("pruned", timed_run(&pruned, &x).1.swap_remove(0)),

@@ -133,8 +133,8 @@ pub fn decoder_only(rewritten: &ModelProto) -> ModelProto {
     out.name = "posefix_decoder".to_string();
     out.node = g.node.iter().filter(|n| n.name.starts_with(NAME_PREFIX)).cloned().collect();
     out.initializer = g.initializer.iter().filter(|t| t.name.starts_with(NAME_PREFIX)).cloned().collect();
-    out.input = vec![output(&prov.heatmaps), output(&prov.offsets)];
-    out.output = vec![output(&prov.output)];
+    out.input = vec![output(&prov.settings.heatmaps), output(&prov.settings.offsets)];
+    out.output = vec![output(&prov.settings.output)];
     let mut model = ModelProto::new();
     model.ir_version = rewritten.ir_version;
     model.opset_import = rewritten.opset_import.clone();

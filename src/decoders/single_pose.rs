@@ -32,7 +32,7 @@
 //! instead of being skipped; a NaN heatmap cell gives what the runtime's Clip and MaxPool make
 //! of it.
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
+use crate::contract::{DecoderSettings, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::decoders::reroute::HeadRead;
 use crate::error::{Error, Result};
@@ -44,23 +44,17 @@ pub const MAX_CELLS_F16: usize = 2048;
 
 /// What to decode and where to put it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DecoderSpec {
-    pub heatmaps: String,
-    pub offsets: String,
+pub struct DecoderSpec<'a> {
+    pub settings: &'a DecoderSettings,
     /// Where the decoder takes each head from (see [`crate::decoders::reroute`]).
     pub heatmaps_read: HeadRead,
     pub offsets_read: HeadRead,
-    pub layout: Layout,
     /// Heatmap grid `(height, width)`.
     pub grid: (usize, usize),
-    pub stride: u32,
-    pub scores: ScoreMode,
-    /// Name of the `[N, 17, 3]` output tensor.
-    pub output: String,
 }
 
-/// Appends the decoder for `spec` to `b`; the last node writes `spec.output`.
-pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
+/// Appends the decoder for `spec` to `b`; the last node writes `spec.settings.output`.
+pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
     let (h, w) = spec.grid;
     let cells = h * w;
     if cells == 0 || cells > MAX_CELLS_F32 {
@@ -71,10 +65,10 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let a = cells as i64;
     let k = NUM_KEYPOINTS as i64;
 
-    let heatmaps = b.read_head("heatmaps_copy", &spec.heatmaps, &spec.heatmaps_read);
-    let offsets = b.read_head("offsets_copy", &spec.offsets, &spec.offsets_read);
+    let heatmaps = b.read_head("heatmaps_copy", &spec.settings.heatmaps, &spec.heatmaps_read);
+    let offsets = b.read_head("offsets_copy", &spec.settings.offsets, &spec.offsets_read);
     // The heatmaps where their cells lie: NCHW as they come, NHWC as columns [N, 1, A, 17].
-    let (cell_axes, cell_shape, heatmaps) = match spec.layout {
+    let (cell_axes, cell_shape, heatmaps) = match spec.settings.layout {
         Layout::Nchw => (Cells::Grid { height: h, width: w }, vec![1, 1, h as i64, w as i64], heatmaps),
         Layout::Nhwc => {
             let columns = b.reshape("heatmap_columns", &heatmaps, &[-1, 1, a, k]);
@@ -99,10 +93,10 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let onehot = b.select_maxima("argmax_onehot", &ranked, &top);
 
     // The cell's position in pixels: `gy*stride` for the y offsets, `gx*stride` for the x ones.
-    let stride = spec.stride as f32;
+    let stride = spec.settings.stride as f32;
     let position = |axis: usize, cell: usize| (if axis == 0 { cell / w } else { cell % w }) as f32 * stride;
     let two = 0..2;
-    let (yx, score) = match spec.layout {
+    let (yx, score) = match spec.settings.layout {
         Layout::Nchw => {
             // One-hot repeated for the y and the x channels: offset channel c reads map c % 17.
             let repeat: Vec<Option<usize>> = (0..2 * NUM_KEYPOINTS).map(|c| Some(c % NUM_KEYPOINTS)).collect();
@@ -133,7 +127,7 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
             (yx, b.reshape("heatmap_max_channels", &max, &[-1, k, 1, 1]))
         }
     };
-    let score = match spec.scores {
+    let score = match spec.settings.scores {
         ScoreMode::Sigmoid => b.op("Sigmoid", "score", &[&score], vec![]),
         ScoreMode::Raw => score,
     };
@@ -152,6 +146,6 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec) -> Result<()> {
     let scores = b.pick_channels("keypoints_score", &score, &from_score, NUM_KEYPOINTS);
     let rows = b.op("Add", "keypoints_rows", &[&xy, &scores], vec![]);
     let shape = b.const_i64("keypoints_shape", &[3], &[-1, k, VALUES_PER_KEYPOINT as i64]);
-    b.op_into("Reshape", "keypoints", &[&rows, &shape], vec![], &spec.output);
+    b.op_into("Reshape", "keypoints", &[&rows, &shape], vec![], &spec.settings.output);
     Ok(())
 }

@@ -12,8 +12,6 @@ use tract_onnx::prelude::tract_ndarray::ArrayViewD;
 use crate::contract::{Layout, KEYPOINT_NAMES, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::reference::Keypoint;
 
-use super::report::{KeypointMismatch, Position};
-
 /// How far a rewritten keypoint may be from the reference's.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Tolerances {
@@ -39,6 +37,35 @@ pub(crate) struct Outcome {
     pub max_score_error: f32,
     /// REWRITTEN's output did not have the `[N, 17, 3]` shape the reference implies.
     pub shape_error: Option<String>,
+}
+
+/// A keypoint where REWRITTEN and the reference differ.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeypointMismatch {
+    /// Batch item.
+    pub batch: usize,
+    /// PoseNet name (`leftEye`) and index (0..17).
+    pub keypoint: String,
+    pub index: usize,
+    pub reference: Position,
+    /// `cell` is the cell whose decoded position is nearest to REWRITTEN's `(x, y)`; `null`
+    /// when x or y is NaN or infinite.
+    pub rewritten: Position,
+    /// `|x - x_ref|`, `|y - y_ref|`, `|score - score_ref|`; `null` for NaN.
+    pub dx: f32,
+    pub dy: f32,
+    pub dscore: f32,
+    /// A NaN in either keypoint.
+    pub nan: bool,
+}
+
+/// A keypoint in model-input pixels and its heatmap cell `[gy, gx]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Position {
+    pub x: f32,
+    pub y: f32,
+    pub score: f32,
+    pub cell: Option<[usize; 2]>,
 }
 
 /// `|a - b|`, with equal values (infinities included) at distance 0 and NaN kept NaN.

@@ -50,7 +50,7 @@ pub(crate) fn cut(
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
-    let heads = [spec.heatmaps.as_str(), spec.offsets.as_str()];
+    let heads = [spec.settings.heatmaps.as_str(), spec.settings.offsets.as_str()];
     // Where the decoder reads a head through a copy or behind an Identity (crate::decoders::reroute), the
     // crafted head is fed there.
     let aliases = reroute::aliases(graph, &heads, query::is_decoder_node);
@@ -58,7 +58,7 @@ pub(crate) fn cut(
     let mut keep_nodes = vec![false; graph.node.len()];
     let mut keep_inits = HashSet::new();
     let mut seen = HashSet::new();
-    let mut stack = vec![spec.output.clone()];
+    let mut stack = vec![spec.settings.output.clone()];
     while let Some(tensor) = stack.pop() {
         if !seen.insert(tensor.clone()) || heads.contains(&tensor.as_str()) || aliases.contains_key(&tensor) {
             continue;
@@ -78,8 +78,8 @@ pub(crate) fn cut(
     let dims = |shape: &[usize]| shape.iter().map(|d| Dim::Fixed(*d as i64)).collect::<Vec<_>>();
     let mut g = GraphProto::new();
     g.name = "posefix_decoder_cut".to_string();
-    g.input.push(proto::value_info(&spec.heatmaps, DataType::FLOAT, &dims(heatmaps_shape)));
-    g.input.push(proto::value_info(&spec.offsets, DataType::FLOAT, &dims(offsets_shape)));
+    g.input.push(proto::value_info(&spec.settings.heatmaps, DataType::FLOAT, &dims(heatmaps_shape)));
+    g.input.push(proto::value_info(&spec.settings.offsets, DataType::FLOAT, &dims(offsets_shape)));
     // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
     g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
     let mut read: Vec<(&String, &String)> = aliases.iter().filter(|(alias, _)| seen.contains(*alias)).collect();
@@ -91,7 +91,7 @@ pub(crate) fn cut(
     g.initializer = graph.initializer.iter().filter(|t| keep_inits.contains(&t.name)).cloned().collect();
     let batch = Dim::Fixed(heatmaps_shape[0] as i64);
     let out = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
-    g.output.push(proto::value_info(&spec.output, DataType::FLOAT, &out));
+    g.output.push(proto::value_info(&spec.settings.output, DataType::FLOAT, &out));
 
     let mut model = ModelProto::new();
     model.ir_version = rewritten.ir_version;

@@ -39,11 +39,11 @@ use crate::model::query::InputShape;
 use crate::reference;
 use crate::tract_bridge::Runner;
 
-pub use compare::Tolerances;
+pub use compare::{KeypointMismatch, Position, Tolerances};
 pub use draw::SCORE_THRESHOLD;
 pub use inputs::{Preprocess, RESIZE_FILTER};
 pub use report::{
-    DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, KeypointMismatch, Outcome, Report, Status, Summary,
+    DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, Outcome, Report, Status, Summary,
     REPORT_SCHEMA_VERSION,
 };
 
@@ -136,7 +136,7 @@ pub fn verify(
     let setup = setup::prepare(original, rewritten, options)?;
     let mut notes = setup.notes.clone();
     let photos = inputs::list_photos(&options.images);
-    let adversarial = inputs::adversarial(&setup.input_shape, setup.image.layout, setup.spec.stride);
+    let adversarial = inputs::adversarial(&setup.input_shape, setup.image.layout, setup.spec.settings.stride);
     // The cut needs the decoder's constants; a structure-only parse left large ones in the bytes.
     let full_rewritten = if rewritten.weights_stripped() {
         Some(
@@ -159,7 +159,12 @@ pub fn verify(
     let (cut, cases) = match cut {
         Ok(runner) => (
             Some(runner),
-            direct::crafted_cases(&setup.heatmaps_shape, &setup.offsets_shape, setup.spec.layout, setup.spec.scores),
+            direct::crafted_cases(
+                &setup.heatmaps_shape,
+                &setup.offsets_shape,
+                setup.spec.settings.layout,
+                setup.spec.settings.scores,
+            ),
         ),
         Err(reason) => {
             notes.push(format!("direct decoder checks skipped: {reason}"));
@@ -253,9 +258,9 @@ fn check_image(
         (original.join().expect("the ORIGINAL run does not panic"), rewritten)
     });
     let (heads, outputs) = (heads?, outputs?);
-    let heatmaps = f32_view(&heads[setup.heatmaps_ix], "ORIGINAL", &setup.spec.heatmaps)?;
-    let offsets = f32_view(&heads[setup.offsets_ix], "ORIGINAL", &setup.spec.offsets)?;
-    let keypoints = f32_view(&outputs[setup.keypoints_ix], "REWRITTEN", &setup.spec.output)?;
+    let heatmaps = f32_view(&heads[setup.heatmaps_ix], "ORIGINAL", &setup.spec.settings.heatmaps)?;
+    let offsets = f32_view(&heads[setup.offsets_ix], "ORIGINAL", &setup.spec.settings.offsets)?;
+    let keypoints = f32_view(&outputs[setup.keypoints_ix], "REWRITTEN", &setup.spec.settings.output)?;
     let result = judge(setup, name, kind, heatmaps, offsets, keypoints.view(), options)?;
     let first_pose = std::array::from_fn(|k| {
         let at = |v: usize| keypoints.as_slice().and_then(|s| s.get(k * 3 + v).copied()).unwrap_or(f32::NAN);
@@ -271,8 +276,8 @@ fn check_direct(
     options: &VerifyOptions,
 ) -> Result<InputResult> {
     let outputs = runner.run(vec![case.heatmaps.clone().into_tensor(), case.offsets.clone().into_tensor()])?;
-    let ix = runner.output_index(&setup.spec.output).unwrap_or(0);
-    let keypoints = f32_view(&outputs[ix], "the cut decoder", &setup.spec.output)?;
+    let ix = runner.output_index(&setup.spec.settings.output).unwrap_or(0);
+    let keypoints = f32_view(&outputs[ix], "the cut decoder", &setup.spec.settings.output)?;
     judge(
         setup,
         &format!("direct:{}", case.name),
@@ -300,9 +305,16 @@ fn judge(
     options: &VerifyOptions,
 ) -> Result<InputResult> {
     let spec = &setup.spec;
-    let poses = reference::decode(heatmaps.view(), offsets.view(), spec.layout, spec.stride, spec.scores)
-        .map_err(|e| Error::Unsupported(format!("ORIGINAL's heads: {e}")))?;
+    let poses = reference::decode(
+        heatmaps.view(),
+        offsets.view(),
+        spec.settings.layout,
+        spec.settings.stride,
+        spec.settings.scores,
+    )
+    .map_err(|e| Error::Unsupported(format!("ORIGINAL's heads: {e}")))?;
     let original_nan = heatmaps.iter().any(|v| v.is_nan());
-    let outcome = compare::compare(&poses, keypoints, offsets, spec.layout, spec.stride, options.tolerances);
+    let outcome =
+        compare::compare(&poses, keypoints, offsets, spec.settings.layout, spec.settings.stride, options.tolerances);
     Ok(InputResult::judged(name, kind, outcome, original_nan))
 }

@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 
-use super::compare::{Outcome as Comparison, Tolerances};
+use crate::contract::DecoderSettings;
+
+use super::compare::{KeypointMismatch, Outcome as Comparison, Position, Tolerances};
 
 /// Bumped whenever a field of the JSON report changes meaning or disappears.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -47,15 +49,10 @@ pub enum DecoderSource {
 /// `heatmaps` and `offsets`.
 #[derive(Clone, Debug, Serialize)]
 pub struct DecoderInfo {
-    pub heatmaps: String,
-    pub offsets: String,
-    pub output: String,
-    /// `NCHW` or `NHWC` (of the heads).
-    pub layout: String,
-    /// Model-input pixels per heatmap cell.
-    pub stride: u32,
-    /// `sigmoid` (score = sigmoid(max)) or `raw` (score = max).
-    pub scores: String,
+    /// `heatmaps`, `offsets`, `output`, `layout`, `stride`, `scores` (see
+    /// [`DecoderSettings`]).
+    #[serde(flatten)]
+    pub settings: DecoderSettings,
     pub source: DecoderSource,
 }
 
@@ -122,35 +119,6 @@ pub struct InputResult {
     /// ORIGINAL's heatmaps held a NaN.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub original_nan: bool,
-}
-
-/// A keypoint where REWRITTEN and the reference differ.
-#[derive(Clone, Debug, Serialize)]
-pub struct KeypointMismatch {
-    /// Batch item.
-    pub batch: usize,
-    /// PoseNet name (`leftEye`) and index (0..17).
-    pub keypoint: String,
-    pub index: usize,
-    pub reference: Position,
-    /// `cell` is the cell whose decoded position is nearest to REWRITTEN's `(x, y)`; `null`
-    /// when x or y is NaN or infinite.
-    pub rewritten: Position,
-    /// `|x - x_ref|`, `|y - y_ref|`, `|score - score_ref|`; `null` for NaN.
-    pub dx: f32,
-    pub dy: f32,
-    pub dscore: f32,
-    /// A NaN in either keypoint.
-    pub nan: bool,
-}
-
-/// A keypoint in model-input pixels and its heatmap cell `[gy, gx]`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Position {
-    pub x: f32,
-    pub y: f32,
-    pub score: f32,
-    pub cell: Option<[usize; 2]>,
 }
 
 /// Totals over all inputs.
@@ -321,7 +289,7 @@ impl Report {
 
     /// What is compared, how inputs are made, and the notes; printed before the input lines.
     pub fn header_lines(&self) -> Vec<String> {
-        let (d, i) = (&self.decoder, &self.input);
+        let (d, source, i) = (&self.decoder.settings, self.decoder.source, &self.input);
         let mut lines = vec![
             format!("verifying {} against {}", self.rewritten, self.original),
             format!(
@@ -332,7 +300,7 @@ impl Report {
                 d.layout,
                 d.stride,
                 d.scores,
-                match d.source {
+                match source {
                     DecoderSource::Provenance => "provenance",
                     DecoderSource::Flags => "flags",
                     DecoderSource::Detected => "detection",

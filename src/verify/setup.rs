@@ -1,7 +1,7 @@
 //! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
 //! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
 
-use crate::contract::{Layout, ScoreMode, DEFAULT_OUTPUT_NAME};
+use crate::contract::{DecoderSettings, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
@@ -15,13 +15,7 @@ use super::VerifyOptions;
 /// The heads REWRITTEN's decoder reads and how it decodes them.
 #[derive(Clone, Debug)]
 pub(crate) struct Spec {
-    pub heatmaps: String,
-    pub offsets: String,
-    /// REWRITTEN's `[N, 17, 3]` output.
-    pub output: String,
-    pub layout: Layout,
-    pub stride: u32,
-    pub scores: ScoreMode,
+    pub settings: DecoderSettings,
     pub source: DecoderSource,
 }
 
@@ -43,16 +37,7 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub fn decoder_info(&self) -> DecoderInfo {
-        let s = &self.spec;
-        DecoderInfo {
-            heatmaps: s.heatmaps.clone(),
-            offsets: s.offsets.clone(),
-            output: s.output.clone(),
-            layout: s.layout.to_string(),
-            stride: s.stride,
-            scores: s.scores.to_string(),
-            source: s.source,
-        }
+        DecoderInfo { settings: self.spec.settings.clone(), source: self.spec.source }
     }
 }
 
@@ -103,9 +88,9 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
             ))
         })
     };
-    let heatmaps_shape = fixed(&orig_facts, "ORIGINAL", &spec.heatmaps)?;
-    let offsets_shape = fixed(&orig_facts, "ORIGINAL", &spec.offsets)?;
-    if !rw_facts.outputs.iter().any(|o| o.name == spec.output) {
+    let heatmaps_shape = fixed(&orig_facts, "ORIGINAL", &spec.settings.heatmaps)?;
+    let offsets_shape = fixed(&orig_facts, "ORIGINAL", &spec.settings.offsets)?;
+    if !rw_facts.outputs.iter().any(|o| o.name == spec.settings.output) {
         let hint = if existing_provenance(&original.proto).is_some() {
             "; ORIGINAL has an onnx-posefix decoder: are ORIGINAL and REWRITTEN swapped?"
         } else if spec.source == DecoderSource::Provenance {
@@ -115,7 +100,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         };
         return Err(Error::Usage(format!(
             "REWRITTEN has no output called {} (outputs: {}){hint}",
-            spec.output,
+            spec.settings.output,
             list(&rw_facts.outputs)
         )));
     }
@@ -128,9 +113,9 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         runner.output_index(tensor).ok_or_else(|| Error::Tract(format!("{which}: tract lost the output {tensor}")))
     };
     Ok(Setup {
-        heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.heatmaps)?,
-        offsets_ix: index(&original_runner, "ORIGINAL", &spec.offsets)?,
-        keypoints_ix: index(&rewritten_runner, "REWRITTEN", &spec.output)?,
+        heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.settings.heatmaps)?,
+        offsets_ix: index(&original_runner, "ORIGINAL", &spec.settings.offsets)?,
+        keypoints_ix: index(&rewritten_runner, "REWRITTEN", &spec.settings.output)?,
         spec,
         image,
         input_shape,
@@ -209,7 +194,7 @@ fn resolve_spec(
     options: &VerifyOptions,
 ) -> Result<(Spec, Vec<String>)> {
     let flags = &options.decoder;
-    let provenance = existing_provenance(&rewritten.proto);
+    let provenance = existing_provenance(&rewritten.proto).map(|p| p.settings);
     let mut notes = vec![];
     if existing_provenance(&original.proto).is_some() {
         notes.push("ORIGINAL itself carries an onnx-posefix decoder (are the arguments swapped?)".to_string());
@@ -261,5 +246,5 @@ fn resolve_spec(
         .clone()
         .or(provenance.as_ref().map(|p| p.output.clone()))
         .unwrap_or_else(|| DEFAULT_OUTPUT_NAME.to_string());
-    Ok((Spec { heatmaps, offsets, output, layout, stride, scores, source }, notes))
+    Ok((Spec { settings: DecoderSettings { heatmaps, offsets, output, layout, stride, scores }, source }, notes))
 }

@@ -119,10 +119,18 @@ fn assert_keypoints_right(model: &ModelProto, out: &[u8], input_shape: &[usize])
         let view = |name: &str| {
             heads[before.output_index(name).expect("head is an output of IN")].to_plain_array_view::<f32>().unwrap()
         };
-        let expected = reference::decode(view(&p.heatmaps), view(&p.offsets), p.layout, p.stride, p.scores).unwrap();
+        let expected = reference::decode(
+            view(&p.settings.heatmaps),
+            view(&p.settings.offsets),
+            p.settings.layout,
+            p.settings.stride,
+            p.settings.scores,
+        )
+        .unwrap();
         let outputs = after.run(vec![image.into_tensor()]).unwrap();
-        let keypoints =
-            outputs[after.output_index(&p.output).expect("keypoints output")].to_plain_array_view::<f32>().unwrap();
+        let keypoints = outputs[after.output_index(&p.settings.output).expect("keypoints output")]
+            .to_plain_array_view::<f32>()
+            .unwrap();
         assert_eq!(keypoints.shape(), &[expected.len(), 17, 3]);
         for (n, pose) in expected.iter().enumerate() {
             for (k, kp) in pose.iter().enumerate() {

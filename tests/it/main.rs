@@ -1,5 +1,6 @@
 //! All integration tests, in one test binary to cut link time.
 
+mod architecture;
 mod cli;
 mod common;
 mod hostile;

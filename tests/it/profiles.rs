@@ -282,7 +282,7 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
         onnx_posefix::model::io::LoadedModel { proto: onnx_posefix::model::io::parse_model(&bytes).unwrap(), bytes };
     let report = inspect::inspect(&model, None, &[]).unwrap();
     assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
-    assert_eq!(report.decoder.provenance.as_ref().unwrap().layout, "NHWC");
+    assert_eq!(report.decoder.provenance.as_ref().unwrap().settings.layout, Layout::Nhwc);
     assert_eq!(report.profile(PORTABLE).unwrap().rejected_nodes, 0, "{report}");
     let barracuda = report.profile("barracuda-1.0.4").unwrap();
     assert_eq!(barracuda.rejected_nodes, 0, "{report}");

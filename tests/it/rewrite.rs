@@ -74,14 +74,16 @@ fn assert_matches_reference(
         let raw = before.run(vec![input.clone().into_tensor()]).unwrap();
         let heatmaps = output(&before, &raw, spec.names.get(Head::Heatmaps));
         let offsets = output(&before, &raw, spec.names.get(Head::Offsets));
-        let expected = reference::decode(heatmaps.view(), offsets.view(), p.layout, p.stride, p.scores).unwrap();
+        let expected =
+            reference::decode(heatmaps.view(), offsets.view(), p.settings.layout, p.settings.stride, p.settings.scores)
+                .unwrap();
         let decoded = after.run(vec![input.into_tensor()]).unwrap();
         // The original outputs are still there and still the same values.
         for head in spec.output_order.iter().filter(|_| rewritten.nodes_pruned == 0) {
             let head = spec.names.get(*head);
             assert_eq!(output(&before, &raw, head), output(&after, &decoded, head), "{label} {name}: {head} changed");
         }
-        let keypoints = output(&after, &decoded, &p.output);
+        let keypoints = output(&after, &decoded, &p.settings.output);
         assert_eq!(keypoints.shape(), &[batch, NUM_KEYPOINTS, 3], "{label} {name}");
         for (n, pose) in expected.iter().enumerate() {
             for (k, kp) in pose.iter().enumerate() {
@@ -109,10 +111,10 @@ fn matrix_rewrites_match_snapshots_and_the_reference() {
         snapshot_settings().bind(|| {
             insta::assert_snapshot!(format!("decoder_{}", spec.label()), render::appended_subgraph(&rewritten.model));
         });
-        assert_eq!(rewritten.provenance.stride as usize, spec.stride, "{}", spec.label());
+        assert_eq!(rewritten.provenance.settings.stride as usize, spec.stride, "{}", spec.label());
         let expected_scores = if spec.sigmoid_heatmaps { ScoreMode::Raw } else { ScoreMode::Sigmoid };
-        assert_eq!(rewritten.provenance.scores, expected_scores, "{}", spec.label());
-        assert_eq!(rewritten.provenance.layout, spec.heads_layout, "{}", spec.label());
+        assert_eq!(rewritten.provenance.settings.scores, expected_scores, "{}", spec.label());
+        assert_eq!(rewritten.provenance.settings.layout, spec.heads_layout, "{}", spec.label());
         let batch = spec.batch.concrete(2);
         total += assert_matches_reference(&spec, &original, &rewritten, batch);
     }
@@ -277,7 +279,7 @@ fn heads_can_be_named_and_scores_forced() {
         ..RewriteOptions::default()
     };
     let (original, rewritten) = rewrite_spec(&spec, &options);
-    assert_eq!(rewritten.provenance.scores, ScoreMode::Sigmoid);
+    assert_eq!(rewritten.provenance.settings.scores, ScoreMode::Sigmoid);
     assert!(!rewritten.scores_detected);
     assert_eq!(rewritten.model.graph.as_ref().unwrap().output.last().unwrap().name, "pose");
     assert_matches_reference(&spec, &original, &rewritten, 1);
@@ -337,7 +339,7 @@ fn real_model_rewrites_and_matches_the_reference_on_noise() {
     });
     let p = &rewritten.provenance;
     assert_eq!(
-        (p.heatmaps.as_str(), p.offsets.as_str(), p.stride, p.scores),
+        (p.settings.heatmaps.as_str(), p.settings.offsets.as_str(), p.settings.stride, p.settings.scores),
         ("heatmaps", "offsets", 16, ScoreMode::Sigmoid)
     );
     let shape = vec![1, 3, 257, 257];
@@ -377,5 +379,5 @@ fn structure_only_shape_inference_survives_tract_style_names() {
     assert!(original.weights_stripped());
     let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
     assert!(rewritten.notes.is_empty(), "{:?}", rewritten.notes);
-    assert_eq!(rewritten.provenance.stride, 32);
+    assert_eq!(rewritten.provenance.settings.stride, 32);
 }
