@@ -2,17 +2,17 @@
 //! reference decoder makes of the original model's heads.
 //!
 //! The flow, one module per step:
-//! 1. [`setup`]: read both models; learn what to compare from REWRITTEN's provenance (or flags,
+//! 1. `setup`: read both models; learn what to compare from REWRITTEN's provenance (or flags,
 //!    or detection when it has none); fix the input shape from tract's facts (a symbolic batch
 //!    runs at 1); build both tract plans once.
-//! 2. [`inputs`]: photos (decoded, EXIF-oriented, resized bilinear to the model input, normalized
+//! 2. `inputs`: photos (decoded, EXIF-oriented, resized bilinear to the model input, normalized
 //!    by a preset, laid out NCHW or NHWC), then built-in adversarial images.
 //! 3. For each input, ORIGINAL's heatmaps and offsets go through [`crate::reference::decode`],
-//!    REWRITTEN's `keypoints` are read, and [`compare`] checks cell, position and score of every
+//!    REWRITTEN's `keypoints` are read, and `compare` checks cell, position and score of every
 //!    keypoint.
-//! 4. [`direct`]: REWRITTEN cut at the heads, so crafted heatmaps (exact ties, huge values, -inf
+//! 4. `direct`: REWRITTEN cut at the heads, so crafted heatmaps (exact ties, huge values, -inf
 //!    cells) reach its decoder directly, judged against the reference on the same heads.
-//! 5. [`report`] collects the results (text lines and a JSON document); [`draw`] draws the
+//! 5. `report` collects the results (text lines and a JSON document); `draw` draws the
 //!    rewritten model's pose over each photo.
 //!
 //! The library prints nothing: the caller gets an [`Event`] as setup ends and as each input is
