@@ -187,7 +187,7 @@ fn near_miss(output: &TensorFacts) -> Option<String> {
     if let Some(dt) = output.datum_type.filter(|dt| *dt != DatumType::F32) {
         return Some(format!(
             "output {name} has {channels} channels but type {}: only float32 heads are supported",
-            format!("{dt:?}").to_ascii_lowercase()
+            crate::profiles::datum_type_name(dt)
         ));
     }
     if dims.iter().any(|d| matches!(d, Dim::Fixed(v) if *v <= 0)) {
@@ -279,6 +279,27 @@ pub fn output_stride(input: (usize, usize), grid: (usize, usize)) -> std::result
     }
 }
 
+/// Why no single output stride follows from an input size and a heatmap grid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot derive the output stride from input {}x{} and heatmap grid {}x{}{}",
+    input.0, input.1, grid.0, grid.1,
+    match candidates.as_slice() {
+        [] => String::new(),
+        c => format!(" (it could be {})", c.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" or ")),
+    }
+)]
+pub struct StrideUnknown {
+    pub input: (usize, usize),
+    pub grid: (usize, usize),
+    pub candidates: Vec<u32>,
+}
+
+/// [`output_stride`], its failure said once for the rewrite, `verify` and `inspect`.
+pub fn derive_stride(input: (usize, usize), grid: (usize, usize)) -> std::result::Result<u32, StrideUnknown> {
+    output_stride(input, grid).map_err(|candidates| StrideUnknown { input, grid, candidates })
+}
+
 /// Whether the heatmaps already end in a Sigmoid, possibly followed by ops that only move values
 /// (Transpose to NHWC, Reshape, Identity...), which makes the heatmap maximum the score itself.
 pub fn score_mode(graph: &GraphProto, heatmaps: &str) -> ScoreMode {
@@ -363,11 +384,11 @@ mod tests {
         let err = |outputs: &[TensorFacts]| detect(outputs, &HeadChoice::default()).unwrap_err().to_string();
         let f16 = |name, dims| typed(name, DatumType::F16, dims);
         let e = err(&[f16("heatmaps", &[1, 17, 9, 9]), f16("offsets", &[1, 34, 9, 9])]);
-        let want = "no pose heads found: output heatmaps has 17 channels but type f16: only float32 heads";
+        let want = "no pose heads found: output heatmaps has 17 channels but type float16: only float32 heads";
         assert!(e.starts_with(want), "{e}");
-        assert!(e.contains("output offsets has 34 channels but type f16"), "{e}");
+        assert!(e.contains("output offsets has 34 channels but type float16"), "{e}");
         let e = err(&[typed("h", DatumType::I32, &[1, 9, 9, 17]), out("o", &[1, 9, 9, 34])]);
-        assert!(e.contains("output h has 17 channels but type i32"), "{e}");
+        assert!(e.contains("output h has 17 channels but type int32"), "{e}");
         let e = err(&[out("heatmaps", &[1, 17, 81]), out("offsets", &[1, 34, 9, 9])]);
         assert!(e.contains("output heatmaps has rank 3 ([1, 17, 81]): pose heads must be rank 4"), "{e}");
         let e = err(&[out("heatmaps", &[1, 17, 9, 9, 1]), out("offsets", &[1, 34, 9, 9])]);

@@ -243,26 +243,9 @@ fn heads_report(graph: &GraphProto, inputs: &[TensorFacts], outputs: &[TensorFac
     };
     let image = heads::image_input(inputs);
     let (stride, stride_error) = match &image {
-        Some(image) => match heads::output_stride(image.size, found.grid) {
+        Some(image) => match heads::derive_stride(image.size, found.grid) {
             Ok(s) => (Some(s), None),
-            Err(candidates) if candidates.is_empty() => (
-                None,
-                Some(format!(
-                    "no stride maps input {}x{} onto grid {}x{}",
-                    image.size.0, image.size.1, found.grid.0, found.grid.1
-                )),
-            ),
-            Err(candidates) => (
-                None,
-                Some(format!(
-                    "input {}x{} onto grid {}x{} could be stride {}",
-                    image.size.0,
-                    image.size.1,
-                    found.grid.0,
-                    found.grid.1,
-                    candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" or ")
-                )),
-            ),
+            Err(unknown) => (None, Some(unknown.to_string())),
         },
         None => (None, Some("no single image input to derive it from".to_string())),
     };

@@ -196,16 +196,8 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let stride = match (options.stride, &image) {
         (Some(0), _) => return Err(Error::Usage("--stride must be positive".into())),
         (Some(s), _) => s,
-        (None, Some(image)) => heads::output_stride(image.size, heads.grid).map_err(|candidates| {
-            let options = match candidates.as_slice() {
-                [] => String::new(),
-                c => format!(" (it could be {})", c.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" or ")),
-            };
-            Error::Usage(format!(
-                "cannot derive the output stride from input {}x{} and heatmap grid {}x{}{options}; pass --stride N",
-                image.size.0, image.size.1, heads.grid.0, heads.grid.1
-            ))
-        })?,
+        (None, Some(image)) => heads::derive_stride(image.size, heads.grid)
+            .map_err(|unknown| Error::Usage(format!("{unknown}; pass --stride N")))?,
         (None, None) => {
             return Err(Error::Usage(format!(
                 "cannot tell the image input among {}; pass --stride N (and --input-shape for symbolic dims)",

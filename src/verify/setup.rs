@@ -230,12 +230,10 @@ fn resolve_spec(
     let stride = match (flags.stride, &provenance, grid) {
         (Some(s), _, _) => s,
         (None, Some(p), _) => p.stride,
-        (None, None, grid) => grid.and_then(|g| heads::output_stride(image.size, g).ok()).ok_or_else(|| {
-            Error::Usage(format!(
-                "REWRITTEN has no provenance and the output stride cannot be derived from input {}x{}; pass --stride N",
-                image.size.0, image.size.1
-            ))
-        })?,
+        (None, None, Some(grid)) => heads::derive_stride(image.size, grid)
+            .map_err(|unknown| Error::Usage(format!("REWRITTEN has no provenance: {unknown}; pass --stride N")))?,
+        // Without provenance the heads are detected, with their grid.
+        (None, None, None) => return Err(Error::Internal("no heads grid to derive the stride from".into())),
     };
     let scores = flags
         .scores

@@ -381,3 +381,55 @@ fn structure_only_shape_inference_survives_tract_style_names() {
     assert!(rewritten.notes.is_empty(), "{:?}", rewritten.notes);
     assert_eq!(rewritten.provenance.settings.stride, 32);
 }
+
+/// Callers tell errors apart by variant, not by message.
+#[test]
+fn errors_say_which_kind_they_are() {
+    use onnx_posefix::{Error, Invalid};
+    let mut old = synthetic::generate(&SyntheticSpec::posenet(9));
+    old.opset_import[0].version = 8;
+    let err = rewrite(&loaded(&old), &RewriteOptions::default()).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::Opset { found: Some(8), supported: (9, 21) }), "{err:?}");
+
+    let done = rewrite(&loaded(&synthetic::generate(&SyntheticSpec::posenet(11))), &RewriteOptions::default()).unwrap();
+    let err = rewrite(&loaded(&done.model), &RewriteOptions::default()).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyDecoded), "{err:?}");
+
+    // wonnx reads Clip's bounds as inputs only, so an opset-9 decoder breaks its profile.
+    let wonnx = RewriteOptions { target: "wonnx".into(), ..RewriteOptions::default() };
+    match rewrite(&loaded(&synthetic::generate(&SyntheticSpec::posenet(9))), &wonnx).map(|_| ()) {
+        Err(Error::Target { profile, violations }) => {
+            assert_eq!(profile, "wonnx");
+            assert!(violations.iter().all(|v| v.node.as_deref().is_some_and(|n| n.starts_with("posefix/"))));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut twin = synthetic::generate(&SyntheticSpec::posenet(11));
+    let graph = twin.graph.as_mut().unwrap();
+    let mut copy = graph.output.iter().find(|o| o.name == "heatmaps").unwrap().clone();
+    copy.name = "twin".into();
+    graph.node.push(onnx_posefix::model::proto::node("Identity", "twin_node", &["heatmaps"], &["twin"], vec![]));
+    graph.output.push(copy);
+    // Neither name says "heatmap", so the names cannot settle it.
+    for name in graph
+        .output
+        .iter_mut()
+        .map(|o| &mut o.name)
+        .chain(graph.node.iter_mut().flat_map(|n| n.output.iter_mut().chain(n.input.iter_mut())))
+    {
+        if name == "heatmaps" {
+            *name = "maps".into();
+        }
+    }
+    match rewrite(&loaded(&twin), &RewriteOptions::default()).map(|_| ()) {
+        Err(Error::HeadsAmbiguous { candidates, .. }) => {
+            let heatmaps: Vec<&str> = candidates.iter().map(|c| c.heatmaps.as_str()).collect();
+            assert_eq!(heatmaps, ["maps", "twin"]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let err = onnx_posefix::model::io::parse_model(b"").unwrap_err();
+    assert!(matches!(err, Error::InvalidModel { path: None, reason: Invalid::Empty }), "{err:?}");
+}
