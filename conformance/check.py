@@ -10,7 +10,7 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    the rewritten one on every input: seeded noise, zeros (for the synthetic models every heatmap
    is then one repeated value: all cells tie), a checkerboard (ties between distant cells), and for
    the real model photos. The raw heatmaps and offsets of that same run go through a numpy port of
-   the reference decoder (`src/reference.rs`, contract in `src/contract.rs`); `keypoints` must
+   the reference decoder (`src/reference/single_pose.rs`, contract in `src/contract.rs`); `keypoints` must
    match it: |dx|, |dy| <= 1e-3 and |dscore| <= 1e-5. The heads must also match those of the
    original model on the same runtime (the rewrite must not disturb them).
 3. A table per model and runtime, a list of load failures with their reasons, and
@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------
-# Reference decoder (numpy port of src/reference.rs)
+# Reference decoder (numpy port of src/reference/single_pose.rs)
 
 
 def decode_reference(heatmaps, offsets, layout, stride, scores):

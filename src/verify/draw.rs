@@ -3,6 +3,10 @@
 //! input size per axis (as tfjs posenet scales poses back). Keypoints scoring below
 //! [`SCORE_THRESHOLD`], and skeleton edges touching one, are drawn faint rather than hidden:
 //! a wrong guess should stay visible.
+//!
+//! Drawn by hand (a line and a disc per edge and keypoint) rather than with `imageproc`: its
+//! anti-aliasing would be the one gain, and it brings nalgebra, rand and rayon into every build
+//! of the tool for a diagnostic picture.
 
 use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 """Reference implementation of the ort-web 1.30 WebGL known-wrong rules of
 profiles/ort-web-webgl.toml (reshape_then_elementwise, deleted_node_output_read), for porting
-to src/profiles.rs and for checking a model by hand:
+to src/profiles/check.rs and for checking a model by hand:
 
     python webgl_patterns.py MODEL.onnx...
 
