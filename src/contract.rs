@@ -37,6 +37,27 @@ pub const KEYPOINT_NAMES: [&str; NUM_KEYPOINTS] = [
 pub const SKELETON: [(usize, usize); 12] =
     [(5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)];
 
+/// tfjs posenet's `poseChain`, the tree multi-pose decoding walks, as `(parent, child)` keypoint
+/// ids; edge e's displacements are channels e (y) and e + 16 (x) of the displacement heads.
+pub const POSE_CHAIN: [(usize, usize); 16] = [
+    (0, 1),   // nose -> leftEye
+    (1, 3),   // leftEye -> leftEar
+    (0, 2),   // nose -> rightEye
+    (2, 4),   // rightEye -> rightEar
+    (0, 5),   // nose -> leftShoulder
+    (5, 7),   // leftShoulder -> leftElbow
+    (7, 9),   // leftElbow -> leftWrist
+    (5, 11),  // leftShoulder -> leftHip
+    (11, 13), // leftHip -> leftKnee
+    (13, 15), // leftKnee -> leftAnkle
+    (0, 6),   // nose -> rightShoulder
+    (6, 8),   // rightShoulder -> rightElbow
+    (8, 10),  // rightElbow -> rightWrist
+    (6, 12),  // rightShoulder -> rightHip
+    (12, 14), // rightHip -> rightKnee
+    (14, 16), // rightKnee -> rightAnkle
+];
+
 /// Values per keypoint in the output: x, y, score.
 pub const VALUES_PER_KEYPOINT: usize = 3;
 

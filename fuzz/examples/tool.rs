@@ -90,7 +90,7 @@ fn outcome_class(model: &[u8], outcome: &Result<Outcome, String>) -> String {
         Ok(Outcome::NotAModel(e)) => format!("not a model: {e}"),
         Ok(Outcome::Refused(e)) => format!("refused: {e}"),
         Ok(Outcome::Rewritten(r)) => {
-            format!("rewritten: {} {} pruned {}", r.provenance.layout, r.provenance.scores, r.nodes_pruned > 0)
+            format!("rewritten: {} {} pruned {}", r.provenance.settings.layout, r.provenance.settings.scores, r.nodes_pruned > 0)
         }
         Err(violation) => format!("VIOLATION: {violation}"),
     };

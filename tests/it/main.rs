@@ -4,6 +4,8 @@ mod architecture;
 mod cli;
 mod common;
 mod hostile;
+mod multi_pose_reference;
 mod profiles;
 mod rewrite;
+mod tfjs;
 mod verify;
