@@ -94,7 +94,7 @@ impl Rewritten {
     pub fn to_bytes(&self, original: &dyn ModelSource) -> Result<Vec<u8>> {
         let pieces = model_io::encode_edited(original, &self.model)?;
         wire::collect_pieces(original.source(), &pieces)
-            .map_err(|e| Error::Internal(format!("cannot read the original model again: {e}")))
+            .map_err(|e| Error::Unsupported(format!("cannot read the original model again: {e}")))
     }
 }
 

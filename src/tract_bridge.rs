@@ -289,16 +289,14 @@ fn one_line(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use onnx_protobuf::{GraphProto, Message};
+    use onnx_protobuf::GraphProto;
 
     use super::*;
     use crate::model::proto;
-    use crate::testing::synthetic::{self, SyntheticSpec};
+    use crate::testing::synthetic;
 
     fn model_bytes(edit: impl FnOnce(&mut GraphProto)) -> Vec<u8> {
-        let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
-        edit(model.graph.as_mut().unwrap());
-        model.write_to_bytes().unwrap()
+        synthetic::edited_posenet_bytes(11, edit)
     }
 
     fn error(bytes: &[u8]) -> String {

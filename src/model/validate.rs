@@ -166,16 +166,13 @@ fn subgraph_reads<'a>(node: &'a NodeProto, into: &mut HashSet<&'a str>) {
 #[cfg(test)]
 mod tests {
     use onnx_protobuf::tensor_proto::DataType;
-    use protobuf::Message;
 
     use super::*;
     use crate::model::io::parse_model;
-    use crate::testing::synthetic::{self, SyntheticSpec};
+    use crate::testing::synthetic;
 
     fn model_bytes(edit: impl FnOnce(&mut GraphProto)) -> Vec<u8> {
-        let mut model = synthetic::generate(&SyntheticSpec::posenet(11));
-        edit(model.graph.as_mut().unwrap());
-        model.write_to_bytes().unwrap()
+        synthetic::edited_posenet_bytes(11, edit)
     }
 
     fn error(bytes: &[u8]) -> String {

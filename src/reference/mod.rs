@@ -7,4 +7,15 @@
 pub mod multi_pose;
 pub mod single_pose;
 
-pub use single_pose::{decode, to_array, Keypoint, ShapeError, ShapeProblem};
+pub use single_pose::{decode, to_array, ShapeError, ShapeProblem};
+
+/// One decoded keypoint, in model-input pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Keypoint {
+    pub x: f32,
+    pub y: f32,
+    pub score: f32,
+    /// The heatmap cell `(gy, gx)` it was read at: the argmax (single pose), or where the score
+    /// was read (multi pose).
+    pub cell: (usize, usize),
+}

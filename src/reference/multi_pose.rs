@@ -90,6 +90,8 @@ use std::fmt;
 
 use crate::contract::{ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 
+pub use super::Keypoint;
+
 /// Edges of [`POSE_CHAIN`].
 pub const NUM_EDGES: usize = POSE_CHAIN.len();
 /// tfjs's `kLocalMaximumRadius`: a candidate is a maximum of its (2r+1)x(2r+1) window.
@@ -251,16 +253,6 @@ pub struct Candidate {
     pub x: usize,
     /// The clamped heatmap value (the decision value).
     pub value: f32,
-}
-
-/// One decoded keypoint, in model-input pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Keypoint {
-    pub x: f32,
-    pub y: f32,
-    pub score: f32,
-    /// The heatmap cell `(y, x)` its score was read at.
-    pub cell: (usize, usize),
 }
 
 /// One decoded pose.

@@ -18,15 +18,7 @@ use tract_onnx::prelude::tract_ndarray::{Array3, ArrayView2, ArrayViewD, Axis, I
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 
-/// One decoded keypoint, in model-input pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Keypoint {
-    pub x: f32,
-    pub y: f32,
-    pub score: f32,
-    /// The winning heatmap cell, `(gy, gx)`.
-    pub cell: (usize, usize),
-}
+pub use super::Keypoint;
 
 /// Heads whose shapes the decoder cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -655,6 +655,14 @@ pub fn resnet_sized(spec: &ResnetSpec) -> ModelProto {
     wrap_graph(graph, spec.opset, ir, spec.label())
 }
 
+/// The bytes of [`SyntheticSpec::posenet`] at `opset` after `edit` changed its graph: hostile
+/// variants for the tests of validation and of tract's containment.
+pub fn edited_posenet_bytes(opset: i64, edit: impl FnOnce(&mut onnx_protobuf::GraphProto)) -> Vec<u8> {
+    let mut model = generate(&SyntheticSpec::posenet(opset));
+    edit(model.graph.as_mut().expect("generated with a graph"));
+    protobuf::Message::write_to_bytes(&model).expect("a generated model encodes")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
