@@ -10,6 +10,7 @@ use onnx_protobuf::{GraphProto, Message, ModelProto};
 
 use crate::error::{Error, Invalid, Result};
 use crate::model::source::{FileSource, Source};
+use crate::model::temporary::Temporary;
 use crate::model::validate;
 use crate::model::wire::{self, Piece};
 
@@ -329,21 +330,15 @@ fn write_with(
     };
     let failed = |e| Error::io("cannot write", path, e);
     let replaced = fs::metadata(path).ok().filter(|m| m.is_file());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".posefix-").suffix(".tmp");
-    // A new OUT gets what any file a user creates gets, 0666 less the umask (the temporary file's
-    // own default, 0600, would survive the rename and lock others out).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut tmp = builder.tempfile_in(dir).map_err(failed)?;
-    fill(tmp.as_file_mut()).map_err(failed)?;
+    let mut tmp = Temporary::create_in(dir).map_err(failed)?;
+    fill(tmp.file_mut()).map_err(failed)?;
     if let Some(old) = &replaced {
-        keep_owner_and_mode(tmp.as_file(), old).map_err(failed)?;
+        keep_owner_and_mode(tmp.file(), old).map_err(failed)?;
     }
     if durability == Durability::Synced {
-        tmp.as_file().sync_all().map_err(failed)?;
+        tmp.file().sync_all().map_err(failed)?;
     }
-    tmp.persist(path).map_err(|e| failed(e.error))?;
+    tmp.persist(path).map_err(failed)?;
     if durability == Durability::Synced {
         sync_dir(dir).map_err(failed)?;
     }

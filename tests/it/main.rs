@@ -4,6 +4,7 @@ mod architecture;
 mod cli;
 mod common;
 mod hostile;
+mod interrupt;
 mod multi_pose_reference;
 mod profiles;
 mod rewrite;

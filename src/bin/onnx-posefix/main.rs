@@ -121,7 +121,12 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Ctrl-C or SIGTERM mid-write: the temporary file goes, OUT stays whole or absent.
+    if let Err(e) = onnx_posefix::model::temporary::remove_temporaries_on_interrupt() {
+        eprintln!("warning: cannot watch for interrupts ({e}); an interrupted run may leave a .posefix-*.tmp file");
+    }
+    match run(cli) {
         Ok(Exit::Done | Exit::Verified(Outcome::Equal)) => ExitCode::SUCCESS,
         Ok(Exit::Verified(Outcome::Mismatch)) => ExitCode::from(1),
         Ok(Exit::Verified(Outcome::Unreadable)) => ExitCode::from(2),
