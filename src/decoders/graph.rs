@@ -178,7 +178,7 @@ impl GraphBuilder {
     /// Clip in the form of the opset (bounds as attributes before 11, as inputs from 11): the
     /// one op whose form follows the opset. Not Max and Min: onnxruntime-web's WebGL backend
     /// registers neither at any opset, and wonnx has neither.
-    fn clip(&mut self, hint: &str, x: &str, lo: f32, hi: f32) -> String {
+    pub fn clip(&mut self, hint: &str, x: &str, lo: f32, hi: f32) -> String {
         if self.opset < 11 {
             return self.op("Clip", hint, &[x], vec![proto::attr_float("min", lo), proto::attr_float("max", hi)]);
         }

@@ -3,9 +3,12 @@
 //! targeted runtime runs correctly, and [`reroute`] says where a decoder may read a head from.
 //!
 //! - [`single_pose`]: `keypoints` `[N, 17, 3]`, tfjs posenet's `decodeSinglePose`.
+//! - [`multi_pose`]: `poses` `[B, N, 17, 3]` and `pose_scores` `[B, N]`, tfjs posenet's
+//!   `decodeMultiplePoses` (in progress: not yet offered by the command line).
 //!
 //! A decoder's plain-Rust reference lives apart from graph code, under [`crate::reference`].
 
 pub mod graph;
+pub mod multi_pose;
 pub mod reroute;
 pub mod single_pose;

@@ -47,3 +47,25 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The shared photos (`.jpg`, `.png`), sorted; `None` without `../shared/images`.
+pub fn shared_photos() -> Option<Vec<PathBuf>> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(shared_images()?)
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    photos.sort();
+    Some(photos)
+}
+
+/// A photo as the real model's input: resized to 257x257 (bilinear), `x / 127.5 - 1`, NCHW.
+pub fn real_model_input(path: &Path) -> onnx_posefix::tract_onnx::prelude::Tensor {
+    use onnx_posefix::tract_onnx::prelude::{tract_ndarray, IntoTensor};
+    let image = image::open(path).unwrap().to_rgb8();
+    let image = image::imageops::resize(&image, 257, 257, image::imageops::FilterType::Triangle);
+    tract_ndarray::Array4::from_shape_fn((1, 3, 257, 257), |(_, c, y, x)| {
+        image.get_pixel(x as u32, y as u32)[c] as f32 / 127.5 - 1.0
+    })
+    .into_tensor()
+}

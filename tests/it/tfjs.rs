@@ -11,31 +11,18 @@
 //! Needs `node` and `npm ci` in `conformance/tfjs`; skipped without them unless
 //! `POSEFIX_REQUIRE_TFJS` is set (CI sets it).
 
-use std::path::Path;
 use std::process::Command;
 
-use image::imageops::FilterType;
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::reference::multi_pose::{decode_multiple_poses, Heads, MultiPoseParams, Pose};
 use onnx_posefix::tract_bridge::Runner;
-use onnx_posefix::tract_onnx::prelude::*;
 use serde_json::Value;
 
-use crate::common::{real_model_path, repo_path, shared_images};
+use crate::common::{real_model_input, real_model_path, repo_path, shared_photos};
 
 const HEADS: [&str; 4] = ["heatmaps", "offsets", "displacement_fwd", "displacement_bwd"];
 const CHANNELS: [usize; 4] = [17, 34, 32, 32];
 const MAX_POSES: [usize; 2] = [5, 10];
-
-/// `x / 127.5 - 1` of the photo resized to 257x257, NCHW.
-fn input(path: &Path) -> Tensor {
-    let image = image::open(path).unwrap().to_rgb8();
-    let image = image::imageops::resize(&image, 257, 257, FilterType::Triangle);
-    tract_ndarray::Array4::from_shape_fn((1, 3, 257, 257), |(_, c, y, x)| {
-        image.get_pixel(x as u32, y as u32)[c] as f32 / 127.5 - 1.0
-    })
-    .into_tensor()
-}
 
 fn skip_or_fail(why: &str) {
     if std::env::var_os("POSEFIX_REQUIRE_TFJS").is_some() {
@@ -70,13 +57,7 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     if !harness.join("node_modules/@tensorflow-models/posenet").is_dir() {
         return skip_or_fail("conformance/tfjs has no node_modules (run npm ci there)");
     }
-    let Some(images) = shared_images() else { return skip_or_fail("../shared/images is missing") };
-    let mut photos: Vec<_> = std::fs::read_dir(&images)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
-        .collect();
-    photos.sort();
+    let Some(photos) = shared_photos() else { return skip_or_fail("../shared/images is missing") };
 
     let runner = Runner::new(&std::fs::read(real_model_path()).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
     let index: Vec<usize> = HEADS.iter().map(|h| runner.output_index(h).unwrap()).collect();
@@ -89,7 +70,7 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     let mut manifest = vec![];
     for photo in &photos {
         let name = photo.file_stem().unwrap().to_string_lossy().into_owned();
-        let outputs = runner.run(vec![input(photo)]).unwrap();
+        let outputs = runner.run(vec![real_model_input(photo)]).unwrap();
         let heads: Vec<Vec<f32>> =
             index.iter().map(|&i| outputs[i].to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect();
         for (h, c) in heads.iter().zip(CHANNELS) {

@@ -1,0 +1,179 @@
+//! The multi-pose decoder (`src/decoders/multi_pose.rs`) against the multi-pose reference, in
+//! tract: on random heads (with ties and candidates on the borders) fed to the decoder alone, and
+//! on the real model's heads for the shared photos.
+
+use onnx_posefix::contract::ScoreMode;
+use onnx_posefix::decoders::graph::{GraphBuilder, NameAllocator};
+use onnx_posefix::decoders::multi_pose::{self, MultiPoseSpec};
+use onnx_posefix::model::proto::{self, Dim};
+use onnx_posefix::model::query;
+use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
+use onnx_posefix::onnx_protobuf::{GraphProto, ModelProto};
+use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams};
+use onnx_posefix::testing::rng::Rng;
+use onnx_posefix::tract_bridge::Runner;
+use onnx_posefix::tract_onnx::prelude::*;
+
+const CHANNELS: [usize; 4] = [17, 34, 32, 32];
+const HEADS: [&str; 4] = ["heatmaps", "offsets", "displacement_fwd", "displacement_bwd"];
+
+fn spec(grid: (usize, usize), n: usize) -> MultiPoseSpec {
+    MultiPoseSpec {
+        heatmaps: HEADS[0].into(),
+        offsets: HEADS[1].into(),
+        displacement_fwd: HEADS[2].into(),
+        displacement_bwd: HEADS[3].into(),
+        grid,
+        stride: 16,
+        scores: ScoreMode::Sigmoid,
+        max_poses: n,
+        score_threshold: 0.5,
+        nms_radius: 20.0,
+        poses: "poses".into(),
+        pose_scores: "pose_scores".into(),
+    }
+}
+
+/// Appends the decoder to `graph` and declares its outputs.
+fn append(graph: &mut GraphProto, opset: i64, spec: &MultiPoseSpec) {
+    let mut b = GraphBuilder::new(opset, NameAllocator::new(query::taken_names(graph)));
+    multi_pose::build(&mut b, spec).unwrap();
+    let (nodes, initializers) = b.finish();
+    graph.node.extend(nodes);
+    graph.initializer.extend(initializers);
+    let n = spec.max_poses as i64;
+    graph.output.push(proto::value_info(&spec.poses, DataType::FLOAT, &[1, n, 17, 3].map(Dim::Fixed)));
+    graph.output.push(proto::value_info(&spec.pose_scores, DataType::FLOAT, &[1, n].map(Dim::Fixed)));
+}
+
+/// The decoder alone: the four heads are its inputs.
+fn decoder_model(spec: &MultiPoseSpec, opset: i64) -> Vec<u8> {
+    let (h, w) = spec.grid;
+    let mut graph = GraphProto::new();
+    graph.name = "multi_pose_decoder".into();
+    for (name, c) in HEADS.iter().zip(CHANNELS) {
+        graph.input.push(proto::value_info(name, DataType::FLOAT, &[1, c as i64, h as i64, w as i64].map(Dim::Fixed)));
+    }
+    append(&mut graph, opset, spec);
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    let mut op = onnx_posefix::onnx_protobuf::OperatorSetIdProto::new();
+    op.version = opset;
+    model.opset_import.push(op);
+    model.graph = Some(graph).into();
+    onnx_posefix::model::io::to_bytes(&model).unwrap()
+}
+
+/// Compares the decoder's outputs with the reference on the same heads.
+fn judge(label: &str, heads: &[Vec<f32>], grid: (usize, usize), n: usize, outputs: &[Tensor]) -> usize {
+    let (h, w) = grid;
+    let heads = Heads::new(&heads[0], &heads[1], &heads[2], &heads[3], h, w, ScoreMode::Sigmoid).unwrap();
+    let params = MultiPoseParams { max_poses: n, ..MultiPoseParams::default() };
+    let found = decode_multiple_poses(&heads, &params);
+    let want = to_fixed(std::slice::from_ref(&found), n);
+    let poses = outputs[0].to_plain_array_view::<f32>().unwrap();
+    let scores = outputs[1].to_plain_array_view::<f32>().unwrap();
+    assert_eq!(poses.shape(), [1, n, 17, 3], "{label}");
+    for (i, (got, want)) in scores.iter().zip(&want.pose_scores).enumerate() {
+        assert!((got - want).abs() <= 1e-6, "{label}: pose {i} score {got} vs {want} ({} found)", found.len());
+    }
+    for (i, (got, want)) in poses.iter().zip(&want.poses).enumerate() {
+        let (pose, kp, v) = (i / 51, i % 51 / 3, i % 3);
+        let ok = if v < 2 { got == want } else { (got - want).abs() <= 1e-6 };
+        assert!(ok, "{label}: pose {pose} keypoint {kp} value {v}: {got} vs {want}");
+    }
+    found.len()
+}
+
+#[test]
+fn decoder_alone_matches_the_reference_on_random_heads() {
+    let mut total = 0;
+    for (case, (grid, n, opset)) in
+        [((17, 17), 5, 11), ((9, 13), 6, 13), ((17, 17), 4, 9), ((5, 7), 3, 18), ((1, 1), 2, 11)]
+            .into_iter()
+            .enumerate()
+    {
+        let spec = spec(grid, n);
+        let runner = Runner::new(&decoder_model(&spec, opset), &CHANNELS.map(|c| vec![1, c, grid.0, grid.1])).unwrap();
+        for seed in 0..6u64 {
+            let mut rng = Rng::new(0x3017 + 100 * case as u64 + seed);
+            let cells = grid.0 * grid.1;
+            // Logits on a coarse grid of values (ties), offsets and displacements in quarter
+            // pixels that reach off the grid.
+            let heads: Vec<Vec<f32>> = CHANNELS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (0..c * cells)
+                        .map(|_| match i {
+                            0 => (rng.uniform(-3.0, 3.0) * 2.0).round() / 2.0,
+                            1 => (rng.uniform(-24.0, 24.0) * 4.0).round() / 4.0,
+                            _ => (rng.uniform(-60.0, 60.0) * 4.0).round() / 4.0,
+                        })
+                        .collect()
+                })
+                .collect();
+            let inputs: TVec<TValue> = heads
+                .iter()
+                .zip(CHANNELS)
+                .map(|(v, c)| {
+                    tract_ndarray::Array4::from_shape_vec((1, c, grid.0, grid.1), v.clone())
+                        .unwrap()
+                        .into_tensor()
+                        .into()
+                })
+                .collect();
+            let outputs = runner.run(inputs.into_iter().map(|v| v.into_tensor()).collect()).unwrap();
+            total += judge(&format!("grid {grid:?} N {n} opset {opset} seed {seed}"), &heads, grid, n, &outputs);
+        }
+    }
+    assert!(total > 40, "{total} poses: the random heads should yield many");
+}
+
+/// Node counts, and with POSEFIX_MULTI_POSE_OUT=DIR the real model with the decoder appended
+/// (N = 5 and 10), for timing in other runtimes.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn node_counts() {
+    for n in [1, 5, 10] {
+        let bytes = decoder_model(&spec((17, 17), n), 11);
+        let model = onnx_posefix::model::io::parse_model(&bytes).unwrap();
+        eprintln!("N = {n}: {} nodes", model.graph.unwrap().node.len());
+        if let Some(dir) = std::env::var_os("POSEFIX_MULTI_POSE_OUT") {
+            let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
+            let opset = query::default_opset(&model).unwrap();
+            append(model.graph.as_mut().unwrap(), opset, &spec((17, 17), n));
+            let out = std::path::Path::new(&dir).join(format!("posenet-multi-pose-n{n}.onnx"));
+            std::fs::write(out, onnx_posefix::model::io::to_bytes(&model).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn real_model_poses_match_the_reference_on_the_shared_photos() {
+    let Some(photos) = crate::common::shared_photos() else {
+        eprintln!("skipped: ../shared/images is missing");
+        return;
+    };
+    let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
+    let n = 5;
+    let spec = spec((17, 17), n);
+    let opset = query::default_opset(&model).unwrap();
+    append(model.graph.as_mut().unwrap(), opset, &spec);
+    let runner = Runner::new(&onnx_posefix::model::io::to_bytes(&model).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
+    let index = |name: &str| runner.output_index(name).unwrap();
+    let (mut total, mut crowded) = (0, 0);
+    for photo in &photos {
+        let outputs = runner.run(vec![crate::common::real_model_input(photo)]).unwrap();
+        let heads: Vec<Vec<f32>> = HEADS
+            .iter()
+            .map(|h| outputs[index(h)].to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+            .collect();
+        let decoded = [outputs[index("poses")].clone(), outputs[index("pose_scores")].clone()];
+        let found = judge(&photo.display().to_string(), &heads, (17, 17), n, &decoded);
+        total += found;
+        crowded += usize::from(found >= 2);
+    }
+    eprintln!("{total} poses on {} photos, {crowded} with two or more", photos.len());
+    assert!(total >= 50 && crowded >= 10, "{total} poses, {crowded} photos with several");
+}
