@@ -1,5 +1,6 @@
 //! The multi-pose decoder appended to a model (work in progress: built and checked in tract
-//! against [`crate::reference::multi_pose`], not yet offered by the command line).
+//! against [`crate::reference::multi_pose`], not yet offered by the command line, which waits for
+//! its cost to come down: see `docs/multi-pose-decoder.md`).
 //!
 //! `poses [B, N, 17, 3]` (x, y, score per keypoint, model-input pixels) and `pose_scores [B, N]`,
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
@@ -53,12 +54,15 @@ pub struct MultiPoseSpec {
     pub pose_scores: String,
 }
 
-/// One keypoint value per channel, `[B, 17, 1, 1]`: y, x, score and the 0/1 "decoded" flag.
+/// One keypoint value per channel, `[B, 17, 1, 1]`: y, x, score and the 0/1 "decoded" flag;
+/// and `cells`, `[B, 17, H, W]`, each decoded keypoint's cell (the cell of its position) one-hot,
+/// so that a sweep reads where its sources are without computing their cells again.
 struct PoseState {
     y: String,
     x: String,
     score: String,
     decoded: String,
+    cells: String,
 }
 
 /// What one traversal direction reads: per edge (channel e), the displacement head's y and x,
@@ -110,16 +114,16 @@ impl Builder<'_> {
         self.b.op("Floor", hint, &[&q], vec![])
     }
 
-    /// The one-hot map `[B, C, H, W]` of cells `(cy, cx)` (`[B, C, 1, 1]`, integers).
+    /// The one-hot map `[B, C, H, W]` of cells `(cy, cx)` (`[B, C, 1, 1]`, integers), through the
+    /// flat index `cy*W + cx` (one comparison instead of one per axis).
     fn onehot(&mut self, hint: &str, cy: &str, cx: &str) -> String {
         let (h, w) = (self.h, self.w);
-        let gy: Vec<f32> = (0..h).map(|y| y as f32).collect();
-        let gy = self.b.const_f32("grid_rows", &[1, 1, h as i64, 1], &gy);
-        let gx: Vec<f32> = (0..w).map(|x| x as f32).collect();
-        let gx = self.b.const_f32("grid_cols", &[1, 1, 1, w as i64], &gx);
-        let ey = self.equal_integers(&format!("{hint}_row"), &gy, cy);
-        let ex = self.equal_integers(&format!("{hint}_col"), &gx, cx);
-        self.b.op("Mul", hint, &[&ey, &ex], vec![])
+        let index: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
+        let index = self.b.const_f32("grid_index", &[1, 1, h as i64, w as i64], &index);
+        let width = self.b.scalar_f32("grid_width", w as f32, 1);
+        let row = self.b.op("Mul", &format!("{hint}_row_start"), &[cy, &width], vec![]);
+        let at = self.b.op("Add", &format!("{hint}_index"), &[&row, cx], vec![]);
+        self.equal_integers(hint, &index, &at)
     }
 
     /// 1.0 where the integers `a` and `b` are equal, 0.0 elsewhere: `1 - clip((a - b)^2, -1, 1)`.
@@ -131,11 +135,24 @@ impl Builder<'_> {
         self.b.op("Sub", hint, &[&one, &apart], vec![])
     }
 
-    /// The value of `map` (`[B, C, H, W]`) at the one cell `onehot` marks, `[B, C, 1, 1]`.
-    fn read(&mut self, hint: &str, map: &str, onehot: &str) -> String {
+    /// The value of `map` (`[B, C, H, W]`, `channels` = C) at the one cell `onehot` marks,
+    /// `[B, C, 1, 1]`: the product summed over the map by a depthwise Conv with a kernel of ones
+    /// the size of the map (one op where MaxPool needs four: every other term is an exact zero,
+    /// so the sum is the term).
+    fn read(&mut self, hint: &str, map: &str, onehot: &str, channels: usize) -> String {
         let picked = self.b.op("Mul", &format!("{hint}_picked"), &[map, onehot], vec![]);
-        let cells = self.cells();
-        self.b.sum_of_one_term(hint, &picked, cells)
+        let (h, w) = (self.h, self.w);
+        let ones = self.b.const_f32(
+            &format!("sum_over_grid_{channels}"),
+            &[channels as i64, 1, h as i64, w as i64],
+            &vec![1.0; channels * h * w],
+        );
+        self.b.op(
+            "Conv",
+            hint,
+            &[&picked, &ones],
+            vec![proto::attr_ints("kernel_shape", &[h as i64, w as i64]), proto::attr_int("group", channels as i64)],
+        )
     }
 
     /// The largest value over channels and cells, `[B, 1, 1, 1]`.
@@ -175,11 +192,9 @@ impl Builder<'_> {
         let active = self.b.op("Sub", &format!("{hint}_active"), &[&sd, &both], vec![]);
 
         let (h, w) = (self.h, self.w);
-        let cy = self.cell(&format!("{hint}_src_row"), &sy, h);
-        let cx = self.cell(&format!("{hint}_src_col"), &sx, w);
-        let at = self.onehot(&format!("{hint}_src_cell"), &cy, &cx);
-        let dy = self.read(&format!("{hint}_disp_y"), &dir.disp_y, &at);
-        let dx = self.read(&format!("{hint}_disp_x"), &dir.disp_x, &at);
+        let at = self.pick(&format!("{hint}_src_cell"), &s.cells, &dir.sources, k);
+        let dy = self.read(&format!("{hint}_disp_y"), &dir.disp_y, &at, EDGES);
+        let dx = self.read(&format!("{hint}_disp_x"), &dir.disp_x, &at, EDGES);
         let mut py = self.b.op("Add", &format!("{hint}_displaced_y"), &[&sy, &dy], vec![]);
         let mut px = self.b.op("Add", &format!("{hint}_displaced_x"), &[&sx, &dx], vec![]);
         let stride = self.b.scalar_f32("stride", self.stride, 1);
@@ -187,8 +202,8 @@ impl Builder<'_> {
             let cy = self.cell(&format!("{hint}_refine{step}_row"), &py, h);
             let cx = self.cell(&format!("{hint}_refine{step}_col"), &px, w);
             let at = self.onehot(&format!("{hint}_refine{step}_cell"), &cy, &cx);
-            let oy = self.read(&format!("{hint}_refine{step}_off_y"), &dir.target_off_y, &at);
-            let ox = self.read(&format!("{hint}_refine{step}_off_x"), &dir.target_off_x, &at);
+            let oy = self.read(&format!("{hint}_refine{step}_off_y"), &dir.target_off_y, &at, EDGES);
+            let ox = self.read(&format!("{hint}_refine{step}_off_x"), &dir.target_off_x, &at, EDGES);
             let base_y = self.b.op("Mul", &format!("{hint}_refine{step}_base_y"), &[&cy, &stride], vec![]);
             let base_x = self.b.op("Mul", &format!("{hint}_refine{step}_base_x"), &[&cx, &stride], vec![]);
             py = self.b.op("Add", &format!("{hint}_refine{step}_y"), &[&base_y, &oy], vec![]);
@@ -197,7 +212,7 @@ impl Builder<'_> {
         let cy = self.cell(&format!("{hint}_score_row"), &py, h);
         let cx = self.cell(&format!("{hint}_score_col"), &px, w);
         let at = self.onehot(&format!("{hint}_score_cell"), &cy, &cx);
-        let score = self.read(&format!("{hint}_score"), &dir.target_score, &at);
+        let score = self.read(&format!("{hint}_score"), &dir.target_score, &at, EDGES);
 
         let mut update = |name: &str, value: &str, into: &str| -> String {
             let masked = self.b.op("Mul", &format!("{hint}_{name}_masked"), &[value, &active], vec![]);
@@ -207,9 +222,10 @@ impl Builder<'_> {
         let y = update("y", &py, &s.y);
         let x = update("x", &px, &s.x);
         let score = update("score", &score, &s.score);
+        let cells = update("cells", &at, &s.cells);
         let scattered = self.scatter_to_keypoints(&format!("{hint}_decoded_to_keypoints"), &active, &dir.targets);
         let decoded = self.b.op("Add", &format!("{hint}_decoded"), &[&s.decoded, &scattered], vec![]);
-        PoseState { y, x, score, decoded }
+        PoseState { y, x, score, decoded, cells }
     }
 
     /// `(ay - by)^2 + (ax - bx)^2` as the reference's `squared_distance`.
@@ -320,10 +336,16 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
 
         let cells_axes = g.cells();
         let decoded = g.b.max_over(&format!("{p}_root_keypoint"), &root, cells_axes);
-        let y = g.read(&format!("{p}_root_y"), &cand_y, &root);
-        let x = g.read(&format!("{p}_root_x"), &cand_x, &root);
-        let score = g.read(&format!("{p}_root_score"), &scores, &root);
-        let mut state = PoseState { y, x, score, decoded };
+        let y = g.read(&format!("{p}_root_y"), &cand_y, &root, k);
+        let x = g.read(&format!("{p}_root_x"), &cand_x, &root, k);
+        let score = g.read(&format!("{p}_root_score"), &scores, &root, k);
+        // The root's cell as the traversal reads it: the cell of its position, which an offset
+        // over half a cell moves off the candidate's own cell.
+        let cy = g.cell(&format!("{p}_root_row"), &y, h);
+        let cx = g.cell(&format!("{p}_root_col"), &x, w);
+        let at = g.onehot(&format!("{p}_root_cell"), &cy, &cx);
+        let cells = g.b.op("Mul", &format!("{p}_root_cells"), &[&at, &decoded], vec![]);
+        let mut state = PoseState { y, x, score, decoded, cells };
         for (name, dir) in [("back", &backward), ("forth", &forward)] {
             for s in 0..SWEEPS {
                 state = g.sweep(&format!("{p}_{name}{s}"), state, dir);

@@ -131,7 +131,8 @@ fn decoder_alone_matches_the_reference_on_random_heads() {
 }
 
 /// Node counts, and with POSEFIX_MULTI_POSE_OUT=DIR the real model with the decoder appended
-/// (N = 5 and 10), for timing in other runtimes.
+/// (N = 1, 5 and 10), for timing in other runtimes; POSEFIX_MULTI_POSE_BASE=MODEL:HxW appends it
+/// to another NCHW PoseNet with that heatmap grid (the 513 variant, say).
 #[test]
 #[ignore = "a measurement, not a check"]
 fn node_counts() {
@@ -140,9 +141,17 @@ fn node_counts() {
         let model = onnx_posefix::model::io::parse_model(&bytes).unwrap();
         eprintln!("N = {n}: {} nodes", model.graph.unwrap().node.len());
         if let Some(dir) = std::env::var_os("POSEFIX_MULTI_POSE_OUT") {
-            let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
+            let base = std::env::var("POSEFIX_MULTI_POSE_BASE").ok();
+            let (path, grid) = match base.as_deref().and_then(|b| b.rsplit_once(':')) {
+                Some((path, grid)) => {
+                    let (h, w) = grid.split_once('x').unwrap();
+                    (std::path::PathBuf::from(path), (h.parse().unwrap(), w.parse().unwrap()))
+                }
+                None => (crate::common::real_model_path(), (17, 17)),
+            };
+            let mut model = onnx_posefix::model::io::read_model(&path).unwrap().proto;
             let opset = query::default_opset(&model).unwrap();
-            append(model.graph.as_mut().unwrap(), opset, &spec((17, 17), n));
+            append(model.graph.as_mut().unwrap(), opset, &spec(grid, n));
             let out = std::path::Path::new(&dir).join(format!("posenet-multi-pose-n{n}.onnx"));
             std::fs::write(out, onnx_posefix::model::io::to_bytes(&model).unwrap()).unwrap();
         }
