@@ -172,3 +172,22 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_prefixes_the_model_and_root_sees_through_it() {
+        let e = Error::Usage("--stride must be positive".into()).about("REWRITTEN");
+        assert_eq!(e.to_string(), "REWRITTEN: --stride must be positive");
+        assert!(matches!(e.root(), Error::Usage(_)));
+        // Errors that name their file already are left as they are.
+        let io = Error::io("cannot read", Path::new("m.onnx"), std::io::ErrorKind::NotFound.into()).about("ORIGINAL");
+        assert!(matches!(io, Error::Io { .. }), "{io}");
+        assert!(Error::invalid(Invalid::Empty)
+            .at(Path::new("m.onnx"))
+            .to_string()
+            .starts_with("m.onnx is not a valid"));
+    }
+}
