@@ -27,7 +27,7 @@
 //! non-finite value anywhere in a map that is read turns the read NaN, where the reference reads
 //! the one cell. Heads with NaN or infinite offsets or displacements are out of the contract.
 
-use crate::contract::{ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
+use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::proto;
@@ -44,6 +44,8 @@ pub struct MultiPoseSpec {
     pub offsets: String,
     pub displacement_fwd: String,
     pub displacement_bwd: String,
+    /// The heads' layout (all four share it). Only NCHW is built so far.
+    pub layout: Layout,
     pub grid: (usize, usize),
     pub stride: u32,
     pub scores: ScoreMode,
@@ -246,6 +248,12 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         return Err(Error::Unsupported(format!(
             "a {h}x{w} grid or {} poses is outside the decoder's range",
             spec.max_poses
+        )));
+    }
+    if spec.layout != Layout::Nchw {
+        return Err(Error::Unsupported(format!(
+            "the multi-pose decoder reads NCHW heads only so far; these are {}",
+            spec.layout
         )));
     }
     let k = NUM_KEYPOINTS;

@@ -2,7 +2,7 @@
 //! tract: on random heads (with ties and candidates on the borders) fed to the decoder alone, and
 //! on the real model's heads for the shared photos.
 
-use onnx_posefix::contract::ScoreMode;
+use onnx_posefix::contract::{Layout, ScoreMode};
 use onnx_posefix::decoders::graph::{GraphBuilder, NameAllocator};
 use onnx_posefix::decoders::multi_pose::{self, MultiPoseSpec};
 use onnx_posefix::model::proto::{self, Dim};
@@ -23,6 +23,7 @@ fn spec(grid: (usize, usize), n: usize) -> MultiPoseSpec {
         offsets: HEADS[1].into(),
         displacement_fwd: HEADS[2].into(),
         displacement_bwd: HEADS[3].into(),
+        layout: Layout::Nchw,
         grid,
         stride: 16,
         scores: ScoreMode::Sigmoid,
