@@ -181,18 +181,74 @@ pub struct DecoderSettings {
     pub scores: ScoreMode,
 }
 
-/// What the decoder of a model was built from and by which version: enough to re-run the
-/// reference decoder on the original model's heads. Recorded in the rewritten model's
-/// `metadata_props`, one entry per field under [`METADATA_PREFIX`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Default names of the multi-pose outputs (`--poses`).
+pub const DEFAULT_POSES_NAME: &str = "poses";
+pub const DEFAULT_POSE_SCORES_NAME: &str = "pose_scores";
+
+/// tfjs posenet's `MULTI_PERSON_INFERENCE_CONFIG`: score threshold and NMS radius (pixels).
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_NMS_RADIUS: f32 = 20.0;
+
+/// The settings of a multi-pose decoder (tfjs posenet's `decodeMultiplePoses`), beside the
+/// single-pose one whose heatmaps, offsets, layout, stride and score mode it shares.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MultiPoseSettings {
+    /// The forward displacements head (32 channels: edge e's y at e, x at e + 16).
+    pub displacement_fwd: String,
+    /// The backward displacements head (32 channels).
+    pub displacement_bwd: String,
+    /// N: slots in the outputs.
+    pub max_poses: usize,
+    /// T: a root candidate's score must be at least this.
+    pub score_threshold: f32,
+    /// R: part-based NMS radius in model-input pixels.
+    pub nms_radius: f32,
+    /// The appended `[B, N, 17, 3]` output.
+    pub poses: String,
+    /// The appended `[B, N]` output.
+    pub pose_scores: String,
+}
+
+impl MultiPoseSettings {
+    /// Why these parameters are outside the contract (`N >= 1`, `T` in [0, 1], `R > 0` and
+    /// finite), in the command line's words; `None` when they are fine.
+    pub fn out_of_range(max_poses: usize, score_threshold: f32, nms_radius: f32) -> Option<String> {
+        if max_poses == 0 {
+            Some("--poses must be at least 1".into())
+        } else if !(0.0..=1.0).contains(&score_threshold) {
+            Some(format!("--score-threshold must be in [0, 1], not {score_threshold}"))
+        } else if !(nms_radius > 0.0 && nms_radius.is_finite()) {
+            Some(format!("--nms-radius must be a positive number of pixels, not {nms_radius}"))
+        } else {
+            None
+        }
+    }
+}
+
+/// What the decoders of a model were built from and by which version: enough to re-run the
+/// reference decoders on the original model's heads. Recorded in the rewritten model's
+/// `metadata_props`, one entry per field under [`METADATA_PREFIX`] (the multi-pose ones under
+/// `posefix.poses.`, absent when the model has no multi-pose decoder).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Provenance {
     pub tool_version: String,
     #[serde(flatten)]
     pub settings: DecoderSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_pose: Option<MultiPoseSettings>,
 }
 
 impl Provenance {
     const KEYS: [&'static str; 7] = ["version", "heatmaps", "offsets", "layout", "stride", "scores", "output"];
+    const MULTI_POSE_KEYS: [&'static str; 7] = [
+        "poses.max",
+        "poses.score_threshold",
+        "poses.nms_radius",
+        "poses.displacement_fwd",
+        "poses.displacement_bwd",
+        "poses.output",
+        "poses.scores_output",
+    ];
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
@@ -206,21 +262,53 @@ impl Provenance {
             d.scores.to_string(),
             d.output.clone(),
         ];
-        Self::KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect()
+        let mut entries: Vec<(String, String)> =
+            Self::KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect();
+        if let Some(m) = &self.multi_pose {
+            // f32's Display is the shortest text that reads back to the same value.
+            let values = [
+                m.max_poses.to_string(),
+                m.score_threshold.to_string(),
+                m.nms_radius.to_string(),
+                m.displacement_fwd.clone(),
+                m.displacement_bwd.clone(),
+                m.poses.clone(),
+                m.pose_scores.clone(),
+            ];
+            entries.extend(Self::MULTI_POSE_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
+        }
+        entries
     }
 
     /// Reads the entries written by [`Provenance::to_metadata`]; `None` when any is missing or
-    /// malformed.
+    /// malformed (for the multi-pose ones: when some but not all are there, or one is malformed).
     pub fn from_metadata<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Provenance> {
         let mut found: [Option<&str>; 7] = [None; 7];
+        let mut multi: [Option<&str>; 7] = [None; 7];
         for (k, v) in entries {
             if let Some(short) = k.strip_prefix(METADATA_PREFIX) {
                 if let Some(i) = Self::KEYS.iter().position(|key| *key == short) {
                     found[i] = Some(v);
+                } else if let Some(i) = Self::MULTI_POSE_KEYS.iter().position(|key| *key == short) {
+                    multi[i] = Some(v);
                 }
             }
         }
         let [version, heatmaps, offsets, layout, stride, scores, output] = found;
+        let multi_pose = if multi.iter().all(Option::is_none) {
+            None
+        } else {
+            let [max, threshold, radius, fwd, bwd, poses, pose_scores] = multi;
+            Some(MultiPoseSettings {
+                displacement_fwd: fwd?.to_string(),
+                displacement_bwd: bwd?.to_string(),
+                max_poses: max?.parse().ok()?,
+                score_threshold: threshold?.parse().ok()?,
+                nms_radius: radius?.parse().ok()?,
+                poses: poses?.to_string(),
+                pose_scores: pose_scores?.to_string(),
+            })
+        };
         Some(Provenance {
             tool_version: version?.to_string(),
             settings: DecoderSettings {
@@ -231,6 +319,7 @@ impl Provenance {
                 stride: stride?.parse().ok()?,
                 scores: ScoreMode::parse(scores?)?,
             },
+            multi_pose,
         })
     }
 }

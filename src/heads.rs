@@ -8,7 +8,7 @@
 use onnx_protobuf::GraphProto;
 use tract_onnx::prelude::DatumType;
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
+use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
 use crate::decoders::single_pose::MAX_CELLS_F32;
 use crate::error::printable;
 use crate::error::{Error, HeadCandidate, Result};
@@ -17,6 +17,7 @@ use crate::model::query;
 use crate::tract_bridge::TensorFacts;
 
 const OFFSET_CHANNELS: usize = 2 * NUM_KEYPOINTS;
+const DISPLACEMENT_CHANNELS: usize = 2 * POSE_CHAIN.len();
 
 /// The chosen heads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +30,21 @@ pub struct Heads {
     pub batch: Dim,
 }
 
-/// What the user said about the heads (`--heatmaps`, `--offsets`).
+/// What the user said about the heads (`--heatmaps`, `--offsets`, `--displacement-fwd`,
+/// `--displacement-bwd`).
 #[derive(Clone, Debug, Default)]
 pub struct HeadChoice {
     pub heatmaps: Option<String>,
     pub offsets: Option<String>,
+    pub displacement_fwd: Option<String>,
+    pub displacement_bwd: Option<String>,
+}
+
+/// The forward and backward displacement heads (32 channels each) multi-pose decoding reads.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Displacements {
+    pub fwd: String,
+    pub bwd: String,
 }
 
 /// One way of reading an output as a head.
@@ -159,6 +170,96 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
                 })
                 .collect(),
         }),
+    }
+}
+
+/// Picks the forward and backward displacements among `outputs`: 32-channel outputs on the
+/// heads' layout, grid and batch, told apart by name (`fwd`/`forward`, `bwd`/`backward`) unless
+/// `choice` names them. Each error says what is missing, or which flags settle it.
+pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &HeadChoice) -> Result<Displacements> {
+    let fits = |o: &TensorFacts| {
+        o.name != heads.heatmaps
+            && o.name != heads.offsets
+            && readings(o, DISPLACEMENT_CHANNELS).iter().any(|r| {
+                r.layout == heads.layout
+                    && r.grid == heads.grid
+                    && match (&r.batch, &heads.batch) {
+                        (Dim::Fixed(a), Dim::Fixed(b)) => a == b,
+                        _ => true,
+                    }
+            })
+    };
+    let (gh, gw) = heads.grid;
+    let wanted = format!(
+        "float32 outputs with {DISPLACEMENT_CHANNELS} channels on the heatmaps' {gh}x{gw} {} grid",
+        heads.layout
+    );
+    for (flag, name) in
+        [("--displacement-fwd", &choice.displacement_fwd), ("--displacement-bwd", &choice.displacement_bwd)]
+    {
+        if let Some(name) = name {
+            match outputs.iter().find(|o| &o.name == name) {
+                None => {
+                    return Err(Error::Usage(format!(
+                        "{flag} {}: no graph output has that name (outputs: {})",
+                        printable(name),
+                        list_outputs(outputs)
+                    )))
+                }
+                Some(o) if !fits(o) => {
+                    return Err(Error::Usage(format!(
+                        "{flag} {}: output of shape {} is not a displacement head (expected {wanted})",
+                        printable(name),
+                        o.shape_string()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let (Some(fwd), Some(bwd)) = (&choice.displacement_fwd, &choice.displacement_bwd) {
+        if fwd == bwd {
+            return Err(Error::Usage("--displacement-fwd and --displacement-bwd name the same output".into()));
+        }
+        return Ok(Displacements { fwd: fwd.clone(), bwd: bwd.clone() });
+    }
+    let found: Vec<&str> = outputs.iter().filter(|o| fits(o)).map(|o| o.name.as_str()).collect();
+    if found.len() < 2 {
+        return Err(Error::HeadsNotFound {
+            reason: format!(
+                "multi-pose decoding needs the forward and backward displacements: {wanted}; {}",
+                match found.as_slice() {
+                    [] => format!("none among {}", list_outputs(outputs)),
+                    [one] => format!("only {} is one", printable(one)),
+                    _ => unreachable!(),
+                }
+            ),
+        });
+    }
+    let says = |name: &str, words: &[&str]| name_says(name, words);
+    let forward = |n: &str| says(n, &["fwd", "forward"]) && !says(n, &["bwd", "backward"]);
+    let backward = |n: &str| says(n, &["bwd", "backward"]) && !says(n, &["fwd", "forward"]);
+    let pick = |given: &Option<String>, named: &dyn Fn(&str) -> bool, other: &Option<String>| -> Option<String> {
+        if let Some(given) = given {
+            return Some(given.clone());
+        }
+        let left: Vec<&str> = found.iter().copied().filter(|n| Some(*n) != other.as_deref()).collect();
+        match left.iter().copied().filter(|n| named(n)).collect::<Vec<_>>().as_slice() {
+            [one] => Some(one.to_string()),
+            // The one output left once the other is named.
+            _ if other.is_some() && left.len() == 1 => Some(left[0].to_string()),
+            _ => None,
+        }
+    };
+    let fwd = pick(&choice.displacement_fwd, &forward, &choice.displacement_bwd);
+    let bwd = pick(&choice.displacement_bwd, &backward, &choice.displacement_fwd);
+    match (fwd, bwd) {
+        (Some(fwd), Some(bwd)) if fwd != bwd => Ok(Displacements { fwd, bwd }),
+        _ => Err(Error::Usage(format!(
+            "cannot tell the forward from the backward displacements among {} by their names; pass \
+             --displacement-fwd NAME and --displacement-bwd NAME",
+            found.iter().map(|n| printable(n)).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }
 
@@ -361,7 +462,7 @@ mod tests {
         let outputs = [out("x1", &[1, 17, 9, 9]), out("x2", &[1, 17, 9, 9]), out("x3", &[1, 34, 9, 9])];
         let err = detect(&outputs, &HeadChoice::default()).unwrap_err().to_string();
         assert!(err.contains("--heatmaps x1 --offsets x3") && err.contains("--heatmaps x2 --offsets x3"), "{err}");
-        let chosen = HeadChoice { heatmaps: Some("x2".into()), offsets: None };
+        let chosen = HeadChoice { heatmaps: Some("x2".into()), ..HeadChoice::default() };
         assert_eq!(detect(&outputs, &chosen).unwrap().heatmaps, "x2");
         let named = [out("x1", &[1, 17, 9, 9]), out("heatmap", &[1, 17, 9, 9]), out("offsets", &[1, 34, 9, 9])];
         assert_eq!(detect(&named, &HeadChoice::default()).unwrap().heatmaps, "heatmap");
@@ -371,7 +472,7 @@ mod tests {
     fn missing_heads_and_unknown_flags_are_errors() {
         let outputs = [out("logits", &[1, 1000])];
         assert!(detect(&outputs, &HeadChoice::default()).unwrap_err().to_string().contains("no pose heads"));
-        let choice = HeadChoice { heatmaps: Some("nope".into()), offsets: None };
+        let choice = HeadChoice { heatmaps: Some("nope".into()), ..HeadChoice::default() };
         assert!(detect(&outputs, &choice).unwrap_err().to_string().contains("--heatmaps nope"));
     }
 

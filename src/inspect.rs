@@ -318,7 +318,7 @@ impl fmt::Display for Inspection {
             HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
         }
         match (&self.decoder.provenance, self.decoder.present) {
-            (Some(Provenance { tool_version, settings: p }), _) => writeln!(
+            (Some(Provenance { tool_version, settings: p, .. }), _) => writeln!(
                 f,
                 "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
                 self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores

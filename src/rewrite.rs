@@ -8,12 +8,15 @@ use onnx_protobuf::{GraphProto, ModelProto};
 use protobuf::{Enum, Message};
 
 use crate::contract::{
-    DecoderSettings, Provenance, ScoreMode, DEFAULT_OUTPUT_NAME, NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT,
+    DecoderSettings, MultiPoseSettings, Provenance, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_OUTPUT_NAME,
+    DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS, TOOL_VERSION,
+    VALUES_PER_KEYPOINT,
 };
 use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
+use crate::decoders::multi_pose::{self, MultiPoseSpec};
 use crate::decoders::reroute;
 use crate::decoders::single_pose::{self as decoder, DecoderSpec};
-use crate::error::{Error, Result};
+use crate::error::{printable, Error, Result};
 use crate::heads::{self, HeadChoice, Heads, ImageInput};
 use crate::model::io::{self as model_io, Durability, ModelSource};
 use crate::model::proto::{self, Dim};
@@ -35,6 +38,34 @@ pub struct RewriteOptions {
     pub prune: bool,
     /// The runtime profile the emitted decoder must satisfy (`--target`).
     pub target: String,
+    /// Append the multi-pose decoder too (`--poses N`).
+    pub multi_pose: Option<MultiPoseOptions>,
+}
+
+/// The multi-pose decoder's options (`--poses`, `--score-threshold`, `--nms-radius`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiPoseOptions {
+    /// N >= 1: slots in `poses`.
+    pub max_poses: usize,
+    /// T in [0, 1].
+    pub score_threshold: f32,
+    /// R > 0, model-input pixels.
+    pub nms_radius: f32,
+    pub poses_name: String,
+    pub pose_scores_name: String,
+}
+
+impl MultiPoseOptions {
+    /// tfjs posenet's defaults for `max_poses` poses.
+    pub fn new(max_poses: usize) -> MultiPoseOptions {
+        MultiPoseOptions {
+            max_poses,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            nms_radius: DEFAULT_NMS_RADIUS,
+            poses_name: DEFAULT_POSES_NAME.to_string(),
+            pose_scores_name: DEFAULT_POSE_SCORES_NAME.to_string(),
+        }
+    }
 }
 
 impl Default for RewriteOptions {
@@ -47,6 +78,7 @@ impl Default for RewriteOptions {
             output_name: DEFAULT_OUTPUT_NAME.to_string(),
             prune: false,
             target: profiles::PORTABLE.to_string(),
+            multi_pose: None,
         }
     }
 }
@@ -70,9 +102,24 @@ impl Rewritten {
     /// The line the tool prints once OUT is written.
     pub fn summary(&self, out: &Path) -> String {
         let p = &self.provenance.settings;
+        let poses = match &self.provenance.multi_pose {
+            Some(m) => format!(
+                ", {} [{b}, {n}, 17, 3] and {} [{b}, {n}] (up to {n} poses, score threshold {}, NMS radius {} px) \
+                 with displacements '{}' and '{}'",
+                m.poses,
+                m.pose_scores,
+                m.score_threshold,
+                m.nms_radius,
+                m.displacement_fwd,
+                m.displacement_bwd,
+                b = self.heads.batch,
+                n = m.max_poses,
+            ),
+            None => String::new(),
+        };
         format!(
             "wrote {}: {} [{}, 17, 3] (x, y, score) from heatmaps '{}' and offsets '{}' ({}, {}x{} grid, stride {}, \
-             scores {}{}), {} nodes added{}",
+             scores {}{}){poses}, {} nodes added{}",
             out.display(),
             p.output,
             self.heads.batch,
@@ -102,15 +149,33 @@ fn graph_of(model: &ModelProto) -> &GraphProto {
     model.graph.as_ref().expect("model_io checked the graph")
 }
 
-fn check_not_decorated(model: &ModelProto, output_name: &str) -> Result<()> {
+/// The outputs the rewrite appends, with the flag that names each.
+fn appended_outputs(options: &RewriteOptions) -> Vec<(&str, &'static str)> {
+    let mut names = vec![(options.output_name.as_str(), "--output-name")];
+    if let Some(m) = &options.multi_pose {
+        names.push((m.poses_name.as_str(), "--poses-name"));
+        names.push((m.pose_scores_name.as_str(), "--pose-scores-name"));
+    }
+    names
+}
+
+fn check_not_decorated(model: &ModelProto, options: &RewriteOptions) -> Result<()> {
     let graph = graph_of(model);
     if query::has_decoder(model) {
         return Err(Error::AlreadyDecoded);
     }
-    if query::taken_names(graph).contains(output_name) {
-        return Err(Error::Usage(format!(
-            "the model already has a tensor called {output_name}; choose another with --output-name"
-        )));
+    let taken = query::taken_names(graph);
+    let appended = appended_outputs(options);
+    for (i, (name, flag)) in appended.iter().enumerate() {
+        if taken.contains(*name) {
+            return Err(Error::Usage(format!(
+                "the model already has a tensor called {}; choose another with {flag}",
+                printable(name)
+            )));
+        }
+        if let Some((_, other)) = appended[..i].iter().find(|(n, _)| n == name) {
+            return Err(Error::Usage(format!("{flag} and {other} both name {}", printable(name))));
+        }
     }
     Ok(())
 }
@@ -186,7 +251,12 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let Some(opset) = opset else {
         return Err(Error::Opset { found: query::default_opset(proto), supported: (MIN_OPSET, MAX_OPSET) });
     };
-    check_not_decorated(proto, &options.output_name)?;
+    if let Some(m) = &options.multi_pose {
+        if let Some(why) = MultiPoseSettings::out_of_range(m.max_poses, m.score_threshold, m.nms_radius) {
+            return Err(Error::Usage(why));
+        }
+    }
+    check_not_decorated(proto, options)?;
     let target = Profile::by_name(&options.target)?;
     let graph = graph_of(proto);
     let pins = query::resolve_pins(graph, &options.input_shapes)?;
@@ -221,15 +291,50 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         offsets_read: reroute::head_read(graph, &heads.offsets),
         grid: heads.grid,
     };
-    // The output name is ours to write: no decoder node may take it for its own tensor.
+    let displacements = match &options.multi_pose {
+        Some(_) => Some(heads::detect_displacements(&facts.outputs, &heads, &options.heads)?),
+        None => None,
+    };
+    // The output names are ours to write: no decoder node may take one for its own tensor.
     let mut taken = query::taken_names(graph);
-    taken.insert(options.output_name.clone());
+    taken.extend(appended_outputs(options).into_iter().map(|(name, _)| name.to_string()));
     let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken));
     decoder::build(&mut builder, &spec)?;
+    let multi_pose = match (&options.multi_pose, displacements) {
+        (Some(m), Some(displacements)) => {
+            let mut read = |hint: &str, head: &str| builder.read_head(hint, head, &reroute::head_read(graph, head));
+            let spec = MultiPoseSpec {
+                heatmaps: read("mp_heatmaps_copy", &heads.heatmaps),
+                offsets: read("mp_offsets_copy", &heads.offsets),
+                displacement_fwd: read("mp_displacement_fwd_copy", &displacements.fwd),
+                displacement_bwd: read("mp_displacement_bwd_copy", &displacements.bwd),
+                layout: heads.layout,
+                grid: heads.grid,
+                stride,
+                scores,
+                max_poses: m.max_poses,
+                score_threshold: m.score_threshold,
+                nms_radius: m.nms_radius,
+                poses: m.poses_name.clone(),
+                pose_scores: m.pose_scores_name.clone(),
+            };
+            multi_pose::build(&mut builder, &spec)?;
+            Some(MultiPoseSettings {
+                displacement_fwd: displacements.fwd,
+                displacement_bwd: displacements.bwd,
+                max_poses: m.max_poses,
+                score_threshold: m.score_threshold,
+                nms_radius: m.nms_radius,
+                poses: m.poses_name.clone(),
+                pose_scores: m.pose_scores_name.clone(),
+            })
+        }
+        _ => None,
+    };
     let (nodes, initializers) = builder.finish();
     let nodes_added = nodes.len();
 
-    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings };
+    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings, multi_pose };
     let mut out = proto.clone();
     let graph = out.graph.as_mut().expect("checked above");
     if out.ir_version < 4 {
@@ -243,12 +348,18 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     graph.node.extend(nodes);
     graph.initializer.extend(initializers);
     let batch = heads.batch.clone();
-    let dims = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
-    graph.output.push(proto::value_info(&options.output_name, DataType::FLOAT, &dims));
+    let (k, v) = (Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64));
+    graph.output.push(proto::value_info(&options.output_name, DataType::FLOAT, &[batch.clone(), k.clone(), v.clone()]));
+    if let Some(m) = &provenance.multi_pose {
+        let n = Dim::Fixed(m.max_poses as i64);
+        graph.output.push(proto::value_info(&m.poses, DataType::FLOAT, &[batch.clone(), n.clone(), k, v]));
+        graph.output.push(proto::value_info(&m.pose_scores, DataType::FLOAT, &[batch, n]));
+    }
     if !pins.is_empty() {
         write_pinned_shapes(graph, &facts);
     }
-    let nodes_pruned = if options.prune { prune::prune(graph, &[&options.output_name]) } else { 0 };
+    let kept: Vec<&str> = appended_outputs(options).into_iter().map(|(name, _)| name).collect();
+    let nodes_pruned = if options.prune { prune::prune(graph, &kept) } else { 0 };
     out.metadata_props.extend(provenance.to_metadata().iter().map(|(k, v)| proto::metadata_entry(k, v)));
     profiles::check_decoder(&out, &facts.outputs, &target)
         .map_err(|violations| Error::Target { profile: target.name.clone(), violations })?;

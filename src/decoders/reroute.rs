@@ -81,13 +81,14 @@ pub fn aliases(graph: &GraphProto, heads: &[&str], is_decoder: impl Fn(&NodeProt
         match read_among(graph, head, &is_decoder) {
             HeadRead::Itself => {}
             HeadRead::Recompute(original) => {
-                let copy = graph.node.iter().find(|n| {
+                // Each decoder reading the head makes its own copy.
+                let copies = graph.node.iter().filter(|n| {
                     is_decoder(n)
                         && n.op_type == original.op_type
                         && n.input == original.input
                         && n.attribute == original.attribute
                 });
-                if let Some(out) = copy.and_then(|n| n.output.first()) {
+                for out in copies.filter_map(|n| n.output.first()) {
                     found.insert(out.clone(), head.to_string());
                 }
             }

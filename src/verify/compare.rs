@@ -77,6 +77,22 @@ fn delta(a: f32, b: f32) -> f32 {
     }
 }
 
+/// Short, exact enough to read: `0`, `16`, `0.25`, `1.2e-7`, `NaN`.
+pub(crate) fn number(v: f32) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else if (0.01..1e6).contains(&v.abs()) {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
 /// The offsets the reference read, and how cells map to pixels.
 struct Cells<'a> {
     offsets: &'a ArrayViewD<'a, f32>,
@@ -216,6 +232,16 @@ mod tests {
         // reference's cell wins the tie, so it is not a mismatch.
         assert!(!named.contains(&"leftEye"));
         assert_eq!(o.max_position_error, 10.0);
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(16.0), "16");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(1.25e-7), "1.2e-7");
+        assert_eq!(number(f32::NAN), "NaN");
+        assert_eq!(number(f32::NEG_INFINITY), "-inf");
     }
 
     #[test]

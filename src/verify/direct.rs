@@ -38,29 +38,29 @@ pub(crate) enum Uncut {
     Tract(Box<crate::error::Error>),
 }
 
-/// The decoder of `rewritten` as a model of its own, serialized; inputs heatmaps then offsets.
+/// The decoder of `rewritten` that writes `outputs` (name, dims), as a model of its own,
+/// serialized; its inputs are `heads` (name, shape), in that order.
 pub(crate) fn cut(
     rewritten: &ModelProto,
-    spec: &Spec,
-    heatmaps_shape: &[usize],
-    offsets_shape: &[usize],
+    heads: &[(&str, &[usize])],
+    outputs: &[(&str, Vec<Dim>)],
 ) -> Result<Vec<u8>, Uncut> {
     let graph = rewritten.graph.as_ref().ok_or(Uncut::NoGraph)?;
     let producers: HashMap<&str, usize> =
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
-    let heads = [spec.settings.heatmaps.as_str(), spec.settings.offsets.as_str()];
+    let head_names: Vec<&str> = heads.iter().map(|(name, _)| *name).collect();
     // Where the decoder reads a head through a copy or behind an Identity (crate::decoders::reroute), the
     // crafted head is fed there.
-    let aliases = reroute::aliases(graph, &heads, query::is_decoder_node);
+    let aliases = reroute::aliases(graph, &head_names, query::is_decoder_node);
 
     let mut keep_nodes = vec![false; graph.node.len()];
     let mut keep_inits = HashSet::new();
     let mut seen = HashSet::new();
-    let mut stack = vec![spec.settings.output.clone()];
+    let mut stack: Vec<String> = outputs.iter().map(|(name, _)| name.to_string()).collect();
     while let Some(tensor) = stack.pop() {
-        if !seen.insert(tensor.clone()) || heads.contains(&tensor.as_str()) || aliases.contains_key(&tensor) {
+        if !seen.insert(tensor.clone()) || head_names.contains(&tensor.as_str()) || aliases.contains_key(&tensor) {
             continue;
         }
         if initializers.contains(tensor.as_str()) {
@@ -78,8 +78,9 @@ pub(crate) fn cut(
     let dims = |shape: &[usize]| shape.iter().map(|d| Dim::Fixed(*d as i64)).collect::<Vec<_>>();
     let mut g = GraphProto::new();
     g.name = "posefix_decoder_cut".to_string();
-    g.input.push(proto::value_info(&spec.settings.heatmaps, DataType::FLOAT, &dims(heatmaps_shape)));
-    g.input.push(proto::value_info(&spec.settings.offsets, DataType::FLOAT, &dims(offsets_shape)));
+    for (name, shape) in heads {
+        g.input.push(proto::value_info(name, DataType::FLOAT, &dims(shape)));
+    }
     // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
     g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
     let mut read: Vec<(&String, &String)> = aliases.iter().filter(|(alias, _)| seen.contains(*alias)).collect();
@@ -89,9 +90,9 @@ pub(crate) fn cut(
     }
     g.node.extend(graph.node.iter().zip(&keep_nodes).filter(|(_, k)| **k).map(|(n, _)| n.clone()));
     g.initializer = graph.initializer.iter().filter(|t| keep_inits.contains(&t.name)).cloned().collect();
-    let batch = Dim::Fixed(heatmaps_shape[0] as i64);
-    let out = [batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
-    g.output.push(proto::value_info(&spec.settings.output, DataType::FLOAT, &out));
+    for (name, dims) in outputs {
+        g.output.push(proto::value_info(name, DataType::FLOAT, dims));
+    }
 
     let mut model = ModelProto::new();
     model.ir_version = rewritten.ir_version;
@@ -100,6 +101,22 @@ pub(crate) fn cut(
     model.producer_name = "onnx-posefix verify".to_string();
     model.graph = Some(g).into();
     model_io::to_bytes(&model).map_err(|e| Uncut::Encode(Box::new(e)))
+}
+
+/// [`cut`] at the single-pose decoder: inputs heatmaps then offsets, output `keypoints`.
+pub(crate) fn cut_single_pose(
+    rewritten: &ModelProto,
+    spec: &Spec,
+    heatmaps_shape: &[usize],
+    offsets_shape: &[usize],
+) -> Result<Vec<u8>, Uncut> {
+    let batch = Dim::Fixed(heatmaps_shape[0] as i64);
+    let out = vec![batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
+    cut(
+        rewritten,
+        &[(&spec.settings.heatmaps, heatmaps_shape), (&spec.settings.offsets, offsets_shape)],
+        &[(&spec.settings.output, out)],
+    )
 }
 
 /// Crafted heads with a name.
@@ -156,6 +173,205 @@ pub(crate) fn crafted_cases(
             Case { name, heatmaps: to_layout(heatmaps, layout), offsets: to_layout(offsets, layout) }
         })
         .collect()
+}
+
+/// Crafted heads for the multi-pose decoder: heatmaps, offsets, forward and backward
+/// displacements.
+#[derive(Clone, Debug)]
+pub(crate) struct MultiPoseCase {
+    pub name: &'static str,
+    pub heads: [ArrayD<f32>; 4],
+}
+
+/// What a multi-pose case is built against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MultiPoseGrid {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub stride: u32,
+    pub scores: ScoreMode,
+    pub max_poses: usize,
+    pub score_threshold: f32,
+    pub nms_radius: f32,
+}
+
+impl MultiPoseGrid {
+    /// The heatmap value whose score is `s` (in (0, 1)) in this score mode.
+    fn value(&self, s: f32) -> f32 {
+        match self.scores {
+            ScoreMode::Sigmoid => (s / (1.0 - s)).ln(),
+            ScoreMode::Raw => s,
+        }
+    }
+
+    /// A score `t` of the way from the threshold to 1 (t in (0, 1)): a candidate.
+    fn above(&self, t: f32) -> f32 {
+        let floor = self.score_threshold.clamp(0.0, 1.0);
+        self.value(floor + (1.0 - floor) * t)
+    }
+
+    /// A score well below the threshold (0.4 of it): never a candidate unless T is 0.
+    fn below(&self) -> f32 {
+        self.value((0.4 * self.score_threshold).max(1e-6))
+    }
+}
+
+/// Four NCHW heads of one batch item being crafted.
+struct Crafted {
+    heatmaps: Array4<f32>,
+    offsets: Array4<f32>,
+    fwd: Array4<f32>,
+    bwd: Array4<f32>,
+}
+
+type MultiFill = fn(&mut Crafted, &MultiPoseGrid, usize, &mut Rng);
+
+/// Quarter pixels keep every sum of positions exact, so only a real error shows as a delta.
+fn quarter(rng: &mut Rng, span: f32) -> f32 {
+    (rng.uniform(-span, span) * 4.0).round() / 4.0
+}
+
+/// The multi-pose situations a photo rarely shows: tied candidates, candidates on the border,
+/// a candidate exactly at R from an accepted pose's keypoint, displacements pointing off the
+/// grid, positions at exactly half a cell, fewer candidates than N, none, all-equal maps.
+pub(crate) fn crafted_multi_pose_cases(g: &MultiPoseGrid, layout: Layout) -> Vec<MultiPoseCase> {
+    let cases: [(&'static str, MultiFill); 8] = [
+        ("poses-random", mp_random),
+        ("poses-tied-candidates", mp_tied),
+        ("poses-on-the-border", mp_border),
+        ("poses-root-at-nms-radius", mp_at_radius),
+        ("poses-half-cells", mp_half_cells),
+        ("poses-fewer-candidates-than-slots", mp_few),
+        ("poses-no-candidate", mp_none),
+        ("poses-all-equal", mp_all_equal),
+    ];
+    let (n, h, w) = (g.batch, g.height, g.width);
+    let stride = g.stride as f32;
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, fill))| {
+            let mut rng = Rng::new(0x9053_5000 + i as u64);
+            let mut all = Crafted {
+                heatmaps: Array4::zeros((n, NUM_KEYPOINTS, h, w)),
+                offsets: Array4::zeros((n, 2 * NUM_KEYPOINTS, h, w)),
+                fwd: Array4::zeros((n, 32, h, w)),
+                bwd: Array4::zeros((n, 32, h, w)),
+            };
+            for b in 0..n {
+                let mut item = Crafted {
+                    heatmaps: Array4::from_elem((1, NUM_KEYPOINTS, h, w), g.below()),
+                    offsets: Array4::from_shape_fn((1, 2 * NUM_KEYPOINTS, h, w), |_| quarter(&mut rng, stride)),
+                    fwd: Array4::from_shape_fn((1, 32, h, w), |_| quarter(&mut rng, 2.0 * stride)),
+                    bwd: Array4::from_shape_fn((1, 32, h, w), |_| quarter(&mut rng, 2.0 * stride)),
+                };
+                fill(&mut item, g, b, &mut rng);
+                for (to, from) in [
+                    (&mut all.heatmaps, &item.heatmaps),
+                    (&mut all.offsets, &item.offsets),
+                    (&mut all.fwd, &item.fwd),
+                    (&mut all.bwd, &item.bwd),
+                ] {
+                    to.index_axis_mut(Axis(0), b).assign(&from.index_axis(Axis(0), 0));
+                }
+            }
+            let Crafted { heatmaps, offsets, fwd, bwd } = all;
+            MultiPoseCase { name, heads: [heatmaps, offsets, fwd, bwd].map(|a| to_layout(a, layout)) }
+        })
+        .collect()
+}
+
+/// Scores anywhere from far below to far above the threshold; some displacements ten cells long.
+fn mp_random(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
+    c.heatmaps.iter_mut().for_each(|v| *v = if rng.next_f32() < 0.5 { g.below() } else { g.above(rng.next_f32()) });
+    let far = 10.0 * g.stride as f32;
+    for d in c.fwd.iter_mut().chain(c.bwd.iter_mut()) {
+        if rng.next_f32() < 0.1 {
+            *d = quarter(rng, far);
+        }
+    }
+}
+
+/// Candidates on four score levels only: equal scores across cells and keypoints.
+fn mp_tied(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
+    let levels = [0.2, 0.4, 0.6, 0.8].map(|t| g.above(t));
+    c.heatmaps
+        .iter_mut()
+        .for_each(|v| *v = if rng.next_f32() < 0.3 { g.below() } else { levels[(rng.next_f32() * 4.0) as usize % 4] });
+}
+
+/// Candidates only on the border cells, displacements pointing away from the grid.
+fn mp_border(c: &mut Crafted, g: &MultiPoseGrid, b: usize, rng: &mut Rng) {
+    let (h, w) = (g.height, g.width);
+    for k in 0..NUM_KEYPOINTS {
+        for (y, x) in [(0, (k + b) % w), (h - 1, (2 * k + b) % w), ((k + b) % h, 0), ((3 * k + b) % h, w - 1)] {
+            c.heatmaps[[0, k, y, x]] = g.above(rng.next_f32());
+        }
+    }
+    let out = 3.0 * (h.max(w) as f32) * g.stride as f32;
+    for (e, d) in c.fwd.iter_mut().chain(c.bwd.iter_mut()).enumerate() {
+        *d = if e % 2 == 0 { out } else { -out };
+    }
+}
+
+/// A first candidate A of keypoint k, then B of the same keypoint exactly R from A's position
+/// (suppressed: `d^2 <= R^2`), then C a quarter pixel further (kept), for a few keypoints.
+fn mp_at_radius(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
+    let (h, w, s) = (g.height, g.width, g.stride as f32);
+    let cells = h * w;
+    if cells < 3 {
+        return;
+    }
+    for (i, k) in [0, 5, 9, 16].into_iter().enumerate() {
+        // Three distinct cells; their offsets place B and C relative to A's position.
+        let at = |j: usize| ((i * 3 + j + b) % cells / w, (i * 3 + j + b) % cells % w);
+        let (a, bb, cc) = (at(0), at(1), at(2));
+        let score = |t: f32| g.above(t);
+        c.heatmaps[[0, k, a.0, a.1]] = score(0.9 - 0.1 * i as f32);
+        c.heatmaps[[0, k, bb.0, bb.1]] = score(0.85 - 0.1 * i as f32);
+        c.heatmaps[[0, k, cc.0, cc.1]] = score(0.8 - 0.1 * i as f32);
+        let pos = |cell: (usize, usize), c: &Crafted| {
+            (
+                cell.0 as f32 * s + c.offsets[[0, k, cell.0, cell.1]],
+                cell.1 as f32 * s + c.offsets[[0, k + 17, cell.0, cell.1]],
+            )
+        };
+        let (ay, ax) = pos(a, c);
+        for (cell, extra) in [(bb, 0.0), (cc, 0.25)] {
+            c.offsets[[0, k, cell.0, cell.1]] = ay - cell.0 as f32 * s;
+            c.offsets[[0, k + 17, cell.0, cell.1]] = ax + g.nms_radius + extra - cell.1 as f32 * s;
+        }
+    }
+}
+
+/// Offsets and displacements of exactly half a cell: every position lies on a rounding boundary.
+fn mp_half_cells(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
+    let half = g.stride as f32 / 2.0;
+    c.heatmaps.iter_mut().for_each(|v| *v = if rng.next_f32() < 0.3 { g.above(rng.next_f32()) } else { g.below() });
+    for v in c.offsets.iter_mut() {
+        *v = if rng.next_f32() < 0.5 { half } else { -half };
+    }
+    for v in c.fwd.iter_mut().chain(c.bwd.iter_mut()) {
+        *v = half * (rng.uniform(-4.0, 4.0).round() * 2.0 + 1.0);
+    }
+}
+
+/// N - 1 candidates (none for N = 1), of distinct keypoints, in distinct cells.
+fn mp_few(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
+    let cells = g.height * g.width;
+    for i in 0..(g.max_poses - 1).min(NUM_KEYPOINTS) {
+        let cell = (7 * i + b) % cells;
+        c.heatmaps[[0, i, cell / g.width, cell % g.width]] = g.above(0.5);
+    }
+}
+
+/// Everything below the threshold: every slot empty.
+fn mp_none(_c: &mut Crafted, _g: &MultiPoseGrid, _b: usize, _rng: &mut Rng) {}
+
+/// Every cell of every map at one score above the threshold: every cell a candidate, all tied.
+fn mp_all_equal(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, _rng: &mut Rng) {
+    c.heatmaps.fill(g.above(0.5));
 }
 
 fn to_layout(a: Array4<f32>, layout: Layout) -> ArrayD<f32> {

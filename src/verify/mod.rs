@@ -22,6 +22,7 @@ mod compare;
 mod direct;
 mod draw;
 mod inputs;
+mod poses;
 mod report;
 mod setup;
 
@@ -35,6 +36,7 @@ use tract_onnx::prelude::*;
 use crate::contract::{ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
 use crate::error::{Error, Result};
 use crate::model::io::{self as model_io, LoadedModel, ModelSource};
+use crate::model::proto;
 use crate::model::query::InputShape;
 use crate::reference;
 use crate::tract_bridge::Runner;
@@ -42,6 +44,7 @@ use crate::tract_bridge::Runner;
 pub use compare::{KeypointMismatch, Position, Tolerances};
 pub use draw::SCORE_THRESHOLD;
 pub use inputs::{Preprocess, RESIZE_FILTER};
+pub use poses::{PoseDifference, PosesResult};
 pub use report::{
     DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, Outcome, Report, Status, Summary,
     REPORT_SCHEMA_VERSION,
@@ -146,7 +149,7 @@ pub fn verify(
     } else {
         None
     };
-    let cut = direct::cut(
+    let cut = direct::cut_single_pose(
         full_rewritten.as_ref().unwrap_or(&rewritten.proto),
         &setup.spec,
         &setup.heatmaps_shape,
@@ -156,6 +159,7 @@ pub fn verify(
         Runner::new(&bytes, &[setup.heatmaps_shape.clone(), setup.offsets_shape.clone()])
             .map_err(|e| direct::Uncut::Tract(Box::new(e)))
     });
+    let mut report_notes_later: Vec<String> = vec![];
     let (cut, cases) = match cut {
         Ok(runner) => (
             Some(runner),
@@ -171,6 +175,50 @@ pub fn verify(
             (None, vec![])
         }
     };
+    // The multi-pose decoder cut at its four heads, and its crafted cases.
+    let (multi_cut, multi_cases) = match &setup.multi_pose {
+        Some(m) => {
+            let rewritten_proto = full_rewritten.as_ref().unwrap_or(&rewritten.proto);
+            let d = &setup.spec.settings;
+            let shapes = [&setup.heatmaps_shape, &setup.offsets_shape, &m.fwd_shape, &m.bwd_shape];
+            let names = [&d.heatmaps, &d.offsets, &m.settings.displacement_fwd, &m.settings.displacement_bwd];
+            let heads: Vec<(&str, &[usize])> =
+                names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+            let batch = proto::Dim::Fixed(setup.heatmaps_shape[0] as i64);
+            let slots = proto::Dim::Fixed(m.settings.max_poses as i64);
+            let k = proto::Dim::Fixed(NUM_KEYPOINTS as i64);
+            let outputs = [
+                (m.settings.poses.as_str(), vec![batch.clone(), slots.clone(), k, proto::Dim::Fixed(3)]),
+                (m.settings.pose_scores.as_str(), vec![batch, slots]),
+            ];
+            let cut = direct::cut(rewritten_proto, &heads, &outputs).and_then(|bytes| {
+                let shapes: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+                Runner::new(&bytes, &shapes).map_err(|e| direct::Uncut::Tract(Box::new(e)))
+            });
+            match cut {
+                Ok(runner) => {
+                    let (hy, wx) = d.layout.spatial_axes();
+                    let grid = direct::MultiPoseGrid {
+                        batch: setup.heatmaps_shape[0],
+                        height: setup.heatmaps_shape[hy],
+                        width: setup.heatmaps_shape[wx],
+                        stride: d.stride,
+                        scores: d.scores,
+                        max_poses: m.settings.max_poses,
+                        score_threshold: m.settings.score_threshold,
+                        nms_radius: m.settings.nms_radius,
+                    };
+                    (Some(runner), direct::crafted_multi_pose_cases(&grid, d.layout))
+                }
+                Err(reason) => {
+                    report_notes_later.push(format!("direct multi-pose checks skipped: {reason}"));
+                    (None, vec![])
+                }
+            }
+        }
+        None => (None, vec![]),
+    };
+    notes.append(&mut report_notes_later);
     let draw_dir = match &options.draw {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
@@ -199,7 +247,7 @@ pub fn verify(
         summary: Summary::default(),
     };
     let setup_seconds = setup_started.elapsed().as_secs_f64();
-    let total = photos.len() + adversarial.len() + cases.len();
+    let total = photos.len() + adversarial.len() + cases.len() + multi_cases.len();
     on_event(Event::Start { report: &report, total });
 
     let started = Instant::now();
@@ -236,6 +284,13 @@ pub fn verify(
             report.inputs.push(result);
         }
     }
+    if let Some(runner) = &multi_cut {
+        for case in multi_cases {
+            let result = check_direct_multi_pose(&setup, runner, case, options)?;
+            on_event(Event::Input(&result));
+            report.inputs.push(result);
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
     report.summary = Summary::of(&report.inputs, seconds, setup_seconds);
     Ok(report)
@@ -261,7 +316,15 @@ fn check_image(
     let heatmaps = f32_view(&heads[setup.heatmaps_ix], "ORIGINAL", &setup.spec.settings.heatmaps)?;
     let offsets = f32_view(&heads[setup.offsets_ix], "ORIGINAL", &setup.spec.settings.offsets)?;
     let keypoints = f32_view(&outputs[setup.keypoints_ix], "REWRITTEN", &setup.spec.settings.output)?;
-    let result = judge(setup, name, kind, heatmaps, offsets, keypoints.view(), options)?;
+    let mut result = judge(setup, name, kind, heatmaps.view(), offsets.view(), keypoints.view(), options)?;
+    if let Some(m) = &setup.multi_pose {
+        let fwd = f32_view(&heads[m.fwd_ix], "ORIGINAL", &m.settings.displacement_fwd)?;
+        let bwd = f32_view(&heads[m.bwd_ix], "ORIGINAL", &m.settings.displacement_bwd)?;
+        let poses = f32_view(&outputs[m.poses_ix], "REWRITTEN", &m.settings.poses)?;
+        let pose_scores = f32_view(&outputs[m.pose_scores_ix], "REWRITTEN", &m.settings.pose_scores)?;
+        result =
+            result.with_poses(judge_poses(setup, m, [&heatmaps, &offsets, &fwd, &bwd], poses, pose_scores, options));
+    }
     let first_pose = std::array::from_fn(|k| {
         let at = |v: usize| keypoints.as_slice().and_then(|s| s.get(k * 3 + v).copied()).unwrap_or(f32::NAN);
         [at(0), at(1), at(2)]
@@ -287,6 +350,42 @@ fn check_direct(
         keypoints.view(),
         options,
     )
+}
+
+fn check_direct_multi_pose(
+    setup: &setup::Setup,
+    runner: &Runner,
+    case: direct::MultiPoseCase,
+    options: &VerifyOptions,
+) -> Result<InputResult> {
+    let m = setup.multi_pose.as_ref().expect("multi-pose cases come with a multi-pose setup");
+    let outputs = runner.run(case.heads.iter().map(|h| h.clone().into_tensor()).collect())?;
+    let view = |name: &str| {
+        let ix = runner.output_index(name).unwrap_or(0);
+        f32_view(&outputs[ix], "the cut decoder", name)
+    };
+    let (poses, pose_scores) = (view(&m.settings.poses)?, view(&m.settings.pose_scores)?);
+    let [hm, off, fwd, bwd] = &case.heads;
+    let heads = [&hm.view(), &off.view(), &fwd.view(), &bwd.view()];
+    let verdict = judge_poses(setup, m, heads, poses, pose_scores, options);
+    let name = format!("direct:{}", case.name);
+    Ok(InputResult::judged(&name, InputKind::Direct, compare::Outcome::default(), false).with_poses(verdict))
+}
+
+/// The multi-pose reference on the four heads against `poses`/`pose_scores`.
+fn judge_poses(
+    setup: &setup::Setup,
+    m: &setup::MultiPoseSetup,
+    heads: [&ArrayViewD<f32>; 4],
+    poses: ArrayViewD<f32>,
+    pose_scores: ArrayViewD<f32>,
+    options: &VerifyOptions,
+) -> PosesResult {
+    let d = &setup.spec.settings;
+    match poses::reference_poses(heads, d.layout, d.stride, d.scores, &m.settings) {
+        Ok(reference) => poses::compare(&reference, m.settings.max_poses, poses, pose_scores, options.tolerances),
+        Err(error) => PosesResult { error: Some(error), ..PosesResult::default() },
+    }
 }
 
 fn f32_view<'a>(t: &'a Tensor, model: &str, name: &str) -> Result<ArrayViewD<'a, f32>> {

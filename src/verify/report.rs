@@ -6,9 +6,10 @@
 
 use serde::Serialize;
 
-use crate::contract::DecoderSettings;
+use crate::contract::{DecoderSettings, MultiPoseSettings};
 
-use super::compare::{KeypointMismatch, Outcome as Comparison, Position, Tolerances};
+use super::compare::{number, KeypointMismatch, Outcome as Comparison, Position, Tolerances};
+use super::poses::PosesResult;
 
 /// Bumped whenever a field of the JSON report changes meaning or disappears.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -54,6 +55,9 @@ pub struct DecoderInfo {
     #[serde(flatten)]
     pub settings: DecoderSettings,
     pub source: DecoderSource,
+    /// REWRITTEN's multi-pose decoder (always from its provenance), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_pose: Option<MultiPoseSettings>,
 }
 
 /// The image input both models were fed.
@@ -113,6 +117,9 @@ pub struct InputResult {
     /// Why a photo is unreadable, or why REWRITTEN's output could not be compared at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The multi-pose comparison, when REWRITTEN has a multi-pose decoder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poses: Option<PosesResult>,
     /// The picture written by `--draw`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drawn: Option<String>,
@@ -134,8 +141,14 @@ pub struct Summary {
     pub mismatched: usize,
     pub unreadable: usize,
     pub keypoints_compared: usize,
+    /// Multi-pose: slots compared (N per batch item and input) and the poses found in them by
+    /// the reference; 0 without a multi-pose decoder.
+    pub pose_slots_compared: usize,
+    pub poses_found: usize,
+    /// Over single-pose keypoints and multi-pose keypoints alike.
     pub max_position_error: f32,
     pub max_score_error: f32,
+    pub max_pose_score_error: f32,
     /// Wall time of the checks (decoding photos, both models, reference, comparison, drawing),
     /// without the setup (loading, optimizing), and checked inputs per second of it.
     pub seconds: f64,
@@ -166,6 +179,7 @@ impl InputResult {
             max_score_error: 0.0,
             mismatches: vec![],
             error: Some(reason),
+            poses: None,
             drawn: None,
             original_nan: false,
         }
@@ -182,17 +196,33 @@ impl InputResult {
             max_score_error: c.max_score_error,
             mismatches: c.mismatches,
             error: c.shape_error,
+            poses: None,
             drawn: None,
             original_nan,
         }
+    }
+
+    /// Adds the multi-pose comparison; a difference there makes the input a mismatch.
+    pub(crate) fn with_poses(mut self, poses: PosesResult) -> InputResult {
+        if !poses.matches() {
+            self.status = Status::Mismatch;
+        }
+        self.max_position_error = self.max_position_error.max(poses.max_position_error);
+        self.max_score_error = self.max_score_error.max(poses.max_score_error);
+        self.poses = Some(poses);
+        self
     }
 
     /// `OK         photo.jpg`, `MISMATCH   adversarial:zeros: leftEye cell (0,0) vs (16,16) ...`,
     /// `UNREADABLE broken.jpg: ...`.
     pub fn line(&self) -> String {
         const SHOWN: usize = 17;
+        let poses = self.poses.as_ref().map(PosesResult::describe);
         match self.status {
-            Status::Ok => format!("{:<10} {}", "OK", self.name),
+            Status::Ok => match poses {
+                Some(poses) => format!("{:<10} {}: {poses}", "OK", self.name),
+                None => format!("{:<10} {}", "OK", self.name),
+            },
             Status::Unreadable => {
                 format!("{:<10} {}: {}", "UNREADABLE", self.name, self.error.as_deref().unwrap_or("unreadable"))
             }
@@ -203,6 +233,7 @@ impl InputResult {
                 if self.mismatches.len() > SHOWN {
                     parts.push(format!("... {} more", self.mismatches.len() - SHOWN));
                 }
+                parts.extend(poses);
                 format!("{:<10} {}: {}", "MISMATCH", self.name, parts.join("; "))
             }
         }
@@ -237,22 +268,6 @@ fn nan_note(m: &KeypointMismatch) -> &'static str {
     }
 }
 
-/// Short, exact enough to read: `0`, `16`, `0.25`, `1.2e-7`, `NaN`.
-pub(crate) fn number(v: f32) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else if (0.01..1e6).contains(&v.abs()) {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        format!("{v:.1e}")
-    }
-}
-
 impl Summary {
     pub(crate) fn of(inputs: &[InputResult], seconds: f64, setup_seconds: f64) -> Summary {
         let count = |f: &dyn Fn(&InputResult) -> bool| inputs.iter().filter(|r| f(r)).count();
@@ -267,6 +282,13 @@ impl Summary {
             mismatched: count(&|r| r.status == Status::Mismatch),
             unreadable: count(&|r| r.status == Status::Unreadable),
             keypoints_compared: inputs.iter().map(|r| r.keypoints).sum(),
+            pose_slots_compared: inputs.iter().filter_map(|r| r.poses.as_ref()).map(|p| p.slots).sum(),
+            poses_found: inputs.iter().filter_map(|r| r.poses.as_ref()).map(|p| p.reference).sum(),
+            max_pose_score_error: inputs
+                .iter()
+                .filter_map(|r| r.poses.as_ref())
+                .map(|p| p.max_pose_score_error)
+                .fold(0.0, f32::max),
             max_position_error: inputs.iter().map(|r| r.max_position_error).fold(0.0, f32::max),
             max_score_error: inputs.iter().map(|r| r.max_score_error).fold(0.0, f32::max),
             seconds,
@@ -318,6 +340,22 @@ impl Report {
                 self.tolerances.score
             ),
         ];
+        if let Some(m) = &self.decoder.multi_pose {
+            lines.insert(
+                2,
+                format!(
+                    "multi-pose decoder: {} and {} from displacements '{}' and '{}' (up to {} poses, score \
+                     threshold {}, NMS radius {} px; from provenance)",
+                    m.poses,
+                    m.pose_scores,
+                    m.displacement_fwd,
+                    m.displacement_bwd,
+                    m.max_poses,
+                    m.score_threshold,
+                    m.nms_radius
+                ),
+            );
+        }
         lines.extend(self.notes.iter().map(|n| format!("note: {n}")));
         lines
     }
@@ -338,13 +376,22 @@ impl Report {
             parts.join(", ")
         };
         let nan_inputs = self.inputs.iter().filter(|r| r.original_nan).count();
+        let (poses, pose_score) = if self.decoder.multi_pose.is_some() {
+            (
+                format!(" and {} pose slots ({} poses)", s.pose_slots_compared, s.poses_found),
+                format!(", max pose score error {}", number(s.max_pose_score_error)),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let mut lines = vec![
             format!(
-                "summary: {} inputs checked ({} photos, {} adversarial, {} direct), {} keypoints compared: {verdict}",
+                "summary: {} inputs checked ({} photos, {} adversarial, {} direct), {} keypoints{poses} compared: \
+                 {verdict}",
                 s.inputs_checked, s.photos, s.adversarial, s.direct, s.keypoints_compared
             ),
             format!(
-                "max position error {} px, max score error {}; {:.1} inputs/s ({:.2} s, setup {:.2} s)",
+                "max position error {} px, max score error {}{pose_score}; {:.1} inputs/s ({:.2} s, setup {:.2} s)",
                 number(s.max_position_error),
                 number(s.max_score_error),
                 s.inputs_per_second,
@@ -361,20 +408,5 @@ impl Report {
     /// The JSON document (pretty-printed).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_short() {
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(16.0), "16");
-        assert_eq!(number(0.25), "0.25");
-        assert_eq!(number(1.25e-7), "1.2e-7");
-        assert_eq!(number(f32::NAN), "NaN");
-        assert_eq!(number(f32::NEG_INFINITY), "-inf");
     }
 }

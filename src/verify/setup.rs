@@ -1,7 +1,7 @@
 //! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
 //! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
 
-use crate::contract::{DecoderSettings, DEFAULT_OUTPUT_NAME};
+use crate::contract::{DecoderSettings, MultiPoseSettings, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
@@ -17,6 +17,21 @@ use super::VerifyOptions;
 pub(crate) struct Spec {
     pub settings: DecoderSettings,
     pub source: DecoderSource,
+    /// REWRITTEN's multi-pose decoder, from its provenance.
+    pub multi_pose: Option<MultiPoseSettings>,
+}
+
+/// Where the multi-pose heads and outputs are, when REWRITTEN has that decoder.
+pub(crate) struct MultiPoseSetup {
+    pub settings: MultiPoseSettings,
+    /// ORIGINAL's forward and backward displacements: shapes and output indices.
+    pub fwd_shape: Vec<usize>,
+    pub bwd_shape: Vec<usize>,
+    pub fwd_ix: usize,
+    pub bwd_ix: usize,
+    /// REWRITTEN's `poses` and `pose_scores` output indices.
+    pub poses_ix: usize,
+    pub pose_scores_ix: usize,
 }
 
 /// Both models ready to run on inputs of one fixed shape.
@@ -32,12 +47,17 @@ pub(crate) struct Setup {
     pub heatmaps_ix: usize,
     pub offsets_ix: usize,
     pub keypoints_ix: usize,
+    pub multi_pose: Option<MultiPoseSetup>,
     pub notes: Vec<String>,
 }
 
 impl Setup {
     pub fn decoder_info(&self) -> DecoderInfo {
-        DecoderInfo { settings: self.spec.settings.clone(), source: self.spec.source }
+        DecoderInfo {
+            settings: self.spec.settings.clone(),
+            source: self.spec.source,
+            multi_pose: self.spec.multi_pose.clone(),
+        }
     }
 }
 
@@ -90,6 +110,23 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
     };
     let heatmaps_shape = fixed(&orig_facts, "ORIGINAL", &spec.settings.heatmaps)?;
     let offsets_shape = fixed(&orig_facts, "ORIGINAL", &spec.settings.offsets)?;
+    let multi_pose_shapes = match &spec.multi_pose {
+        Some(m) => {
+            for output in [&m.poses, &m.pose_scores] {
+                if !rw_facts.outputs.iter().any(|o| &o.name == output) {
+                    return Err(Error::Usage(format!(
+                        "REWRITTEN's provenance names a multi-pose output {output} it does not have (outputs: {})",
+                        list(&rw_facts.outputs)
+                    )));
+                }
+            }
+            Some((
+                fixed(&orig_facts, "ORIGINAL", &m.displacement_fwd)?,
+                fixed(&orig_facts, "ORIGINAL", &m.displacement_bwd)?,
+            ))
+        }
+        None => None,
+    };
     if !rw_facts.outputs.iter().any(|o| o.name == spec.settings.output) {
         let hint = if existing_provenance(&original.proto).is_some() {
             "; ORIGINAL has an onnx-posefix decoder: are ORIGINAL and REWRITTEN swapped?"
@@ -112,7 +149,20 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
     let index = |runner: &Runner, which: &str, tensor: &str| {
         runner.output_index(tensor).ok_or_else(|| Error::Tract(format!("{which}: tract lost the output {tensor}")))
     };
+    let multi_pose = match (&spec.multi_pose, multi_pose_shapes) {
+        (Some(m), Some((fwd_shape, bwd_shape))) => Some(MultiPoseSetup {
+            fwd_ix: index(&original_runner, "ORIGINAL", &m.displacement_fwd)?,
+            bwd_ix: index(&original_runner, "ORIGINAL", &m.displacement_bwd)?,
+            poses_ix: index(&rewritten_runner, "REWRITTEN", &m.poses)?,
+            pose_scores_ix: index(&rewritten_runner, "REWRITTEN", &m.pose_scores)?,
+            settings: m.clone(),
+            fwd_shape,
+            bwd_shape,
+        }),
+        _ => None,
+    };
     Ok(Setup {
+        multi_pose,
         heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.settings.heatmaps)?,
         offsets_ix: index(&original_runner, "ORIGINAL", &spec.settings.offsets)?,
         keypoints_ix: index(&rewritten_runner, "REWRITTEN", &spec.settings.output)?,
@@ -194,7 +244,9 @@ fn resolve_spec(
     options: &VerifyOptions,
 ) -> Result<(Spec, Vec<String>)> {
     let flags = &options.decoder;
-    let provenance = existing_provenance(&rewritten.proto).map(|p| p.settings);
+    let full_provenance = existing_provenance(&rewritten.proto);
+    let multi_pose = full_provenance.as_ref().and_then(|p| p.multi_pose.clone());
+    let provenance = full_provenance.map(|p| p.settings);
     let mut notes = vec![];
     if existing_provenance(&original.proto).is_some() {
         notes.push("ORIGINAL itself carries an onnx-posefix decoder (are the arguments swapped?)".to_string());
@@ -222,6 +274,7 @@ fn resolve_spec(
             let choice = HeadChoice {
                 heatmaps: flags.heatmaps.clone().or_else(|| provenance.as_ref().map(|p| p.heatmaps.clone())),
                 offsets: flags.offsets.clone().or_else(|| provenance.as_ref().map(|p| p.offsets.clone())),
+                ..HeadChoice::default()
             };
             let heads = heads::detect(&orig_facts.outputs, &choice).map_err(|e| about("ORIGINAL", e))?;
             (heads.heatmaps, heads.offsets, heads.layout, Some(heads.grid))
@@ -244,5 +297,6 @@ fn resolve_spec(
         .clone()
         .or(provenance.as_ref().map(|p| p.output.clone()))
         .unwrap_or_else(|| DEFAULT_OUTPUT_NAME.to_string());
-    Ok((Spec { settings: DecoderSettings { heatmaps, offsets, output, layout, stride, scores }, source }, notes))
+    let settings = DecoderSettings { heatmaps, offsets, output, layout, stride, scores };
+    Ok((Spec { settings, source, multi_pose }, notes))
 }

@@ -273,7 +273,11 @@ fn symbolic_dims_need_pinning_and_pins_are_written_into_the_model() {
 fn heads_can_be_named_and_scores_forced() {
     let spec = SyntheticSpec { sigmoid_heatmaps: true, ..SyntheticSpec::posenet(11) };
     let options = RewriteOptions {
-        heads: HeadChoice { heatmaps: Some("heatmaps".into()), offsets: Some("offsets".into()) },
+        heads: HeadChoice {
+            heatmaps: Some("heatmaps".into()),
+            offsets: Some("offsets".into()),
+            ..HeadChoice::default()
+        },
         scores: Some(ScoreMode::Sigmoid),
         output_name: "pose".into(),
         ..RewriteOptions::default()

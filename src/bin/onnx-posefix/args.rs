@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use onnx_posefix::contract::ScoreMode;
+use onnx_posefix::contract::{
+    ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
+};
 use onnx_posefix::heads::HeadChoice;
 use onnx_posefix::model::io::Durability;
 use onnx_posefix::profiles;
-use onnx_posefix::rewrite::{InputShape, OutputOptions, RewriteOptions};
+use onnx_posefix::rewrite::{InputShape, MultiPoseOptions, OutputOptions, RewriteOptions};
 use onnx_posefix::verify::{DecoderOverrides, Preprocess, Tolerances, VerifyOptions};
 
 #[derive(Parser, Debug)]
@@ -172,6 +174,12 @@ pub(crate) struct RewriteArgs {
     /// Graph output holding the offsets (34 channels), when detection cannot tell.
     #[arg(long, value_name = "NAME", help_heading = "Heads")]
     pub(crate) offsets: Option<String>,
+    /// Graph output holding the forward displacements (32 channels), when names cannot tell.
+    #[arg(long, value_name = "NAME", requires = "poses", help_heading = "Heads")]
+    pub(crate) displacement_fwd: Option<String>,
+    /// Graph output holding the backward displacements (32 channels), when names cannot tell.
+    #[arg(long, value_name = "NAME", requires = "poses", help_heading = "Heads")]
+    pub(crate) displacement_bwd: Option<String>,
     /// Pin symbolic input dims, e.g. 1,3,257,257 or image:1,3,257,257 (repeat for several inputs).
     #[arg(long, value_name = "[NAME:]DIMS", help_heading = "Heads")]
     pub(crate) input_shape: Vec<InputShape>,
@@ -184,7 +192,23 @@ pub(crate) struct RewriteArgs {
     /// Name of the appended output.
     #[arg(long, default_value = onnx_posefix::contract::DEFAULT_OUTPUT_NAME, help_heading = "Output")]
     pub(crate) output_name: String,
-    /// Keep only the keypoints output and drop what no longer feeds it.
+    /// Also decode up to N people (tfjs posenet's decodeMultiplePoses): appends poses
+    /// [B, N, 17, 3] and pose_scores [B, N]; needs the displacement heads.
+    #[arg(long, value_name = "N", help_heading = "Multi-pose")]
+    pub(crate) poses: Option<usize>,
+    /// A pose's root keypoint needs at least this score, in [0, 1].
+    #[arg(long, value_name = "T", requires = "poses", default_value_t = DEFAULT_SCORE_THRESHOLD, help_heading = "Multi-pose")]
+    pub(crate) score_threshold: f32,
+    /// Keypoints of two poses closer than R model-input pixels are the same (part-based NMS).
+    #[arg(long, value_name = "R", requires = "poses", default_value_t = DEFAULT_NMS_RADIUS, help_heading = "Multi-pose")]
+    pub(crate) nms_radius: f32,
+    /// Name of the appended [B, N, 17, 3] output.
+    #[arg(long, value_name = "NAME", requires = "poses", default_value = DEFAULT_POSES_NAME, help_heading = "Multi-pose")]
+    pub(crate) poses_name: String,
+    /// Name of the appended [B, N] output.
+    #[arg(long, value_name = "NAME", requires = "poses", default_value = DEFAULT_POSE_SCORES_NAME, help_heading = "Multi-pose")]
+    pub(crate) pose_scores_name: String,
+    /// Keep only the appended outputs and drop what no longer feeds them.
     #[arg(long, help_heading = "Output")]
     pub(crate) prune: bool,
     /// Allow OUT to be IN (it is then replaced atomically).
@@ -208,13 +232,25 @@ pub(crate) struct RewriteArgs {
 impl RewriteArgs {
     pub(crate) fn options(&self) -> RewriteOptions {
         RewriteOptions {
-            heads: HeadChoice { heatmaps: self.heatmaps.clone(), offsets: self.offsets.clone() },
+            heads: HeadChoice {
+                heatmaps: self.heatmaps.clone(),
+                offsets: self.offsets.clone(),
+                displacement_fwd: self.displacement_fwd.clone(),
+                displacement_bwd: self.displacement_bwd.clone(),
+            },
             input_shapes: self.input_shape.clone(),
             stride: self.stride,
             scores: self.scores,
             output_name: self.output_name.clone(),
             prune: self.prune,
             target: self.target.clone(),
+            multi_pose: self.poses.map(|max_poses| MultiPoseOptions {
+                max_poses,
+                score_threshold: self.score_threshold,
+                nms_radius: self.nms_radius,
+                poses_name: self.poses_name.clone(),
+                pose_scores_name: self.pose_scores_name.clone(),
+            }),
         }
     }
 
