@@ -236,8 +236,9 @@ fn quarter(rng: &mut Rng, span: f32) -> f32 {
 /// a candidate exactly at R from an accepted pose's keypoint, displacements pointing off the
 /// grid, positions at exactly half a cell, fewer candidates than N, none, all-equal maps.
 pub(crate) fn crafted_multi_pose_cases(g: &MultiPoseGrid, layout: Layout) -> Vec<MultiPoseCase> {
-    let cases: [(&'static str, MultiFill); 8] = [
+    let cases: [(&'static str, MultiFill); 9] = [
         ("poses-random", mp_random),
+        ("poses-at-the-threshold", mp_at_threshold),
         ("poses-tied-candidates", mp_tied),
         ("poses-on-the-border", mp_border),
         ("poses-root-at-nms-radius", mp_at_radius),
@@ -282,14 +283,31 @@ pub(crate) fn crafted_multi_pose_cases(g: &MultiPoseGrid, layout: Layout) -> Vec
         .collect()
 }
 
-/// Scores anywhere from far below to far above the threshold; some displacements ten cells long.
+/// Scores anywhere in (0, 1), near the threshold too; some displacements ten cells long.
 fn mp_random(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
-    c.heatmaps.iter_mut().for_each(|v| *v = if rng.next_f32() < 0.5 { g.below() } else { g.above(rng.next_f32()) });
+    c.heatmaps.iter_mut().for_each(|v| *v = g.value(rng.uniform(0.02, 0.98)));
     let far = 10.0 * g.stride as f32;
     for d in c.fwd.iter_mut().chain(c.bwd.iter_mut()) {
         if rng.next_f32() < 0.1 {
             *d = quarter(rng, far);
         }
+    }
+}
+
+/// One local maximum exactly at the threshold (a candidate: `>=`), the others one f32 step
+/// below it or a little below in score (not candidates): one pose, whatever N.
+fn mp_at_threshold(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
+    let threshold = crate::reference::multi_pose::decision_threshold(g.score_threshold, g.scores);
+    if !threshold.is_finite() {
+        return;
+    }
+    let apart: Vec<(usize, usize)> =
+        (0..g.height).step_by(2).flat_map(|y| (0..g.width).step_by(2).map(move |x| (y, x))).collect();
+    let t = g.score_threshold;
+    let below = [threshold.next_down(), g.value(0.9 * t), g.value(0.97 * t)];
+    for k in 0..NUM_KEYPOINTS {
+        let (y, x) = apart[(k + b) % apart.len()];
+        c.heatmaps[[0, k, y, x]] = if k == b % NUM_KEYPOINTS { threshold } else { below[k % below.len()] };
     }
 }
 
@@ -319,18 +337,21 @@ fn mp_border(c: &mut Crafted, g: &MultiPoseGrid, b: usize, rng: &mut Rng) {
 /// (suppressed: `d^2 <= R^2`), then C a quarter pixel further (kept), for a few keypoints.
 fn mp_at_radius(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
     let (h, w, s) = (g.height, g.width, g.stride as f32);
-    let cells = h * w;
-    if cells < 3 {
+    // Cells two apart on both axes: none is in another's 3x3 window, so each is a local maximum.
+    let apart: Vec<(usize, usize)> = (0..h).step_by(2).flat_map(|y| (0..w).step_by(2).map(move |x| (y, x))).collect();
+    if apart.len() < 3 {
         return;
     }
     for (i, k) in [0, 5, 9, 16].into_iter().enumerate() {
-        // Three distinct cells; their offsets place B and C relative to A's position.
-        let at = |j: usize| ((i * 3 + j + b) % cells / w, (i * 3 + j + b) % cells % w);
+        // Three such cells; their offsets place B and C relative to A's position.
+        let at = |j: usize| apart[(i + j + b) % apart.len()];
         let (a, bb, cc) = (at(0), at(1), at(2));
         let score = |t: f32| g.above(t);
-        c.heatmaps[[0, k, a.0, a.1]] = score(0.9 - 0.1 * i as f32);
-        c.heatmaps[[0, k, bb.0, bb.1]] = score(0.85 - 0.1 * i as f32);
-        c.heatmaps[[0, k, cc.0, cc.1]] = score(0.8 - 0.1 * i as f32);
+        // A, B, C of one keypoint follow each other in score, before the next keypoint's A.
+        let top = 0.95 - 0.2 * i as f32;
+        c.heatmaps[[0, k, a.0, a.1]] = score(top);
+        c.heatmaps[[0, k, bb.0, bb.1]] = score(top - 0.05);
+        c.heatmaps[[0, k, cc.0, cc.1]] = score(top - 0.1);
         let pos = |cell: (usize, usize), c: &Crafted| {
             (
                 cell.0 as f32 * s + c.offsets[[0, k, cell.0, cell.1]],

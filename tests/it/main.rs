@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod hostile;
 mod interrupt;
+mod multi_pose_cli;
 mod multi_pose_graph;
 mod multi_pose_reference;
 mod profiles;
