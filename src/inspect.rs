@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::contract::Provenance;
 use crate::error::{Error, Result};
+use crate::heads::Displacements;
 use crate::heads::{self, HeadChoice};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
@@ -68,6 +69,8 @@ pub struct OpCount {
 /// The heads the rewrite would decode, or why it would not find them.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+// One per inspection: boxing would only make the JSON's construction noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum HeadsReport {
     Found {
         heatmaps: String,
@@ -82,6 +85,12 @@ pub enum HeadsReport {
         #[serde(skip_serializing_if = "Option::is_none")]
         stride_error: Option<String>,
         scores: String,
+        /// The forward and backward displacements `--poses` would read, when found.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        displacements: Option<Displacements>,
+        /// Why `--poses` would be refused (no displacement heads, or names that cannot tell).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        displacements_error: Option<String>,
     },
     NotFound {
         reason: String,
@@ -249,7 +258,14 @@ fn heads_report(graph: &GraphProto, inputs: &[TensorFacts], outputs: &[TensorFac
         },
         None => (None, Some("no single image input to derive it from".to_string())),
     };
+    let (displacements, displacements_error) =
+        match heads::detect_displacements(outputs, &found, &HeadChoice::default()) {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     HeadsReport::Found {
+        displacements,
+        displacements_error,
         scores: heads::score_mode(graph, &found.heatmaps).to_string(),
         heatmaps: found.heatmaps,
         offsets: found.offsets,
@@ -302,7 +318,18 @@ impl fmt::Display for Inspection {
         let ops: Vec<String> = self.ops.iter().map(|o| format!("{} {}", o.op, o.count)).collect();
         writeln!(f, "ops ({} nodes): {}", self.nodes, ops.join(", "))?;
         match &self.heads {
-            HeadsReport::Found { heatmaps, offsets, layout, grid, image, stride, stride_error, scores } => {
+            HeadsReport::Found {
+                heatmaps,
+                offsets,
+                layout,
+                grid,
+                image,
+                stride,
+                stride_error,
+                scores,
+                displacements,
+                displacements_error,
+            } => {
                 let stride = match (stride, stride_error) {
                     (Some(s), _) => format!("stride {s}"),
                     (None, Some(e)) => format!("stride unknown ({e})"),
@@ -314,15 +341,36 @@ impl fmt::Display for Inspection {
                     "heads: heatmaps {heatmaps}, offsets {offsets}, {layout}, {}x{} grid, {stride}, scores {scores}{image}",
                     grid[0], grid[1]
                 )?;
+                match (displacements, displacements_error) {
+                    (Some(d), _) => writeln!(f, "multi-pose heads: displacements fwd {}, bwd {}", d.fwd, d.bwd)?,
+                    (None, Some(e)) => writeln!(f, "multi-pose heads: not found: {e}")?,
+                    (None, None) => {}
+                }
             }
             HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
         }
         match (&self.decoder.provenance, self.decoder.present) {
-            (Some(Provenance { tool_version, settings: p, .. }), _) => writeln!(
-                f,
-                "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
-                self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores
-            )?,
+            (Some(Provenance { tool_version, settings: p, multi_pose }), _) => {
+                writeln!(
+                    f,
+                    "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
+                    self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores
+                )?;
+                if let Some(m) = multi_pose {
+                    writeln!(
+                        f,
+                        "multi-pose decoder: outputs {} and {} from displacements {} and {} (up to {} poses, score \
+                         threshold {}, NMS radius {} px)",
+                        m.poses,
+                        m.pose_scores,
+                        m.displacement_fwd,
+                        m.displacement_bwd,
+                        m.max_poses,
+                        m.score_threshold,
+                        m.nms_radius
+                    )?;
+                }
+            }
             (None, true) => writeln!(f, "decoder: {} posefix/ nodes without provenance metadata", self.decoder.nodes)?,
             (None, false) => writeln!(f, "decoder: none")?,
         }
