@@ -1,13 +1,13 @@
 //! Benchmarks of onnx-posefix: rewrite speed and memory against a copy floor and a Python peer,
-//! how the rewrite scales with model size and heatmap area, the in-graph decoder's share of
-//! inference in tract, and verification throughput. Each figure is set against its comparison
+//! how the rewrite scales with model size and heatmap area, the in-graph decoders' share of
+//! inference in tract (and the multi-pose one's in onnxruntime), and verification throughput. Each figure is set against its comparison
 //! in the same run, interleaved, because machines are noisy.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench posefix -- [--quick] [--full] [SECTION...]
 //! ```
 //!
-//! SECTION is `rewrite`, `scaling`, `inference` or `verify` (default: all). `--quick` runs fewer
+//! SECTION is `rewrite`, `scaling`, `inference`, `multipose` or `verify` (default: all). `--quick` runs fewer
 //! rounds (a smoke test); `--full` adds the ResNet50-sized models at 1025x1025 to `inference`.
 //! Markdown goes to stdout; a full run also writes `benchmarks/results.md` and the plots
 //! `benchmarks/*.png`. Environment: `POSEFIX_BIN` (the binary under test; default the one cargo
@@ -17,6 +17,7 @@
 mod inference;
 mod measure;
 mod models;
+mod multi_pose;
 mod peer;
 mod plot;
 mod report;
@@ -29,7 +30,7 @@ use std::process::Command;
 
 use models::Workspace;
 
-const SECTIONS: [&str; 4] = ["rewrite", "scaling", "inference", "verify"];
+const SECTIONS: [&str; 5] = ["rewrite", "scaling", "inference", "multipose", "verify"];
 
 /// `--copy IN OUT [--fsync]`, the floor: the bytes through memory, written the way the tool
 /// writes.
@@ -97,7 +98,7 @@ fn main() {
     let plots = if quick { dir.clone() } else { repo.join("benchmarks") };
     let peer = sections
         .iter()
-        .any(|s| *s == "rewrite" || *s == "scaling")
+        .any(|s| *s == "rewrite" || *s == "scaling" || *s == "multipose")
         .then(|| peer::Peer::setup(&repo, &dir.join("peer-venv")));
 
     let mut md = format!(
@@ -115,6 +116,10 @@ fn main() {
                 ("Rewrite scaling", rewriting::scaling_section(&ws, peer.as_ref().unwrap(), rounds.min(5), &plots))
             }
             "inference" => ("Inference in tract: the in-graph decoder's cost", inference::section(&ws, budget, full)),
+            "multipose" => (
+                "Multi-pose: the decoder's cost in tract and onnxruntime",
+                multi_pose::section(&ws, peer.as_ref().unwrap(), if quick { 3 } else { 25 }),
+            ),
             "verify" => (
                 "Verification throughput",
                 throughput::section(&ws, &repo.join("../shared/images"), if quick { 1 } else { 3 }),

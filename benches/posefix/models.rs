@@ -41,11 +41,13 @@ impl Workspace {
 
     /// Runs the tool: `IN OUT [--prune]`.
     pub fn rewrite(&self, input: &Path, output: &Path, prune: bool) {
+        self.rewrite_with(input, output, if prune { &["--prune"] } else { &[] });
+    }
+
+    /// Runs the tool: `IN OUT ARGS...`.
+    pub fn rewrite_with(&self, input: &Path, output: &Path, args: &[&str]) {
         let mut cmd = Command::new(&self.tool);
-        cmd.arg(input).arg(output);
-        if prune {
-            cmd.arg("--prune");
-        }
+        cmd.arg(input).arg(output).args(args);
         let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tool.display()));
         assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
