@@ -162,6 +162,140 @@ impl fmt::Display for ScoreMode {
     }
 }
 
+/// How 0..255 RGB pixels become model input values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preprocess {
+    /// `x / 127.5 - 1`: tfjs posenet MobileNetV1.
+    Mobilenet,
+    /// `x + [-123.15, -115.90, -103.06]` per RGB channel: tfjs posenet ResNet50.
+    Resnet,
+    /// `x / 255`.
+    Unit,
+    /// `x`.
+    Raw,
+}
+
+/// tfjs posenet's ResNet50 mean, added per RGB channel.
+pub const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
+/// MobileNet's divisor: `x / 127.5 - 1` maps 0..255 to -1..1.
+pub const MOBILENET_SCALE: f32 = 127.5;
+
+impl Preprocess {
+    pub fn parse(s: &str) -> Option<Preprocess> {
+        [Preprocess::Mobilenet, Preprocess::Resnet, Preprocess::Unit, Preprocess::Raw]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preprocess::Mobilenet => "mobilenet",
+            Preprocess::Resnet => "resnet",
+            Preprocess::Unit => "unit",
+            Preprocess::Raw => "raw",
+        }
+    }
+
+    /// The ResNet mean added per channel of an input with `channels` channels (1 or 3).
+    pub fn resnet_mean(self, channels: usize) -> Vec<f32> {
+        if channels == 3 {
+            RESNET_MEAN.to_vec()
+        } else {
+            vec![RESNET_MEAN.iter().sum::<f32>() / 3.0; channels]
+        }
+    }
+
+    /// The preset as a formula, for reports.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Preprocess::Mobilenet => "x/127.5 - 1",
+            Preprocess::Resnet => "x + [-123.15, -115.90, -103.06]",
+            Preprocess::Unit => "x/255",
+            Preprocess::Raw => "x",
+        }
+    }
+
+    /// The input value of pixel value `v` in channel `c` (of 3; a 1-channel input gets luma
+    /// and the mean of the ResNet means). The in-graph normalization (`--pixels`) computes the
+    /// same f32 operations, so that its values equal these bit for bit.
+    pub fn apply(self, c: usize, channels: usize, v: u8) -> f32 {
+        let v = v as f32;
+        match self {
+            Preprocess::Mobilenet => v / MOBILENET_SCALE - 1.0,
+            Preprocess::Resnet => v + self.resnet_mean(channels)[c.min(channels - 1)],
+            Preprocess::Unit => v / 255.0,
+            Preprocess::Raw => v,
+        }
+    }
+}
+
+/// What the image input takes once the rewrite prepends the normalization (`--pixels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Pixels {
+    /// 0..1 floats (a texture as Barracuda, Sentis or WebGL hand it over).
+    Unit,
+    /// 0..255 floats (a raw 8-bit image buffer).
+    Byte,
+}
+
+impl Pixels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pixels::Unit => "unit",
+            Pixels::Byte => "byte",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Pixels> {
+        match s {
+            "unit" => Some(Pixels::Unit),
+            "byte" => Some(Pixels::Byte),
+            _ => None,
+        }
+    }
+
+    /// The value fed for pixel value `v` (0..255).
+    pub fn value(self, v: u8) -> f32 {
+        match self {
+            Pixels::Unit => v as f32 / 255.0,
+            Pixels::Byte => v as f32,
+        }
+    }
+}
+
+impl Serialize for Pixels {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Pixels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Preprocess {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Preprocess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The normalization a rewrite prepended to the image input: the model then takes `pixels` in
+/// `input` and computes `preprocess` itself, as its first nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PixelInput {
+    pub input: String,
+    pub pixels: Pixels,
+    pub preprocess: Preprocess,
+}
+
 /// The settings of a single-pose decoder: which heads it reads and how it decodes them, and the
 /// output it writes. The one type wherever they appear: the rewrite's provenance, verification's
 /// report, `inspect`. A new setting is added here, once.
@@ -236,6 +370,9 @@ pub struct Provenance {
     pub settings: DecoderSettings,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multi_pose: Option<MultiPoseSettings>,
+    /// The normalization prepended to the image input (`--pixels`), under `posefix.input.`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<PixelInput>,
 }
 
 impl Provenance {
@@ -249,6 +386,7 @@ impl Provenance {
         "poses.output",
         "poses.scores_output",
     ];
+    const PIXEL_KEYS: [&'static str; 3] = ["input.name", "input.pixels", "input.preprocess"];
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
@@ -277,6 +415,10 @@ impl Provenance {
             ];
             entries.extend(Self::MULTI_POSE_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
         }
+        if let Some(p) = &self.pixels {
+            let values = [p.input.clone(), p.pixels.to_string(), p.preprocess.to_string()];
+            entries.extend(Self::PIXEL_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
+        }
         entries
     }
 
@@ -285,12 +427,15 @@ impl Provenance {
     pub fn from_metadata<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Provenance> {
         let mut found: [Option<&str>; 7] = [None; 7];
         let mut multi: [Option<&str>; 7] = [None; 7];
+        let mut pixel: [Option<&str>; 3] = [None; 3];
         for (k, v) in entries {
             if let Some(short) = k.strip_prefix(METADATA_PREFIX) {
                 if let Some(i) = Self::KEYS.iter().position(|key| *key == short) {
                     found[i] = Some(v);
                 } else if let Some(i) = Self::MULTI_POSE_KEYS.iter().position(|key| *key == short) {
                     multi[i] = Some(v);
+                } else if let Some(i) = Self::PIXEL_KEYS.iter().position(|key| *key == short) {
+                    pixel[i] = Some(v);
                 }
             }
         }
@@ -309,7 +454,18 @@ impl Provenance {
                 pose_scores: pose_scores?.to_string(),
             })
         };
+        let pixels = if pixel.iter().all(Option::is_none) {
+            None
+        } else {
+            let [input, pixels, preprocess] = pixel;
+            Some(PixelInput {
+                input: input?.to_string(),
+                pixels: Pixels::parse(pixels?)?,
+                preprocess: Preprocess::parse(preprocess?)?,
+            })
+        };
         Some(Provenance {
+            pixels,
             tool_version: version?.to_string(),
             settings: DecoderSettings {
                 heatmaps: heatmaps?.to_string(),

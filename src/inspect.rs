@@ -350,12 +350,22 @@ impl fmt::Display for Inspection {
             HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
         }
         match (&self.decoder.provenance, self.decoder.present) {
-            (Some(Provenance { tool_version, settings: p, multi_pose }), _) => {
+            (Some(Provenance { tool_version, settings: p, multi_pose, pixels }), _) => {
                 writeln!(
                     f,
                     "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
                     self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores
                 )?;
+                if let Some(px) = pixels {
+                    writeln!(
+                        f,
+                        "input normalization: {} takes {} pixels, {} ({}) computed in the graph",
+                        px.input,
+                        px.pixels,
+                        px.preprocess,
+                        px.preprocess.formula()
+                    )?;
+                }
                 if let Some(m) = multi_pose {
                     writeln!(
                         f,

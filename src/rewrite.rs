@@ -8,12 +8,13 @@ use onnx_protobuf::{GraphProto, ModelProto};
 use protobuf::{Enum, Message};
 
 use crate::contract::{
-    DecoderSettings, MultiPoseSettings, Provenance, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_OUTPUT_NAME,
-    DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS, TOOL_VERSION,
-    VALUES_PER_KEYPOINT,
+    DecoderSettings, MultiPoseSettings, PixelInput, Pixels, Preprocess, Provenance, ScoreMode, DEFAULT_NMS_RADIUS,
+    DEFAULT_OUTPUT_NAME, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS,
+    TOOL_VERSION, VALUES_PER_KEYPOINT,
 };
 use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::decoders::multi_pose::{self, MultiPoseSpec};
+use crate::decoders::normalize;
 use crate::decoders::reroute;
 use crate::decoders::single_pose::{self as decoder, DecoderSpec};
 use crate::error::{printable, Error, Result};
@@ -40,6 +41,15 @@ pub struct RewriteOptions {
     pub target: String,
     /// Append the multi-pose decoder too (`--poses N`).
     pub multi_pose: Option<MultiPoseOptions>,
+    /// Prepend the normalization: the image input then takes pixels (`--pixels`).
+    pub pixels: Option<PixelOptions>,
+}
+
+/// `--pixels unit|byte` with `--preprocess mobilenet|resnet`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelOptions {
+    pub pixels: Pixels,
+    pub preprocess: Preprocess,
 }
 
 /// The multi-pose decoder's options (`--poses`, `--score-threshold`, `--nms-radius`).
@@ -79,6 +89,7 @@ impl Default for RewriteOptions {
             prune: false,
             target: profiles::PORTABLE.to_string(),
             multi_pose: None,
+            pixels: None,
         }
     }
 }
@@ -117,9 +128,23 @@ impl Rewritten {
             ),
             None => String::new(),
         };
+        let pixels = match &self.provenance.pixels {
+            Some(p) => format!(
+                "; input {} now takes {} pixels ({}) and computes {} ({}) itself",
+                p.input,
+                p.pixels,
+                match p.pixels {
+                    Pixels::Unit => "0..1",
+                    Pixels::Byte => "0..255",
+                },
+                p.preprocess,
+                p.preprocess.formula()
+            ),
+            None => String::new(),
+        };
         format!(
             "wrote {}: {} [{}, 17, 3] (x, y, score) from heatmaps '{}' and offsets '{}' ({}, {}x{} grid, stride {}, \
-             scores {}{}){poses}, {} nodes added{}",
+             scores {}{}){poses}, {} nodes added{}{pixels}",
             out.display(),
             p.output,
             self.heads.batch,
@@ -295,9 +320,26 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         Some(_) => Some(heads::detect_displacements(&facts.outputs, &heads, &options.heads)?),
         None => None,
     };
+    let pixels = match options.pixels {
+        Some(p) => Some(pixel_input(p, image.as_ref(), &facts)?),
+        None => None,
+    };
     // The output names are ours to write: no decoder node may take one for its own tensor.
     let mut taken = query::taken_names(graph);
     taken.extend(appended_outputs(options).into_iter().map(|(name, _)| name.to_string()));
+    // The normalization first (its nodes go before the model's), then the decoders.
+    let (normalized, prepended, prepended_weights) = match (&pixels, &image) {
+        (Some(p), Some(image)) => {
+            let mut b = GraphBuilder::new(opset, NameAllocator::new(taken.clone()));
+            let channels = input_channels(&facts, image);
+            let normalized = normalize::build(&mut b, &p.input, p.pixels, p.preprocess, image.layout, channels);
+            let (nodes, weights) = b.finish();
+            taken.extend(nodes.iter().flat_map(|n| n.output.iter().chain(std::iter::once(&n.name)).cloned()));
+            taken.extend(weights.iter().map(|t| t.name.clone()));
+            (Some(normalized), nodes, weights)
+        }
+        _ => (None, vec![], vec![]),
+    };
     let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken));
     decoder::build(&mut builder, &spec)?;
     let multi_pose = match (&options.multi_pose, displacements) {
@@ -331,12 +373,17 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         }
         _ => None,
     };
-    let (nodes, initializers) = builder.finish();
-    let nodes_added = nodes.len();
+    let (nodes, mut initializers) = builder.finish();
+    let nodes_added = nodes.len() + prepended.len();
+    initializers.extend(prepended_weights);
 
-    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings, multi_pose };
+    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings, multi_pose, pixels };
     let mut out = proto.clone();
     let graph = out.graph.as_mut().expect("checked above");
+    if let (Some(p), Some(normalized)) = (&provenance.pixels, &normalized) {
+        normalize::rewire(graph, &p.input, normalized);
+        graph.node.splice(0..0, prepended);
+    }
     if out.ir_version < 4 {
         // IR 3 requires every initializer to be declared as a graph input too.
         for t in &initializers {
@@ -374,6 +421,39 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         nodes_pruned,
         notes,
     })
+}
+
+/// What `--pixels` prepends to: the image input, float32, with its channels known.
+fn pixel_input(p: PixelOptions, image: Option<&ImageInput>, facts: &ModelFacts) -> Result<PixelInput> {
+    if !matches!(p.preprocess, Preprocess::Mobilenet | Preprocess::Resnet) {
+        return Err(Error::Usage(format!(
+            "--pixels needs --preprocess mobilenet or resnet (the normalization to prepend), not {}",
+            p.preprocess
+        )));
+    }
+    let Some(image) = image else {
+        return Err(Error::Usage(format!(
+            "--pixels: cannot tell the image input among {} (expected one rank-4 input with 1 or 3 channels)",
+            facts.inputs.iter().map(|i| format!("{} {}", i.name, i.shape_string())).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let fact = &facts.inputs[image.index];
+    if fact.datum_type.is_some_and(|dt| dt != tract_onnx::prelude::DatumType::F32) {
+        return Err(Error::Unsupported(format!(
+            "--pixels: the image input {} is {}, not float32",
+            printable(&image.name),
+            crate::profiles::datum_type_name(fact.datum_type.expect("checked"))
+        )));
+    }
+    Ok(PixelInput { input: image.name.clone(), pixels: p.pixels, preprocess: p.preprocess })
+}
+
+/// The channel count of the image input (`image_input` found it to be 1 or 3).
+fn input_channels(facts: &ModelFacts, image: &ImageInput) -> usize {
+    match facts.inputs[image.index].shape.as_ref().map(|d| &d[image.layout.channel_axis()]) {
+        Some(Dim::Fixed(c)) => *c as usize,
+        _ => 3,
+    }
 }
 
 /// Writes the inferred shapes of the inputs and outputs into their declarations, so that a model

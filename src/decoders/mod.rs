@@ -1,14 +1,17 @@
-//! The decoders the rewrite appends, one module per decoder, each with its output contract in
-//! its module doc, on shared ground: [`graph`] builds subgraphs from the op choices that every
-//! targeted runtime runs correctly, and [`reroute`] says where a decoder may read a head from.
+//! The subgraphs the rewrite adds: the decoders it appends, one module per decoder, each with its
+//! output contract in its module doc, and the input normalization it may prepend; on shared
+//! ground: [`graph`] builds subgraphs from the op choices that every targeted runtime runs
+//! correctly, and [`reroute`] says where a decoder may read a head from.
 //!
 //! - [`single_pose`]: `keypoints` `[N, 17, 3]`, tfjs posenet's `decodeSinglePose`.
 //! - [`multi_pose`]: `poses` `[B, N, 17, 3]` and `pose_scores` `[B, N]`, tfjs posenet's
-//!   `decodeMultiplePoses` (in progress: not yet offered by the command line).
+//!   `decodeMultiplePoses` (`--poses`).
+//! - [`normalize`]: pixels in, the model's normalization as its first nodes (`--pixels`).
 //!
 //! A decoder's plain-Rust reference lives apart from graph code, under [`crate::reference`].
 
 pub mod graph;
 pub mod multi_pose;
+pub mod normalize;
 pub mod reroute;
 pub mod single_pose;

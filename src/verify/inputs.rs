@@ -1,8 +1,9 @@
 //! Step 2: the inputs fed to both models. Photos are decoded (EXIF orientation applied, as a
 //! browser shows them to tfjs), converted to RGB, resized to the model's input size with a
 //! bilinear filter ([`RESIZE_FILTER`], tfjs' `resizeBilinear` default), normalized by a
-//! [`Preprocess`] preset, laid out NCHW or NHWC and repeated over the batch. The adversarial
-//! images are made directly in the model's input space.
+//! [`Preprocess`] preset (or fed as pixels to a model that normalizes them itself), laid out
+//! NCHW or NHWC and repeated over the batch. The adversarial images are made directly in the
+//! model's input space, or as pixels for a model that takes pixels.
 
 use std::fs;
 use std::io::Cursor;
@@ -21,56 +22,6 @@ const FILTER: FilterType = FilterType::Triangle;
 
 /// The bundled sample photos, embedded so `--verify` works from any directory.
 const BUNDLED: [(&str, &[u8]); 1] = [("astronaut.png", include_bytes!("../../samples/astronaut.png"))];
-
-/// How 0..255 RGB pixels become model input values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preprocess {
-    /// `x / 127.5 - 1`: tfjs posenet MobileNetV1.
-    Mobilenet,
-    /// `x + [-123.15, -115.90, -103.06]` per RGB channel: tfjs posenet ResNet50.
-    Resnet,
-    /// `x / 255`.
-    Unit,
-    /// `x`.
-    Raw,
-}
-
-/// tfjs posenet's ResNet50 mean, added per RGB channel.
-const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
-
-impl Preprocess {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preprocess::Mobilenet => "mobilenet",
-            Preprocess::Resnet => "resnet",
-            Preprocess::Unit => "unit",
-            Preprocess::Raw => "raw",
-        }
-    }
-
-    /// The preset as a formula, for reports.
-    pub fn formula(self) -> &'static str {
-        match self {
-            Preprocess::Mobilenet => "x/127.5 - 1",
-            Preprocess::Resnet => "x + [-123.15, -115.90, -103.06]",
-            Preprocess::Unit => "x/255",
-            Preprocess::Raw => "x",
-        }
-    }
-
-    /// The input value of pixel value `v` in channel `c` (of 3; a 1-channel input gets luma
-    /// and the mean of the ResNet means).
-    fn apply(self, c: usize, channels: usize, v: u8) -> f32 {
-        let v = v as f32;
-        match self {
-            Preprocess::Mobilenet => v / 127.5 - 1.0,
-            Preprocess::Resnet if channels == 3 => v + RESNET_MEAN[c],
-            Preprocess::Resnet => v + RESNET_MEAN.iter().sum::<f32>() / 3.0,
-            Preprocess::Unit => v / 255.0,
-            Preprocess::Raw => v,
-        }
-    }
-}
 
 #[derive(Debug)]
 enum Source {
@@ -221,15 +172,49 @@ fn dims(shape: &[usize], layout: Layout) -> (usize, usize, usize) {
     (shape[layout.channel_axis()], shape[y], shape[x])
 }
 
-/// The photo as the model's input tensor of `shape`, every batch item the same photo.
-pub(crate) fn photo_tensor(photo: &RgbImage, shape: &[usize], layout: Layout, preprocess: Preprocess) -> ArrayD<f32> {
+/// The photo as the model's input tensor of `shape`, every batch item the same photo, each
+/// pixel value `v` of channel `c` (of `channels`) fed as `value(c, channels, v)`.
+pub(crate) fn photo_tensor(
+    photo: &RgbImage,
+    shape: &[usize],
+    layout: Layout,
+    value: impl Fn(usize, usize, u8) -> f32,
+) -> ArrayD<f32> {
     let (channels, h, w) = dims(shape, layout);
     // Through DynamicImage: its resize is compiled (and optimized) in the image crate, where the
     // generic `imageops::resize` would be instantiated here, unoptimized in dev builds (7x slower).
     let resized = DynamicImage::ImageRgb8(photo.clone()).resize_exact(w as u32, h as u32, FILTER);
     let pixels: Vec<u8> = if channels == 1 { resized.to_luma8().into_raw() } else { resized.into_rgb8().into_raw() };
     let step = channels.min(3);
-    fill(shape, layout, |_, c, y, x| preprocess.apply(c, channels, pixels[(y * w + x) * step + c.min(step - 1)]))
+    fill(shape, layout, |_, c, y, x| value(c, channels, pixels[(y * w + x) * step + c.min(step - 1)]))
+}
+
+/// Built-in images as 0..255 pixels, for a model that takes pixels (`--pixels`): black, mid
+/// grey, a gradient, a black and white checkerboard of `stride`-pixel squares and seeded noise;
+/// each fed through `value(c, channels, v)`, once per model.
+pub(crate) fn adversarial_pixels(
+    shape: &[usize],
+    layout: Layout,
+    stride: u32,
+    value: impl Fn(usize, usize, u8) -> f32,
+) -> Vec<(&'static str, ArrayD<f32>)> {
+    let (channels, h, w) = dims(shape, layout);
+    let (h, w) = (h.max(2), w.max(2));
+    let square = stride.max(1) as usize;
+    let mut noise_rngs: Vec<Rng> = (0..shape[0]).map(|b| Rng::new(0x5EED_0000 + b as u64)).collect();
+    let gradient = |c: usize, y: usize, x: usize| ((y * 255 / (h - 1) + x * 255 / (w - 1)) / 2 + 20 * c).min(255) as u8;
+    vec![
+        ("zeros", fill(shape, layout, |_, c, _, _| value(c, channels, 0))),
+        ("constant", fill(shape, layout, |_, c, _, _| value(c, channels, 128))),
+        ("gradient", fill(shape, layout, |_, c, y, x| value(c, channels, gradient(c, y, x)))),
+        (
+            "checkerboard",
+            fill(shape, layout, |_, c, y, x| {
+                value(c, channels, if (y / square + x / square).is_multiple_of(2) { 255 } else { 0 })
+            }),
+        ),
+        ("noise", fill(shape, layout, |b, c, _, _| value(c, channels, (noise_rngs[b].next_u64() >> 56) as u8))),
+    ]
 }
 
 /// Built-in inputs in the model's input space (roughly [-1, 1], what a normalized photo
@@ -261,6 +246,7 @@ pub(crate) fn adversarial(shape: &[usize], layout: Layout, stride: u32) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Preprocess;
 
     #[test]
     fn presets() {
@@ -280,8 +266,9 @@ mod tests {
     fn photos_are_laid_out_per_layout() {
         let mut img = RgbImage::new(4, 2);
         img.put_pixel(3, 1, image::Rgb([255, 0, 127]));
-        let nchw = photo_tensor(&img, &[2, 3, 2, 4], Layout::Nchw, Preprocess::Raw);
-        let nhwc = photo_tensor(&img, &[1, 2, 4, 3], Layout::Nhwc, Preprocess::Raw);
+        let raw = |c, ch, v| Preprocess::Raw.apply(c, ch, v);
+        let nchw = photo_tensor(&img, &[2, 3, 2, 4], Layout::Nchw, raw);
+        let nhwc = photo_tensor(&img, &[1, 2, 4, 3], Layout::Nhwc, raw);
         assert_eq!((nchw[[1, 0, 1, 3]], nchw[[1, 2, 1, 3]]), (255.0, 127.0));
         assert_eq!((nhwc[[0, 1, 3, 0]], nhwc[[0, 1, 3, 2]]), (255.0, 127.0));
     }

@@ -41,9 +41,10 @@ use crate::model::query::InputShape;
 use crate::reference;
 use crate::tract_bridge::Runner;
 
+pub use crate::contract::Preprocess;
 pub use compare::{KeypointMismatch, Position, Tolerances};
 pub use draw::SCORE_THRESHOLD;
-pub use inputs::{Preprocess, RESIZE_FILTER};
+pub use inputs::RESIZE_FILTER;
 pub use poses::{PoseDifference, PosesResult};
 pub use report::{
     DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, Outcome, Report, Status, Summary,
@@ -75,7 +76,8 @@ impl DecoderOverrides {
 pub struct VerifyOptions {
     /// Image files and folders (JPEG, PNG); empty means the bundled sample photos.
     pub images: Vec<PathBuf>,
-    pub preprocess: Preprocess,
+    /// How photos are normalized; `None`: REWRITTEN's `--pixels` normalization, or mobilenet.
+    pub preprocess: Option<Preprocess>,
     pub tolerances: Tolerances,
     /// Where to write one PNG per photo with the rewritten model's pose drawn over it.
     pub draw: Option<PathBuf>,
@@ -88,7 +90,7 @@ impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             images: vec![],
-            preprocess: Preprocess::Mobilenet,
+            preprocess: None,
             tolerances: Tolerances::default(),
             draw: None,
             decoder: DecoderOverrides::default(),
@@ -139,7 +141,36 @@ pub fn verify(
     let setup = setup::prepare(original, rewritten, options)?;
     let mut notes = setup.notes.clone();
     let photos = inputs::list_photos(&options.images);
-    let adversarial = inputs::adversarial(&setup.input_shape, setup.image.layout, setup.spec.settings.stride);
+    // A model that takes pixels (`--pixels`) gets them as they are; ORIGINAL gets them normalized
+    // as REWRITTEN's own first nodes normalize them.
+    let preprocess = match (&setup.pixels, options.preprocess) {
+        (Some(p), Some(given)) if given != p.preprocess => {
+            return Err(Error::Usage(format!(
+                "REWRITTEN normalizes its input itself ({}, recorded by --pixels); --preprocess {given} disagrees",
+                p.preprocess
+            )))
+        }
+        (Some(p), _) => p.preprocess,
+        (None, given) => given.unwrap_or(Preprocess::Mobilenet),
+    };
+    let pixels = setup.pixels.as_ref().map(|p| p.pixels);
+    let normalized = move |c: usize, channels: usize, v: u8| preprocess.apply(c, channels, v);
+    let fed = move |c: usize, channels: usize, v: u8| match pixels {
+        Some(pixels) => pixels.value(v),
+        None => preprocess.apply(c, channels, v),
+    };
+    let (layout, stride) = (setup.image.layout, setup.spec.settings.stride);
+    let adversarial: Vec<(&str, ArrayD<f32>, ArrayD<f32>)> = match pixels {
+        None => inputs::adversarial(&setup.input_shape, layout, stride)
+            .into_iter()
+            .map(|(n, t)| (n, t.clone(), t))
+            .collect(),
+        Some(_) => inputs::adversarial_pixels(&setup.input_shape, layout, stride, normalized)
+            .into_iter()
+            .zip(inputs::adversarial_pixels(&setup.input_shape, layout, stride, fed))
+            .map(|((n, original), (_, rewritten))| (n, original, rewritten))
+            .collect(),
+    };
     // The cut needs the decoder's constants; a structure-only parse left large ones in the bytes.
     let full_rewritten = if rewritten.weights_stripped() {
         Some(
@@ -237,8 +268,9 @@ pub fn verify(
             name: setup.image.name.clone(),
             shape: setup.input_shape.clone(),
             layout: setup.image.layout.to_string(),
-            preprocess: options.preprocess.as_str().to_string(),
-            normalization: options.preprocess.formula().to_string(),
+            preprocess: preprocess.as_str().to_string(),
+            normalization: preprocess.formula().to_string(),
+            pixels: setup.pixels.as_ref().map(|p| p.pixels.to_string()),
             resize: RESIZE_FILTER.to_string(),
         },
         tolerances: options.tolerances,
@@ -256,8 +288,14 @@ pub fn verify(
         let result = match photo.load() {
             Err(reason) => InputResult::unreadable(&photo.name, reason.to_string()),
             Ok(image) => {
-                let tensor = inputs::photo_tensor(&image, &setup.input_shape, setup.image.layout, options.preprocess);
-                let (mut result, keypoints) = check_image(&setup, &photo.name, InputKind::Photo, tensor, options)?;
+                let shape = &setup.input_shape;
+                let original = inputs::photo_tensor(&image, shape, layout, normalized);
+                let rewritten = match pixels {
+                    Some(_) => inputs::photo_tensor(&image, shape, layout, fed),
+                    None => original.clone(),
+                };
+                let (mut result, keypoints) =
+                    check_image(&setup, &photo.name, InputKind::Photo, [original, rewritten], options)?;
                 if let Some(dir) = &draw_dir {
                     let file = dir.join(draw::file_name(&photo.stem, &mut drawn_names));
                     let picture = draw::draw_pose(&image, &keypoints, setup.image.size);
@@ -272,8 +310,9 @@ pub fn verify(
         on_event(Event::Input(&result));
         report.inputs.push(result);
     }
-    for (name, tensor) in adversarial {
-        let (result, _) = check_image(&setup, &format!("adversarial:{name}"), InputKind::Adversarial, tensor, options)?;
+    for (name, original, rewritten) in adversarial {
+        let name = format!("adversarial:{name}");
+        let (result, _) = check_image(&setup, &name, InputKind::Adversarial, [original, rewritten], options)?;
         on_event(Event::Input(&result));
         report.inputs.push(result);
     }
@@ -296,20 +335,21 @@ pub fn verify(
     Ok(report)
 }
 
-/// Runs both models on one image tensor and compares; also returns REWRITTEN's pose of batch
+/// Runs both models on one image (as each takes it: `[ORIGINAL's, REWRITTEN's]`, which differ
+/// only for a model that takes pixels) and compares; also returns REWRITTEN's pose of batch
 /// item 0 (for drawing).
 fn check_image(
     setup: &setup::Setup,
     name: &str,
     kind: InputKind,
-    input: ArrayD<f32>,
+    inputs: [ArrayD<f32>; 2],
     options: &VerifyOptions,
 ) -> Result<(InputResult, [[f32; 3]; NUM_KEYPOINTS])> {
-    let input = input.into_tensor();
+    let [original_input, rewritten_input] = inputs.map(IntoTensor::into_tensor);
     // The two plans are independent: run them side by side (each tract run is single-threaded).
     let (heads, outputs) = std::thread::scope(|scope| {
-        let original = scope.spawn(|| setup.original.run(vec![input.clone()]));
-        let rewritten = setup.rewritten.run(vec![input.clone()]);
+        let original = scope.spawn(|| setup.original.run(vec![original_input]));
+        let rewritten = setup.rewritten.run(vec![rewritten_input]);
         (original.join().expect("the ORIGINAL run does not panic"), rewritten)
     });
     let (heads, outputs) = (heads?, outputs?);

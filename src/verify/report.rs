@@ -72,6 +72,10 @@ pub struct InputInfo {
     pub preprocess: String,
     /// The preset as a formula of the 0..255 pixel value.
     pub normalization: String,
+    /// `unit` or `byte` when REWRITTEN takes pixels and normalizes them itself (`--pixels`): it
+    /// is fed those, ORIGINAL the normalized values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<String>,
     /// How photos are resized to the input size.
     pub resize: String,
 }
@@ -329,13 +333,17 @@ impl Report {
                 }
             ),
             format!(
-                "input: {} {:?} {}; photos resized {}, preprocess {} ({}); tolerances {} px, {} score",
+                "input: {} {:?} {}; photos resized {}, preprocess {} ({}){}; tolerances {} px, {} score",
                 i.name,
                 i.shape,
                 i.layout,
                 i.resize,
                 i.preprocess,
                 i.normalization,
+                match &i.pixels {
+                    Some(p) => format!(", in REWRITTEN's graph: it is fed {p} pixels"),
+                    None => String::new(),
+                },
                 self.tolerances.px,
                 self.tolerances.score
             ),

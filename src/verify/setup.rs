@@ -1,7 +1,7 @@
 //! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
 //! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
 
-use crate::contract::{DecoderSettings, MultiPoseSettings, DEFAULT_OUTPUT_NAME};
+use crate::contract::{DecoderSettings, MultiPoseSettings, PixelInput, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
@@ -48,6 +48,8 @@ pub(crate) struct Setup {
     pub offsets_ix: usize,
     pub keypoints_ix: usize,
     pub multi_pose: Option<MultiPoseSetup>,
+    /// REWRITTEN takes pixels and normalizes them itself (`--pixels`, from its provenance).
+    pub pixels: Option<PixelInput>,
     pub notes: Vec<String>,
 }
 
@@ -162,6 +164,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         _ => None,
     };
     Ok(Setup {
+        pixels: existing_provenance(&rewritten.proto).and_then(|p| p.pixels),
         multi_pose,
         heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.settings.heatmaps)?,
         offsets_ix: index(&original_runner, "ORIGINAL", &spec.settings.offsets)?,

@@ -8,6 +8,7 @@ mod interrupt;
 mod multi_pose_cli;
 mod multi_pose_graph;
 mod multi_pose_reference;
+mod pixels;
 mod profiles;
 mod rewrite;
 mod tfjs;

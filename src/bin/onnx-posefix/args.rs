@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::{
-    ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
+    Pixels, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
 };
 use onnx_posefix::heads::HeadChoice;
 use onnx_posefix::model::io::Durability;
 use onnx_posefix::profiles;
-use onnx_posefix::rewrite::{InputShape, MultiPoseOptions, OutputOptions, RewriteOptions};
+use onnx_posefix::rewrite::{InputShape, MultiPoseOptions, OutputOptions, PixelOptions, RewriteOptions};
 use onnx_posefix::verify::{DecoderOverrides, Preprocess, Tolerances, VerifyOptions};
 
 #[derive(Parser, Debug)]
@@ -117,7 +117,8 @@ pub(crate) struct VerificationArgs {
     #[arg(long, value_name = "PATH", num_args = 1.., help_heading = "Verification")]
     pub(crate) images: Vec<PathBuf>,
     /// Pixel normalization: mobilenet x/127.5-1, resnet x+[-123.15,-115.90,-103.06], unit x/255,
-    /// raw x [default: mobilenet].
+    /// raw x [default: mobilenet, or what REWRITTEN's --pixels recorded]. With --pixels, the
+    /// normalization the rewrite prepends (mobilenet or resnet).
     #[arg(long, value_enum, help_heading = "Verification")]
     pub(crate) preprocess: Option<Preprocess>,
     /// Largest |dx| or |dy| accepted, in model-input pixels [default: 0.001].
@@ -153,7 +154,7 @@ impl VerificationArgs {
         let defaults = Tolerances::default();
         VerifyOptions {
             images: self.images.clone(),
-            preprocess: self.preprocess.unwrap_or(Preprocess::Mobilenet),
+            preprocess: self.preprocess,
             tolerances: Tolerances {
                 px: self.tol_px.unwrap_or(defaults.px),
                 score: self.tol_score.unwrap_or(defaults.score),
@@ -211,6 +212,11 @@ pub(crate) struct RewriteArgs {
     /// Keep only the appended outputs and drop what no longer feeds them.
     #[arg(long, help_heading = "Output")]
     pub(crate) prune: bool,
+    /// CHANGES WHAT THE MODEL'S INPUT MEANS: the image input takes pixels, 0..1 (unit, as a
+    /// texture) or 0..255 (byte), and the model applies --preprocess (mobilenet or resnet) itself,
+    /// as its first nodes. Feed it the texture as it is.
+    #[arg(long, value_enum, value_name = "RANGE", help_heading = "Input")]
+    pub(crate) pixels: Option<Pixels>,
     /// Allow OUT to be IN (it is then replaced atomically).
     #[arg(long, help_heading = "Output")]
     pub(crate) force: bool,
@@ -230,8 +236,16 @@ pub(crate) struct RewriteArgs {
 }
 
 impl RewriteArgs {
-    pub(crate) fn options(&self) -> RewriteOptions {
-        RewriteOptions {
+    /// The rewrite's options; `preprocess` is the `--preprocess` flag, which `--pixels` prepends.
+    pub(crate) fn options(&self, preprocess: Option<Preprocess>) -> anyhow::Result<RewriteOptions> {
+        let pixels = match (self.pixels, preprocess) {
+            (Some(pixels), Some(preprocess)) => Some(PixelOptions { pixels, preprocess }),
+            (Some(_), None) => {
+                anyhow::bail!("--pixels needs --preprocess mobilenet or resnet (the normalization to prepend)")
+            }
+            (None, _) => None,
+        };
+        Ok(RewriteOptions {
             heads: HeadChoice {
                 heatmaps: self.heatmaps.clone(),
                 offsets: self.offsets.clone(),
@@ -251,7 +265,8 @@ impl RewriteArgs {
                 poses_name: self.poses_name.clone(),
                 pose_scores_name: self.pose_scores_name.clone(),
             }),
-        }
+            pixels,
+        })
     }
 
     pub(crate) fn output_options(&self) -> OutputOptions {

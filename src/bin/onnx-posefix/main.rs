@@ -104,11 +104,14 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         bail!("IN and OUT are required");
     };
     if !cli.verify {
-        if let Some(flag) = cli.verification.first_given() {
+        // --pixels prepends --preprocess, so that one applies to the rewrite too.
+        let given = cli.verification.first_given().filter(|f| !(*f == "--preprocess" && cli.rewrite.pixels.is_some()));
+        if let Some(flag) = given {
             bail!("{flag} only applies with --verify (or the verify subcommand)");
         }
     }
-    let rewritten = rewrite::rewrite_file(input, output, &cli.rewrite.options(), cli.rewrite.output_options())?;
+    let options = cli.rewrite.options(cli.verification.preprocess)?;
+    let rewritten = rewrite::rewrite_file(input, output, &options, cli.rewrite.output_options())?;
     say(&rewritten.summary(output));
     for note in &rewritten.notes {
         say(&format!("note: {note}"));
