@@ -72,7 +72,7 @@ impl DecoderOverrides {
 }
 
 /// How to verify.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// Image files and folders (JPEG, PNG); empty means the bundled sample photos.
     pub images: Vec<PathBuf>,
@@ -86,18 +86,6 @@ pub struct VerifyOptions {
     pub input_shapes: Vec<InputShape>,
 }
 
-impl Default for VerifyOptions {
-    fn default() -> Self {
-        VerifyOptions {
-            images: vec![],
-            preprocess: None,
-            tolerances: Tolerances::default(),
-            draw: None,
-            decoder: DecoderOverrides::default(),
-            input_shapes: vec![],
-        }
-    }
-}
 
 /// What verification tells its caller while it runs.
 #[derive(Debug)]
