@@ -344,6 +344,21 @@ pub struct MultiPoseSettings {
 }
 
 impl MultiPoseSettings {
+    /// `poses and pose_scores from displacements 'f' and 'b' (up to N poses, score threshold T,
+    /// NMS radius R px)`: how reports and `inspect` name the decoder.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} and {} from displacements '{}' and '{}' (up to {} poses, score threshold {}, NMS radius {} px)",
+            self.poses,
+            self.pose_scores,
+            self.displacement_fwd,
+            self.displacement_bwd,
+            self.max_poses,
+            self.score_threshold,
+            self.nms_radius
+        )
+    }
+
     /// Why these parameters are outside the contract (`N >= 1`, `T` in [0, 1], `R > 0` and
     /// finite), in the command line's words; `None` when they are fine.
     pub fn out_of_range(max_poses: usize, score_threshold: f32, nms_radius: f32) -> Option<String> {

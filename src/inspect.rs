@@ -367,18 +367,7 @@ impl fmt::Display for Inspection {
                     )?;
                 }
                 if let Some(m) = multi_pose {
-                    writeln!(
-                        f,
-                        "multi-pose decoder: outputs {} and {} from displacements {} and {} (up to {} poses, score \
-                         threshold {}, NMS radius {} px)",
-                        m.poses,
-                        m.pose_scores,
-                        m.displacement_fwd,
-                        m.displacement_bwd,
-                        m.max_poses,
-                        m.score_threshold,
-                        m.nms_radius
-                    )?;
+                    writeln!(f, "multi-pose decoder: outputs {}", m.describe())?;
                 }
             }
             (None, true) => writeln!(f, "decoder: {} posefix/ nodes without provenance metadata", self.decoder.nodes)?,

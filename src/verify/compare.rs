@@ -69,7 +69,7 @@ pub struct Position {
 }
 
 /// `|a - b|`, with equal values (infinities included) at distance 0 and NaN kept NaN.
-fn delta(a: f32, b: f32) -> f32 {
+pub(crate) fn delta(a: f32, b: f32) -> f32 {
     if a == b {
         0.0
     } else {

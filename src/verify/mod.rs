@@ -86,7 +86,6 @@ pub struct VerifyOptions {
     pub input_shapes: Vec<InputShape>,
 }
 
-
 /// What verification tells its caller while it runs.
 #[derive(Debug)]
 pub enum Event<'a> {

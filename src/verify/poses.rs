@@ -14,7 +14,7 @@ use tract_onnx::prelude::tract_ndarray::{ArrayViewD, Axis};
 use crate::contract::{Layout, MultiPoseSettings, KEYPOINT_NAMES, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams, Pose};
 
-use super::compare::{number, Tolerances};
+use super::compare::{delta, number, Tolerances};
 
 /// The multi-pose verdict on one input.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -122,15 +122,6 @@ pub(crate) fn reference_poses(
             Ok(decode_multiple_poses(&heads, &params))
         })
         .collect()
-}
-
-/// `|a - b|`, equal values (infinities included) at 0, NaN kept NaN.
-fn delta(a: f32, b: f32) -> f32 {
-    if a == b {
-        0.0
-    } else {
-        (a - b).abs()
-    }
 }
 
 /// Compares the reference's poses with REWRITTEN's outputs.

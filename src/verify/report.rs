@@ -349,20 +349,7 @@ impl Report {
             ),
         ];
         if let Some(m) = &self.decoder.multi_pose {
-            lines.insert(
-                2,
-                format!(
-                    "multi-pose decoder: {} and {} from displacements '{}' and '{}' (up to {} poses, score \
-                     threshold {}, NMS radius {} px; from provenance)",
-                    m.poses,
-                    m.pose_scores,
-                    m.displacement_fwd,
-                    m.displacement_bwd,
-                    m.max_poses,
-                    m.score_threshold,
-                    m.nms_radius
-                ),
-            );
+            lines.insert(2, format!("multi-pose decoder: {}; from provenance", m.describe()));
         }
         lines.extend(self.notes.iter().map(|n| format!("note: {n}")));
         lines
