@@ -30,7 +30,9 @@ Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformanc
 `setup.sh` that installs the runtime (run.sh runs it) and a `runtime.py` whose `runtimes()` gives
 objects with the same interface as the classes below, plus `accepts(entry)` (None, or why the leg
 skips a model: a batch it cannot hold, say), optionally `select_inputs(entry, inputs)` (the inputs
-it runs: a subset of the photos on a software GPU) and `close()`.
+it runs: a subset of the photos on a software GPU; a multi-pose entry names its multi-person
+photos in `subset_photos` for that) and `close()`. `run` returns every graph output under its
+ONNX name (a leg whose runtime renames outputs maps them back).
 
 Exit status 1 when: the ONNX checks reject a rewritten model; onnxruntime fails to load or run a
 model or gives any mismatch; any runtime loads a model and then gives a mismatch; a leg's runtime
