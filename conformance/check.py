@@ -13,14 +13,26 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    the reference decoder (`src/reference/single_pose.rs`, contract in `src/contract.rs`); `keypoints` must
    match it: |dx|, |dy| <= 1e-3 and |dscore| <= 1e-5. The heads must also match those of the
    original model on the same runtime (the rewrite must not disturb them).
-3. A table per model and runtime, a list of load failures with their reasons, and
+3. Multi-pose models (manifest entries with a `multi_pose` object: N, T, R, the output names and
+   the four heads) also have `poses` [B, N, 17, 3] and `pose_scores` [B, N]. The heatmaps,
+   offsets and both displacement heads of each run go to the Rust multi-pose reference itself
+   (`src/reference/multi_pose.rs`, through the `decode_multi_pose` example that run.sh builds;
+   one process per model and runtime for all its runs; no second port here), and the runtime's
+   outputs must match it: the same number of poses, each slot empty (pose score -1, keypoints 0)
+   where the reference's is, positions within 1e-3 px (bit-exact ones counted), keypoint scores
+   within 1e-5, pose scores within POSE_SCORE_TOL (the decoder sums the 17 scores in the
+   runtime's order, so they agree within float error, not bit for bit). Their `keypoints` are
+   checked as in 2, and the displacement heads are compared with the original's too.
+4. A table per model and runtime, a list of load failures with their reasons, and
    MODELS_DIR/report.json.
 
 Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
 `setup.sh` that installs the runtime (run.sh runs it) and a `runtime.py` whose `runtimes()` gives
 objects with the same interface as the classes below, plus `accepts(entry)` (None, or why the leg
 skips a model: a batch it cannot hold, say), optionally `select_inputs(entry, inputs)` (the inputs
-it runs: a subset of the photos on a software GPU) and `close()`.
+it runs: a subset of the photos on a software GPU; a multi-pose entry names its multi-person
+photos in `subset_photos` for that) and `close()`. `run` returns every graph output under its
+ONNX name (a leg whose runtime renames outputs maps them back).
 
 Exit status 1 when: the ONNX checks reject a rewritten model; onnxruntime fails to load or run a
 model or gives any mismatch; any runtime loads a model and then gives a mismatch; a leg's runtime
@@ -31,11 +43,14 @@ run a model is reported (with the op and the reason when OpenCV names them), not
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +61,20 @@ NUM_KEYPOINTS = 17
 POS_TOL = 1e-3
 SCORE_TOL = 1e-5
 HEADS_TOL = 1e-4
+# A pose score is the mean of (at most) 17 keypoint scores, each within SCORE_TOL of the
+# reference's, summed in an order the runtime chooses: 16 f32 additions of a sum below 17 round
+# off at most 16 * 2^-20 (< 1.6e-5), 1e-6 after the division by 17.
+POSE_SCORE_TOL = SCORE_TOL + 1e-6
+# Photos with several people (and poses above 0.15 each, from tfjs), which legs that run a subset
+# of the photos (software GPUs) run for the multi-pose models.
+# In this order: a leg that runs fewer takes the first ones.
+MULTI_PERSON_PHOTOS = ("multi_skiing", "tennis_in_crowd", "two_on_bench", "riding_elephant")
 MISMATCH_LINES_SHOWN = 4  # per model and runtime; report.json has them all
 NOISE_SEED = 20240917
 CHECKER_SQUARE = 24  # pixels; not a multiple of any stride, so squares straddle grid cells
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MULTI_POSE_REFERENCE = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug" / "examples" \
+    / "decode_multi_pose"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +119,54 @@ def decode_reference(heatmaps, offsets, layout, stride, scores):
     kp = np.stack([x, y, score.astype(np.float32)], axis=-1).astype(np.float32)
     ties = int((hit.sum(axis=-1) > 1).sum())
     return kp, np.stack([gy, gx], axis=-1), ties
+
+
+class MultiPoseReference:
+    """The Rust multi-pose reference, run in batch: `decode(entry, heads_list)` writes each run's
+    four heads (NCHW, the whole batch) to a raw file and decodes them all in one process."""
+
+    def __init__(self, binary):
+        self.binary = Path(binary)
+        self.calls = 0
+        self.seconds = 0.0
+
+    def decode(self, entry, runs):
+        """`runs`: a list of (heatmaps, offsets, fwd, bwd) arrays [B, C, H, W]. Returns per run
+        (poses float32 [B, N, 17, 3], pose_scores float32 [B, N], found [B], roots)."""
+        if not runs:
+            return []
+        if not self.binary.is_file():
+            raise SystemExit(f"conformance: the multi-pose reference {self.binary} is missing "
+                             "(cargo build --example decode_multi_pose)")
+        mp = entry["multi_pose"]
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="posefix-multi-pose-") as tmp:
+            jobs = []
+            for i, heads in enumerate(runs):
+                path = Path(tmp) / f"run{i}.bin"
+                with open(path, "wb") as f:
+                    for head in heads:
+                        f.write(np.ascontiguousarray(head, dtype="<f4").tobytes())
+                jobs.append({"heads": str(path), "batch": int(heads[0].shape[0]),
+                             "grid": [int(heads[0].shape[2]), int(heads[0].shape[3])],
+                             "stride": entry["stride"], "scores": entry["scores"],
+                             "max_poses": mp["max_poses"], "score_threshold": mp["score_threshold"],
+                             "nms_radius": mp["nms_radius"]})
+            proc = subprocess.run([str(self.binary)], input=json.dumps({"jobs": jobs}), capture_output=True,
+                                  text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"conformance: the multi-pose reference failed ({proc.returncode}): "
+                             f"{one_line(proc.stderr)}")
+        self.calls += 1
+        self.seconds += time.monotonic() - started
+        out = []
+        n = mp["max_poses"]
+        for heads, ans in zip(runs, json.loads(proc.stdout)["jobs"]):
+            b = heads[0].shape[0]
+            as_f32 = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64).astype(np.float32)  # noqa: E731
+            out.append((as_f32(ans["poses"]).reshape(b, n, NUM_KEYPOINTS, 3),
+                        as_f32(ans["pose_scores"]).reshape(b, n), ans["found"], ans["roots"]))
+        return out
 
 
 def cells_matching(off_nchw, stride, b, k, x, y):
@@ -226,8 +299,9 @@ class OpenCvDnn:
 # Checks
 
 
-def check_onnx(path, output_name):
-    """None when onnx accepts the model, else the reason."""
+def check_onnx(path, output_name, multi_pose=None):
+    """None when onnx accepts the model, else the reason. With `multi_pose` (a manifest entry's),
+    inference must also find `poses` [*, N, 17, 3] and `pose_scores` [*, N]."""
     import onnx
     from onnx import checker, shape_inference
 
@@ -238,15 +312,22 @@ def check_onnx(path, output_name):
         # Inference alone, without the declared output shape, must find [*, 17, 3].
         bare = onnx.ModelProto()
         bare.CopyFrom(model)
+        want = {output_name: [17, 3]}
+        if multi_pose:
+            n = multi_pose["max_poses"]
+            want.update({multi_pose["poses"]: [n, 17, 3], multi_pose["pose_scores"]: [n]})
         for out in bare.graph.output:
-            if out.name == output_name:
+            if out.name in want:
                 out.type.tensor_type.ClearField("shape")
         inferred = shape_inference.infer_shapes(bare, check_type=True, strict_mode=True, data_prop=True)
-        out = next(o for o in inferred.graph.output if o.name == output_name)
-        t = out.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] if t.HasField("shape") else None
-        if t.elem_type != onnx.TensorProto.FLOAT or dims is None or len(dims) != 3 or dims[1:] != [17, 3]:
-            return f"shape inference gives {output_name} type {t.elem_type} shape {dims}, not float [*, 17, 3]"
+        for name, tail in want.items():
+            out = next(o for o in inferred.graph.output if o.name == name)
+            t = out.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
+                if t.HasField("shape") else None
+            if t.elem_type != onnx.TensorProto.FLOAT or dims is None or dims[1:] != tail:
+                shape = ", ".join(["*"] + [str(d) for d in tail])
+                return f"shape inference gives {name} type {t.elem_type} shape {dims}, not float [{shape}]"
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
         return one_line(exc)
     return None
@@ -285,6 +366,15 @@ class RuntimeResult:
     max_dscore: float = 0.0
     heads_max_diff: float = 0.0
     mismatches: list = field(default_factory=list)
+    seconds: float = 0.0  # loading and running both models, and checking
+    # Multi-pose models only.
+    poses_compared: int = 0
+    pose_keypoints_checked: int = 0
+    pose_bit_exact_positions: int = 0
+    pose_scores_bit_exact: int = 0
+    pose_max_dpos: float = 0.0
+    pose_max_dscore: float = 0.0
+    pose_max_dpose_score: float = 0.0
 
     @property
     def exact(self):
@@ -333,8 +423,14 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
         if bad.sum() > 3:
             problems.append(f"{label}: {int(bad.sum())} keypoints differ in all")
     if orig_outs is not None:
-        for head in (entry["heatmaps"], entry["offsets"]):
-            a, b = outs[head], orig_outs.get(head)
+        heads = [entry["heatmaps"], entry["offsets"]]
+        if entry.get("multi_pose"):
+            heads += [entry["multi_pose"]["displacement_fwd"], entry["multi_pose"]["displacement_bwd"]]
+        for head in heads:
+            a, b = outs.get(head), orig_outs.get(head)
+            if a is None:
+                problems.append(f"{label}: head {head} missing (got {sorted(outs)})")
+                continue
             if b is None or a.shape != b.shape:
                 problems.append(f"{label}: head {head} of the original model missing or of another shape")
                 continue
@@ -345,16 +441,97 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
     return problems
 
 
-def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult):
+def multi_pose_outputs(entry, label, outs):
+    """(heads, poses, pose_scores) of a multi-pose run, or (None, problem)."""
+    mp = entry["multi_pose"]
+    names = [mp["heatmaps"], mp["offsets"], mp["displacement_fwd"], mp["displacement_bwd"], mp["poses"],
+             mp["pose_scores"]]
+    missing = [n for n in names if n not in outs]
+    if missing:
+        return None, f"{label}: outputs {missing} missing (got {sorted(outs)})"
+    if entry["layout"] != "NCHW":
+        return None, f"{label}: multi-pose heads in {entry['layout']}: only NCHW is checked"
+    heads = [np.asarray(outs[n], dtype=np.float32) for n in names[:4]]
+    b, _, h, w = heads[0].shape if heads[0].ndim == 4 else (0, 0, 0, 0)
+    want = [(b, c, h, w) for c in (NUM_KEYPOINTS, 2 * NUM_KEYPOINTS, 32, 32)]
+    if heads[0].ndim != 4 or [x.shape for x in heads] != want:
+        return None, f"{label}: multi-pose heads of shapes {[list(x.shape) for x in heads]}"
+    return (heads, outs[mp["poses"]], outs[mp["pose_scores"]]), None
+
+
+def compare_multi_pose(entry, label, poses, pose_scores, ref, res: RuntimeResult):
+    """Checks one run's `poses` and `pose_scores` against the reference's decode of its heads."""
+    want_poses, want_scores, found, roots = ref
+    if poses.dtype != np.float32 or poses.shape != want_poses.shape:
+        return [f"{label}: poses {poses.dtype} {list(poses.shape)}, expected float32 {list(want_poses.shape)}"]
+    if pose_scores.dtype != np.float32 or pose_scores.shape != want_scores.shape:
+        return [f"{label}: pose_scores {pose_scores.dtype} {list(pose_scores.shape)}, "
+                f"expected float32 {list(want_scores.shape)}"]
+    problems = []
+    got_found = (pose_scores != np.float32(-1.0)).sum(axis=1)
+    for b in range(poses.shape[0]):
+        if int(got_found[b]) != found[b]:
+            problems.append(f"{label}: item {b}: {int(got_found[b])} poses, the reference finds {found[b]} "
+                            f"(pose scores {np.round(pose_scores[b], 4).tolist()} vs "
+                            f"{np.round(want_scores[b], 4).tolist()}; reference roots (k, y, x) {roots[b]})")
+    used = want_scores != np.float32(-1.0)  # [B, N]
+    # Empty slots must be exactly the fill (keypoints 0, pose score -1).
+    empty_bad = (~used) & ((pose_scores != np.float32(-1.0)) | (poses != 0).any(axis=(-1, -2)))
+    both = used & (pose_scores != np.float32(-1.0))
+    d = nan_aware_diff(poses, want_poses)
+    dpos = np.maximum(d[..., 0], d[..., 1])
+    ds = nan_aware_diff(pose_scores, want_scores)
+    res.poses_compared += int(both.sum())
+    res.pose_keypoints_checked += int(both.sum()) * NUM_KEYPOINTS
+    bit = (poses[..., :2].view(np.uint32) == want_poses[..., :2].view(np.uint32)).all(axis=-1)
+    res.pose_bit_exact_positions += int((bit & both[..., None]).sum())
+    res.pose_scores_bit_exact += int(((pose_scores.view(np.uint32) == want_scores.view(np.uint32)) & both).sum())
+    if both.any():
+        res.pose_max_dpos = max(res.pose_max_dpos, float(dpos[both].max()))
+        res.pose_max_dscore = max(res.pose_max_dscore, float(d[..., 2][both].max()))
+        res.pose_max_dpose_score = max(res.pose_max_dpose_score, float(ds[both].max()))
+    bad_kp = both[..., None] & ((dpos > POS_TOL) | (d[..., 2] > SCORE_TOL))
+    for b, n, k in np.argwhere(bad_kp)[:3]:
+        got, want = poses[b, n, k], want_poses[b, n, k]
+        problems.append(f"{label}: item {b} pose {n} (root (k, y, x) {roots[b][n]}) keypoint {k}: got (x, y, score) "
+                        f"({got[0]:.9g}, {got[1]:.9g}, {got[2]:.9g}), reference ({want[0]:.9g}, {want[1]:.9g}, "
+                        f"{want[2]:.9g})")
+    if bad_kp.sum() > 3:
+        problems.append(f"{label}: {int(bad_kp.sum())} pose keypoints differ in all")
+    for b, n in np.argwhere(both & (ds > POSE_SCORE_TOL))[:3]:
+        problems.append(f"{label}: item {b} pose {n}: pose score {pose_scores[b, n]:.9g}, "
+                        f"reference {want_scores[b, n]:.9g}")
+    for b, n in np.argwhere(empty_bad)[:3]:
+        problems.append(f"{label}: item {b} slot {n} should be empty: pose score {pose_scores[b, n]:.9g}, "
+                        f"keypoints {'nonzero' if (poses[b, n] != 0).any() else 'zero'}")
+    return problems
+
+
+def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, reference=None, orig_cache=None):
+    """Loads and runs the entry's models on `runtime`. `orig_cache` (a dict, or None) keeps the
+    original model's load result and outputs per runtime and input, for an original that several
+    entries share (the real model, under and without the multi-pose decoder): it runs once."""
     accepts = getattr(runtime, "accepts", None)
     res.skipped = accepts(entry) if accepts else None
     if res.skipped:
         return
-    try:
-        orig = runtime.load(models_dir / entry["orig"])
-        res.orig_loaded = True
-    except Exception as exc:  # noqa: BLE001
-        orig, res.orig_reason = None, one_line(exc)
+    cached = None if orig_cache is None else orig_cache.setdefault((runtime.name, entry["orig_sha256"]), {})
+    orig = None
+
+    def load_orig():
+        nonlocal orig
+        if cached is not None and "loaded" in cached:
+            res.orig_loaded, res.orig_reason = cached["loaded"], cached["load_reason"]
+            return
+        try:
+            orig = runtime.load(models_dir / entry["orig"])
+            res.orig_loaded = True
+        except Exception as exc:  # noqa: BLE001
+            orig, res.orig_reason = None, one_line(exc)
+        if cached is not None:
+            cached.update(loaded=res.orig_loaded, load_reason=res.orig_reason, outs={})
+
+    load_orig()
     # A leg may run a subset of the inputs (the real model's photos on a slow software GPU).
     inputs = getattr(runtime, "select_inputs", lambda _entry, i: i)(entry, inputs)
     try:
@@ -363,23 +540,45 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult):
     except Exception as exc:  # noqa: BLE001
         res.reason = one_line(exc)
         return
+    multi = []  # (index in `problems`, label, heads, poses, pose_scores) of the multi-pose runs
+    problems = []  # per run
     for label, x in inputs:
         orig_outs = None
-        if orig is not None:
+        if cached is not None and label in cached["outs"]:
+            orig_outs, failure = cached["outs"][label]
+            res.orig_reason = res.orig_reason or failure
+        elif res.orig_loaded:
+            failure = None
             try:
+                if orig is None:  # loaded before, for another entry: again for the inputs not cached
+                    orig = runtime.load(models_dir / entry["orig"])
                 orig_outs = runtime.run(orig, entry["input"], x)
             except Exception as exc:  # noqa: BLE001 - the original is context, not under test
                 orig_outs = None
-                res.orig_reason = res.orig_reason or f"{label}: {one_line(exc)}"
+                failure = f"{label}: {one_line(exc)}"
+                res.orig_reason = res.orig_reason or failure
+            if cached is not None:
+                cached["outs"][label] = (orig_outs, failure)
         try:
             outs = runtime.run(net, entry["input"], x)
         except Exception as exc:  # noqa: BLE001
             res.run_failure = f"{label}: {one_line(exc)}"
-            return
-        problems = compare_run(entry, label, outs, orig_outs, res)
+            break
+        problems.append(compare_run(entry, label, outs, orig_outs, res))
+        if entry.get("multi_pose"):
+            got, problem = multi_pose_outputs(entry, label, outs)
+            if problem:
+                problems[-1].append(problem)
+            else:
+                multi.append((len(problems) - 1, label, *got))
+    # The multi-pose reference decodes every run's heads in one call.
+    decoded = reference.decode(entry, [heads for _, _, heads, _, _ in multi]) if multi else []
+    for (i, label, _, poses, pose_scores), ref in zip(multi, decoded):
+        problems[i] += compare_multi_pose(entry, label, poses, pose_scores, ref, res)
+    for run_problems in problems:
         res.runs += 1
-        if problems:
-            res.mismatches.extend(problems)
+        if run_problems:
+            res.mismatches.extend(run_problems)
         else:
             res.exact_runs += 1
 
@@ -421,6 +620,8 @@ def main():
                         help="extra photo for the real model (default: samples/astronaut.png)")
     parser.add_argument("--report", type=Path, default=None, help="JSON report (default: MODELS_DIR/report.json)")
     parser.add_argument("--legs", default="", help="thin-runtime legs to run too, comma-separated (ort_web,ncnn,wonnx)")
+    parser.add_argument("--multi-pose-reference", type=Path, default=DEFAULT_MULTI_POSE_REFERENCE,
+                        help="the decode_multi_pose example binary (default: target/debug/examples/decode_multi_pose)")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -439,20 +640,34 @@ def main():
     print("conformance: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"conformance: {len(manifest['models'])} models, {len(photos)} photos for the real model")
 
+    reference = MultiPoseReference(args.multi_pose_reference)
+    for entry in manifest["models"]:
+        entry["orig_sha256"] = hashlib.sha256((models_dir / entry["orig"]).read_bytes()).hexdigest()
+    shared = [e["orig_sha256"] for e in manifest["models"]]
+    orig_cache = {}
     rows = []
     for entry in manifest["models"]:
+        if entry.get("multi_pose"):
+            # Which photos a leg that runs a subset (select_inputs) takes for this model.
+            by_stem = {p.stem: p.name for p in photos}
+            entry["subset_photos"] = [by_stem[stem] for stem in MULTI_PERSON_PHOTOS if stem in by_stem]
+        model_started = time.monotonic()
         inputs = []
         for shape in entry["input_shapes"]:
             inputs += generated_inputs(shape, entry["input_layout"])
         if entry["kind"] == "real":
             inputs += photo_inputs(photos, entry["input_shapes"][0], entry["input_layout"])
         row = {"name": entry["name"], "entry": entry, "inputs": [label for label, _ in inputs],
-               "onnx_error": check_onnx(models_dir / entry["posefix"], entry["output"]),
+               "onnx_error": check_onnx(models_dir / entry["posefix"], entry["output"], entry.get("multi_pose")),
                "results": {}}
         for runtime in runtimes:
             res = RuntimeResult()
-            check_runtime(runtime, models_dir, entry, inputs, res)
+            runtime_started = time.monotonic()
+            check_runtime(runtime, models_dir, entry, inputs, res, reference,
+                          orig_cache if shared.count(entry["orig_sha256"]) > 1 else None)
+            res.seconds = round(time.monotonic() - runtime_started, 2)
             row["results"][runtime.name] = res
+        row["seconds"] = round(time.monotonic() - model_started, 2)
         rows.append(row)
 
     print()
@@ -489,16 +704,32 @@ def main():
     keypoints = sum(r.keypoints_checked for row in rows for r in row["results"].values())
     bit_exact = sum(r.bit_exact_positions for row in rows for r in row["results"].values())
     ties = sum(r.ties for row in rows for r in row["results"].values())
+    everything = [r for row in rows for r in row["results"].values()]
+    poses = sum(r.poses_compared for r in everything)
+    pose_kps = sum(r.pose_keypoints_checked for r in everything)
+    pose_bit = sum(r.pose_bit_exact_positions for r in everything)
+    pose_scores_bit = sum(r.pose_scores_bit_exact for r in everything)
+    multi_rows = [row for row in rows if row["entry"].get("multi_pose")]
+    multi_runs = sum(r.runs for row in multi_rows for r in row["results"].values())
+    multi_seconds = sum(row["seconds"] for row in multi_rows)
     print()
     print(f"{total_runs} runs, {keypoints} keypoints compared ({bit_exact} bit-exact positions), "
           f"{ties} heatmaps with tied maxima")
+    print(f"multi-pose: {len(multi_rows)} models, {multi_runs} runs, {poses} poses compared ({pose_kps} keypoints, "
+          f"{pose_bit} bit-exact positions, {pose_scores_bit} bit-exact pose scores), {multi_seconds:.1f}s "
+          f"(the reference: {reference.calls} calls, {reference.seconds:.1f}s)")
     for runtime in runtimes:
         ran = [row["results"][runtime.name] for row in rows if not row["results"][runtime.name].skipped]
         loaded = sum(r.loaded for r in ran)
         exact = sum(r.exact for r in ran)
         skipped = len(rows) - len(ran)
+        mp = [row["results"][runtime.name] for row in multi_rows if not row["results"][runtime.name].skipped]
+        mp_text = (f"; multi-pose exact {sum(r.exact for r in mp)}/{len(mp)}, {sum(r.poses_compared for r in mp)} "
+                   f"poses, {sum(r.pose_bit_exact_positions for r in mp)}/{sum(r.pose_keypoints_checked for r in mp)} "
+                   f"positions bit-exact, max |d pose score| {max([r.pose_max_dpose_score for r in mp] or [0]):.2g}"
+                   if multi_rows else "")
         print(f"{runtime.name} {runtime.version}: loaded {loaded}/{len(ran)}, exact {exact}/{len(ran)}"
-              + (f", {skipped} skipped" if skipped else ""))
+              + (f", {skipped} skipped" if skipped else "") + mp_text)
     if findings:
         print(f"\n{len(findings)} load/run failures where the original fails too, or on OpenCV (reported, not fatal):")
         by_reason = {}
@@ -515,8 +746,12 @@ def main():
     elapsed = time.monotonic() - started
     report = {
         "versions": versions,
-        "tolerances": {"position": POS_TOL, "score": SCORE_TOL, "heads": HEADS_TOL},
+        "tolerances": {"position": POS_TOL, "score": SCORE_TOL, "heads": HEADS_TOL, "pose_score": POSE_SCORE_TOL},
         "seconds": round(elapsed, 2),
+        "multi_pose": {"models": len(multi_rows), "runs": multi_runs, "poses_compared": poses,
+                       "keypoints_checked": pose_kps, "bit_exact_positions": pose_bit,
+                       "bit_exact_pose_scores": pose_scores_bit, "seconds": round(multi_seconds, 2),
+                       "reference_calls": reference.calls, "reference_seconds": round(reference.seconds, 2)},
         "ok": not failures,
         "failures": failures,
         "findings": findings,
@@ -524,6 +759,8 @@ def main():
             {
                 **{k: row["entry"][k] for k in ("name", "kind", "opset", "layout", "scores", "stride", "batch",
                                                 "grid", "input_layout", "input_shapes")},
+                "multi_pose": row["entry"].get("multi_pose"),
+                "seconds": row["seconds"],
                 "inputs": row["inputs"],
                 "onnx_ok": row["onnx_error"] is None,
                 "onnx_error": row["onnx_error"],
@@ -531,12 +768,17 @@ def main():
                     name: {
                         "skipped": res.skipped, "loaded": res.loaded, "reason": res.reason,
                         "orig_loaded": res.orig_loaded, "orig_reason": res.orig_reason,
-                        "run_failure": res.run_failure, "exact": res.exact,
+                        "run_failure": res.run_failure, "exact": res.exact, "seconds": res.seconds,
                         "runs": res.runs, "exact_runs": res.exact_runs,
                         "keypoints_checked": res.keypoints_checked,
                         "bit_exact_positions": res.bit_exact_positions, "tied_heatmaps": res.ties,
                         "max_dx": res.max_dx, "max_dy": res.max_dy, "max_dscore": res.max_dscore,
                         "heads_max_rel_diff": res.heads_max_diff, "mismatches": res.mismatches,
+                        **({"poses_compared": res.poses_compared, "pose_keypoints_checked": res.pose_keypoints_checked,
+                            "pose_bit_exact_positions": res.pose_bit_exact_positions,
+                            "pose_scores_bit_exact": res.pose_scores_bit_exact, "pose_max_dpos": res.pose_max_dpos,
+                            "pose_max_dscore": res.pose_max_dscore, "pose_max_dpose_score": res.pose_max_dpose_score}
+                           if row["entry"].get("multi_pose") else {}),
                     }
                     for name, res in row["results"].items()
                 },

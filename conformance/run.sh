@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-runtime conformance suite: rewrites a matrix of generated PoseNet-like models and the real
 # model, then checks the rewritten models with onnx.checker and runs them in onnxruntime and OpenCV
-# DNN against the reference decoder (see conformance/check.py).
+# DNN against the reference decoders (see conformance/check.py; the multi-pose models' heads are
+# decoded by the Rust reference through the decode_multi_pose example).
 #
 # Needs python3 (with venv and pip), cargo and network access to PyPI on the first run. The venv
 # lives in target/conformance-venv and is rebuilt when requirements.txt or the Python changes;
@@ -36,5 +37,9 @@ for leg in ${legs//,/ }; do
 done
 
 rm -rf "$out"
-cargo run --quiet --manifest-path "$root/Cargo.toml" --example conformance_models -- "$out"
-exec "$venv/bin/python" "$root/conformance/check.py" "$out" "$@"
+# One build for both examples: the model writer, and the multi-pose reference check.py runs on the
+# heads of each run of the multi-pose models.
+cargo build --quiet --manifest-path "$root/Cargo.toml" --example conformance_models --example decode_multi_pose
+"$target/debug/examples/conformance_models" "$out"
+exec "$venv/bin/python" "$root/conformance/check.py" "$out" \
+    --multi-pose-reference "$target/debug/examples/decode_multi_pose" "$@"

@@ -3,8 +3,14 @@
 //! `cargo run --example conformance_models -- OUT_DIR` writes, for each model of the matrix below
 //! and for the bundled real PoseNet, `NAME.orig.onnx` (the input of the rewrite) and
 //! `NAME.posefix.onnx` (the rewrite with default options, read and encoded the way the CLI does
-//! it), plus `manifest.json`, which tells `conformance/check.py` everything it needs to feed the
+//! it; `--poses N` for the multi-pose models), plus `manifest.json`, which tells `conformance/check.py` everything it needs to feed the
 //! models and decode their heads without reading the ONNX metadata itself.
+//!
+//! A few models also get the multi-pose decoder (`poses`, `pose_scores`) besides `keypoints`, as
+//! `RewriteOptions::multi_pose` (the CLI's `--poses N`) writes it: the real model and two
+//! synthetic ones ([`multi_pose_models`]). Their manifest entries carry a `multi_pose` object (N,
+//! T, R, the output and the four head names, from the provenance) that check.py decodes the heads
+//! with, through the `decode_multi_pose` example (the Rust reference).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
@@ -15,7 +21,7 @@ use onnx_posefix::contract::Layout;
 use onnx_posefix::model::io::{self as model_io, LoadedModel};
 use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::rewrite::{self, RewriteOptions};
+use onnx_posefix::rewrite::{self, MultiPoseOptions, RewriteOptions};
 use onnx_posefix::testing::synthetic::{self, Batch, SyntheticSpec};
 use serde_json::{json, Value};
 
@@ -52,6 +58,35 @@ fn conformance_matrix() -> Vec<SyntheticSpec> {
     synthetic::matrix().into_iter().chain(extra).collect()
 }
 
+/// Multi-pose settings of a model: N (`--poses N`); T and R are the command line's defaults,
+/// tfjs posenet's 0.5 and 20 px.
+#[derive(Clone, Copy, Debug)]
+struct MultiPose {
+    max_poses: usize,
+}
+
+impl MultiPose {
+    fn new(max_poses: usize) -> Self {
+        MultiPose { max_poses }
+    }
+}
+
+/// The real model's multi-pose settings: N = 5, posenet's `MULTI_PERSON_INFERENCE_CONFIG`.
+const REAL_MULTI_POSE_N: usize = 5;
+
+/// Synthetic models with the multi-pose decoder besides the single-pose one: NCHW logits heads
+/// (the decoder reads NCHW only so far), batch 1 (so that every leg runs them), opsets apart from
+/// the real model's 11, non-square grids and a stride other than 16. Their random 1x1-Conv heads
+/// give many candidates and long displacements that leave the grid; zeros make every heatmap
+/// constant (each cell ties with its neighbours: all are candidates, taken in scan order).
+fn multi_pose_models() -> Vec<(SyntheticSpec, MultiPose)> {
+    let base = SyntheticSpec::posenet;
+    vec![
+        (SyntheticSpec { input_hw: (257, 353), seed: 0x5EED + 2000, ..base(13) }, MultiPose::new(4)),
+        (SyntheticSpec { stride: 8, input_hw: (161, 225), seed: 0x5EED + 2001, ..base(17) }, MultiPose::new(3)),
+    ]
+}
+
 fn main() -> Result<()> {
     let out_dir = match std::env::args_os().nth(1) {
         Some(dir) => PathBuf::from(dir),
@@ -66,18 +101,21 @@ fn main() -> Result<()> {
         bail!("two models of the conformance matrix are labelled {}", spec.label());
     }
     for spec in &specs {
-        let label = spec.label();
-        let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
-        // Parsed the way the CLI reads a model, so the rewrite takes the CLI's path.
-        let proto = model_io::parse_structure(&bytes).map_err(|e| anyhow!("parsing {label}: {e}"))?;
-        let entry = write_pair(&out_dir, &label, &LoadedModel { bytes, proto }, "synthetic")
-            .with_context(|| format!("synthetic model {label}"))?;
-        models.push(entry);
+        models.push(write_synthetic(&out_dir, spec, None)?);
     }
     let real_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_MODEL);
     let real = model_io::read_structure(&real_path).with_context(|| format!("reading {}", real_path.display()))?;
     let real_name = real_path.file_stem().and_then(|s| s.to_str()).unwrap_or("real").to_string();
-    models.push(write_pair(&out_dir, &real_name, &real, "real").with_context(|| format!("real model {REAL_MODEL}"))?);
+    models.push(
+        write_pair(&out_dir, &real_name, &real, "real", None).with_context(|| format!("real model {REAL_MODEL}"))?,
+    );
+
+    let multi = MultiPose::new(REAL_MULTI_POSE_N);
+    let name = format!("{real_name}_multi-pose-n{}", multi.max_poses);
+    models.push(write_pair(&out_dir, &name, &real, "real", Some(multi)).with_context(|| format!("model {name}"))?);
+    for (spec, multi) in &multi_pose_models() {
+        models.push(write_synthetic(&out_dir, spec, Some(*multi))?);
+    }
 
     let opsets: BTreeSet<i64> = specs.iter().map(|s| s.opset).collect();
     let missing: Vec<i64> = (9..=21).filter(|o| !opsets.contains(o)).collect();
@@ -93,9 +131,41 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Rewrites `model`, writes both files and returns its manifest entry.
-fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str) -> Result<Value> {
-    let rewritten = rewrite::rewrite(model, &RewriteOptions::default())?;
+/// Generates the synthetic model of `spec` and writes its pair.
+fn write_synthetic(out_dir: &Path, spec: &SyntheticSpec, multi: Option<MultiPose>) -> Result<Value> {
+    let mut label = spec.label();
+    if let Some(m) = multi {
+        label += &format!("_multi-pose-n{}", m.max_poses);
+    }
+    let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
+    // Parsed the way the CLI reads a model, so the rewrite takes the CLI's path.
+    let proto = model_io::parse_structure(&bytes).map_err(|e| anyhow!("parsing {label}: {e}"))?;
+    write_pair(out_dir, &label, &LoadedModel { bytes, proto }, "synthetic", multi)
+        .with_context(|| format!("synthetic model {label}"))
+}
+
+/// Rewrites `model` (with the multi-pose decoder too when `multi` is given), writes both files
+/// and returns its manifest entry.
+fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, multi: Option<MultiPose>) -> Result<Value> {
+    // The options the command line gives for `--poses N` (T and R its defaults).
+    let options =
+        RewriteOptions { multi_pose: multi.map(|m| MultiPoseOptions::new(m.max_poses)), ..Default::default() };
+    let rewritten = rewrite::rewrite(model, &options)?;
+    // What the provenance records is what check.py decodes with.
+    let multi_pose = match &rewritten.provenance.multi_pose {
+        Some(m) => json!({
+            "max_poses": m.max_poses,
+            "score_threshold": m.score_threshold,
+            "nms_radius": m.nms_radius,
+            "poses": m.poses,
+            "pose_scores": m.pose_scores,
+            "heatmaps": rewritten.provenance.settings.heatmaps,
+            "offsets": rewritten.provenance.settings.offsets,
+            "displacement_fwd": m.displacement_fwd,
+            "displacement_bwd": m.displacement_bwd,
+        }),
+        None => Value::Null,
+    };
     let orig_file = format!("{name}.orig.onnx");
     let posefix_file = format!("{name}.posefix.onnx");
     fs::write(out_dir.join(&orig_file), &model.bytes).with_context(|| format!("writing {orig_file}"))?;
@@ -120,6 +190,7 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str) -> Re
         "input": input_name,
         "input_layout": rewritten.image.as_ref().map(|i| i.layout.as_str()),
         "input_shapes": input_shapes,
+        "multi_pose": multi_pose,
     }))
 }
 

@@ -193,6 +193,16 @@ class Ncnn:
             return f"batch {batch}: ncnn has no batch axis (pnnx drops axis 0)"
         return None
 
+    def select_inputs(self, entry, inputs):
+        """Every input, except for the real model with the multi-pose decoder on Vulkan (lavapipe, a
+        software GPU: about 1 s per run): only the multi-person photos check.py names
+        (`subset_photos`); the CPU runs them all."""
+        if self.backend != "vulkan" or entry.get("kind") != "real" or not entry.get("multi_pose") \
+                or os.environ.get("NCNN_LEG_ALL") == "1":
+            return inputs
+        keep = {f"photo {name}" for name in entry.get("subset_photos", [])}
+        return [(label, x) for label, x in inputs if label in keep]
+
     def load(self, path):
         input_name, shape, batch, outputs = onnx_signature(path)
         if batch is not None and batch != 1:

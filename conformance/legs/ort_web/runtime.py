@@ -14,7 +14,8 @@ checks that the WebGL backend really holds a WebGL 2 context.
 Environment: POSEFIX_NODE (node binary, default "node"), POSEFIX_CHROMIUM (default
 /usr/bin/chromium), POSEFIX_ORT_WEB_TIMEOUT (seconds per request, default 600),
 POSEFIX_ORT_WEB_PHOTOS (photos of the real model on WebGL, default 3, plus
-samples/astronaut.png), POSEFIX_ORT_WEB_ALL=1 (every photo on WebGL too; see select_inputs()).
+samples/astronaut.png; the real model with the multi-pose decoder runs the multi-person photos
+check.py names instead), POSEFIX_ORT_WEB_ALL=1 (every input on WebGL too; see select_inputs()).
 """
 
 from __future__ import annotations
@@ -277,10 +278,21 @@ def select_inputs(backend, entry, inputs):
     on WebGL, for time); every generated input is kept."""
     if backend != "webgl" or entry.get("kind") != "real" or os.environ.get("POSEFIX_ORT_WEB_ALL") == "1":
         return inputs
+    if entry.get("multi_pose"):
+        return subset_for_multi_pose(entry, inputs)
     photos = [(label, x) for label, x in inputs if label.startswith("photo ")]
     keep = {label for label, _ in photos[:PHOTOS_WEBGL]}
     keep |= {label for label, _ in photos if label.endswith("astronaut.png")}
     return [(label, x) for label, x in inputs if not label.startswith("photo ") or label in keep]
+
+
+def subset_for_multi_pose(entry, inputs):
+    """The real model with the multi-pose decoder on a software GPU: the multi-person photos
+    check.py names (`subset_photos`), nothing else. The generated inputs and the other photos run
+    there on the single-pose entry of the same model, and the synthetic multi-pose models get the
+    generated inputs."""
+    keep = {f"photo {name}" for name in entry.get("subset_photos", [])}
+    return [(label, x) for label, x in inputs if label in keep]
 
 
 _WORKER = None
