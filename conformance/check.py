@@ -23,7 +23,12 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    within 1e-5, pose scores within POSE_SCORE_TOL (the decoder sums the 17 scores in the
    runtime's order, so they agree within float error, not bit for bit). Their `keypoints` are
    checked as in 2, and the displacement heads are compared with the original's too.
-4. A table per model and runtime, a list of load failures with their reasons, and
+4. Models that take pixels (`--pixels`; entries with `pixels` and `preprocess`) are fed pixels
+   (pixel noise, black, a black and white checkerboard, the real model's photos) as `unit` (v/255)
+   or `byte` (v) floats, and their originals those pixels normalized as `--preprocess` does, in
+   float32. Everything else is checked as in 2; how many runs give heads bit-identical to the
+   original's is reported (the normalization in the graph is meant to be exact).
+5. A table per model and runtime, a list of load failures with their reasons, and
    MODELS_DIR/report.json.
 
 Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
@@ -212,6 +217,48 @@ def generated_inputs(shape, layout):
             (f"checkerboard b{n}", to_layout(board, layout))]
 
 
+RESNET_MEAN = np.array([-123.15, -115.90, -103.06], dtype=np.float32)
+
+
+def normalize(pixels_nchw, preprocess):
+    """0..255 pixels (NCHW) as `--preprocess` normalizes them, in float32 as the Rust does."""
+    x = pixels_nchw.astype(np.float32)
+    if preprocess == "mobilenet":
+        return (x / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
+    if preprocess == "resnet":
+        c = x.shape[1]
+        mean = RESNET_MEAN if c == 3 else np.full(c, RESNET_MEAN.sum(dtype=np.float32) / np.float32(3), np.float32)
+        return (x + mean[None, :, None, None]).astype(np.float32)
+    raise ValueError(f"no normalization {preprocess}")
+
+
+def pixel_inputs(entry, shape, photos):
+    """For a model that takes pixels (`--pixels`): (label, (original's input, rewritten's input))
+    pairs, the original fed the pixels normalized by `preprocess`, the rewritten one the pixels
+    as `unit` (v/255) or `byte` (v) floats: noise, black, a black and white checkerboard, photos."""
+    from PIL import Image
+
+    layout, preprocess, unit = entry["input_layout"], entry["preprocess"], entry["pixels"] == "unit"
+    n, c, h, w = image_dims(shape, layout)
+    rng = np.random.default_rng(NOISE_SEED)
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = np.stack([((yy // CHECKER_SQUARE + xx // CHECKER_SQUARE + i) % 2) * 255 for i in range(n)])
+    images = [(f"pixel noise b{n}", rng.integers(0, 256, size=(n, c, h, w))),
+              (f"pixel zeros b{n}", np.zeros((n, c, h, w))),
+              (f"pixel checkerboard b{n}", np.repeat(board[:, None], c, axis=1))]
+    for path in photos:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB").resize((w, h), Image.BILINEAR)
+        # The label of photo_inputs: the original's input is the same array.
+        images.append((f"photo {path.name}", np.repeat(np.asarray(rgb).transpose(2, 0, 1)[None], n, axis=0)))
+    out = []
+    for label, pixels in images:
+        pixels = pixels.astype(np.uint8).astype(np.float32)
+        fed = (pixels / np.float32(255)).astype(np.float32) if unit else pixels
+        out.append((label, (to_layout(normalize(pixels, preprocess), layout), to_layout(fed, layout))))
+    return out
+
+
 def photo_inputs(paths, shape, layout):
     """Photos resized to the input (bilinear), scaled x/127.5 - 1, one per batch item."""
     from PIL import Image
@@ -365,6 +412,10 @@ class RuntimeResult:
     max_dy: float = 0.0
     max_dscore: float = 0.0
     heads_max_diff: float = 0.0
+    # Runs whose heads were compared with the original's, and those where they were bit-identical
+    # (for a model that takes pixels: the normalization in its graph is exactly check.py's).
+    heads_runs: int = 0
+    heads_bit_identical_runs: int = 0
     mismatches: list = field(default_factory=list)
     seconds: float = 0.0  # loading and running both models, and checking
     # Multi-pose models only.
@@ -426,6 +477,10 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
         heads = [entry["heatmaps"], entry["offsets"]]
         if entry.get("multi_pose"):
             heads += [entry["multi_pose"]["displacement_fwd"], entry["multi_pose"]["displacement_bwd"]]
+        res.heads_runs += 1
+        res.heads_bit_identical_runs += all(
+            outs.get(h) is not None and orig_outs.get(h) is not None and outs[h].shape == orig_outs[h].shape
+            and np.array_equal(outs[h].view(np.uint32), orig_outs[h].view(np.uint32)) for h in heads)
         for head in heads:
             a, b = outs.get(head), orig_outs.get(head)
             if a is None:
@@ -543,6 +598,8 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     multi = []  # (index in `problems`, label, heads, poses, pose_scores) of the multi-pose runs
     problems = []  # per run
     for label, x in inputs:
+        # A model that takes pixels gets them; its original the normalized values.
+        orig_x, x = x if isinstance(x, tuple) else (x, x)
         orig_outs = None
         if cached is not None and label in cached["outs"]:
             orig_outs, failure = cached["outs"][label]
@@ -552,7 +609,7 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
             try:
                 if orig is None:  # loaded before, for another entry: again for the inputs not cached
                     orig = runtime.load(models_dir / entry["orig"])
-                orig_outs = runtime.run(orig, entry["input"], x)
+                orig_outs = runtime.run(orig, entry["input"], orig_x)
             except Exception as exc:  # noqa: BLE001 - the original is context, not under test
                 orig_outs = None
                 failure = f"{label}: {one_line(exc)}"
@@ -653,10 +710,15 @@ def main():
             entry["subset_photos"] = [by_stem[stem] for stem in MULTI_PERSON_PHOTOS if stem in by_stem]
         model_started = time.monotonic()
         inputs = []
-        for shape in entry["input_shapes"]:
-            inputs += generated_inputs(shape, entry["input_layout"])
-        if entry["kind"] == "real":
-            inputs += photo_inputs(photos, entry["input_shapes"][0], entry["input_layout"])
+        real_photos = photos if entry["kind"] == "real" else []
+        if entry.get("pixels"):
+            for i, shape in enumerate(entry["input_shapes"]):
+                inputs += pixel_inputs(entry, shape, real_photos if i == 0 else [])
+        else:
+            for shape in entry["input_shapes"]:
+                inputs += generated_inputs(shape, entry["input_layout"])
+            if real_photos:
+                inputs += photo_inputs(real_photos, entry["input_shapes"][0], entry["input_layout"])
         row = {"name": entry["name"], "entry": entry, "inputs": [label for label, _ in inputs],
                "onnx_error": check_onnx(models_dir / entry["posefix"], entry["output"], entry.get("multi_pose")),
                "results": {}}
@@ -730,6 +792,13 @@ def main():
                    if multi_rows else "")
         print(f"{runtime.name} {runtime.version}: loaded {loaded}/{len(ran)}, exact {exact}/{len(ran)}"
               + (f", {skipped} skipped" if skipped else "") + mp_text)
+    pixel_rows = [row for row in rows if row["entry"].get("pixels")]
+    if pixel_rows:
+        print("models that take pixels: heads bit-identical to the original's on the normalized input in")
+        for runtime in runtimes:
+            ran = [row["results"][runtime.name] for row in pixel_rows if not row["results"][runtime.name].skipped]
+            print(f"  {runtime.name}: {sum(r.heads_bit_identical_runs for r in ran)} of "
+                  f"{sum(r.heads_runs for r in ran)} runs")
     if findings:
         print(f"\n{len(findings)} load/run failures where the original fails too, or on OpenCV (reported, not fatal):")
         by_reason = {}
@@ -760,6 +829,8 @@ def main():
                 **{k: row["entry"][k] for k in ("name", "kind", "opset", "layout", "scores", "stride", "batch",
                                                 "grid", "input_layout", "input_shapes")},
                 "multi_pose": row["entry"].get("multi_pose"),
+                "pixels": row["entry"].get("pixels"),
+                "preprocess": row["entry"].get("preprocess"),
                 "seconds": row["seconds"],
                 "inputs": row["inputs"],
                 "onnx_ok": row["onnx_error"] is None,
@@ -773,7 +844,8 @@ def main():
                         "keypoints_checked": res.keypoints_checked,
                         "bit_exact_positions": res.bit_exact_positions, "tied_heatmaps": res.ties,
                         "max_dx": res.max_dx, "max_dy": res.max_dy, "max_dscore": res.max_dscore,
-                        "heads_max_rel_diff": res.heads_max_diff, "mismatches": res.mismatches,
+                        "heads_max_rel_diff": res.heads_max_diff,
+                        "heads_runs": res.heads_runs, "heads_bit_identical_runs": res.heads_bit_identical_runs, "mismatches": res.mismatches,
                         **({"poses_compared": res.poses_compared, "pose_keypoints_checked": res.pose_keypoints_checked,
                             "pose_bit_exact_positions": res.pose_bit_exact_positions,
                             "pose_scores_bit_exact": res.pose_scores_bit_exact, "pose_max_dpos": res.pose_max_dpos,

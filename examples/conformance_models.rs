@@ -11,17 +11,21 @@
 //! synthetic ones ([`multi_pose_models`]). Their manifest entries carry a `multi_pose` object (N,
 //! T, R, the output and the four head names, from the provenance) that check.py decodes the heads
 //! with, through the `decode_multi_pose` example (the Rust reference).
+//!
+//! Three models take pixels (`--pixels`, [`pixel_models`]): their entries carry `pixels` (`unit`
+//! or `byte`) and `preprocess`, and check.py feeds them pixels and their originals the pixels
+//! normalized as `--preprocess` normalizes them.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use onnx_posefix::contract::Layout;
+use onnx_posefix::contract::{Layout, Pixels, Preprocess};
 use onnx_posefix::model::io::{self as model_io, LoadedModel};
 use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::rewrite::{self, MultiPoseOptions, RewriteOptions};
+use onnx_posefix::rewrite::{self, MultiPoseOptions, PixelOptions, RewriteOptions};
 use onnx_posefix::testing::synthetic::{self, Batch, SyntheticSpec};
 use serde_json::{json, Value};
 
@@ -87,6 +91,28 @@ fn multi_pose_models() -> Vec<(SyntheticSpec, MultiPose)> {
     ]
 }
 
+/// Models that take pixels (`--pixels`): the real model fed bytes (its MobileNet normalization in
+/// the graph), and synthetic ones fed a texture's 0..1 through both presets, in NCHW and NHWC,
+/// the ResNet one with its per-channel mean on the channel axis of NHWC.
+fn pixel_models() -> Vec<(SyntheticSpec, PixelOptions)> {
+    let base = SyntheticSpec::posenet;
+    let unit = |preprocess| PixelOptions { pixels: Pixels::Unit, preprocess };
+    vec![
+        (SyntheticSpec { seed: 0x5EED + 3000, ..base(13) }, unit(Preprocess::Mobilenet)),
+        (
+            SyntheticSpec { input_layout: Layout::Nhwc, heads_layout: Layout::Nhwc, seed: 0x5EED + 3001, ..base(11) },
+            unit(Preprocess::Resnet),
+        ),
+    ]
+}
+
+/// What a pair is rewritten with besides the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+struct Extras {
+    multi: Option<MultiPose>,
+    pixels: Option<PixelOptions>,
+}
+
 fn main() -> Result<()> {
     let out_dir = match std::env::args_os().nth(1) {
         Some(dir) => PathBuf::from(dir),
@@ -101,20 +127,29 @@ fn main() -> Result<()> {
         bail!("two models of the conformance matrix are labelled {}", spec.label());
     }
     for spec in &specs {
-        models.push(write_synthetic(&out_dir, spec, None)?);
+        models.push(write_synthetic(&out_dir, spec, Extras::default())?);
     }
     let real_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_MODEL);
     let real = model_io::read_structure(&real_path).with_context(|| format!("reading {}", real_path.display()))?;
     let real_name = real_path.file_stem().and_then(|s| s.to_str()).unwrap_or("real").to_string();
     models.push(
-        write_pair(&out_dir, &real_name, &real, "real", None).with_context(|| format!("real model {REAL_MODEL}"))?,
+        write_pair(&out_dir, &real_name, &real, "real", Extras::default())
+            .with_context(|| format!("real model {REAL_MODEL}"))?,
     );
 
     let multi = MultiPose::new(REAL_MULTI_POSE_N);
     let name = format!("{real_name}_multi-pose-n{}", multi.max_poses);
-    models.push(write_pair(&out_dir, &name, &real, "real", Some(multi)).with_context(|| format!("model {name}"))?);
+    let extras = Extras { multi: Some(multi), ..Extras::default() };
+    models.push(write_pair(&out_dir, &name, &real, "real", extras).with_context(|| format!("model {name}"))?);
     for (spec, multi) in &multi_pose_models() {
-        models.push(write_synthetic(&out_dir, spec, Some(*multi))?);
+        models.push(write_synthetic(&out_dir, spec, Extras { multi: Some(*multi), ..Extras::default() })?);
+    }
+    let bytes = PixelOptions { pixels: Pixels::Byte, preprocess: Preprocess::Mobilenet };
+    let name = format!("{real_name}_pixels-byte-mobilenet");
+    let extras = Extras { pixels: Some(bytes), ..Extras::default() };
+    models.push(write_pair(&out_dir, &name, &real, "real", extras).with_context(|| format!("model {name}"))?);
+    for (spec, pixels) in &pixel_models() {
+        models.push(write_synthetic(&out_dir, spec, Extras { pixels: Some(*pixels), ..Extras::default() })?);
     }
 
     let opsets: BTreeSet<i64> = specs.iter().map(|s| s.opset).collect();
@@ -132,24 +167,30 @@ fn main() -> Result<()> {
 }
 
 /// Generates the synthetic model of `spec` and writes its pair.
-fn write_synthetic(out_dir: &Path, spec: &SyntheticSpec, multi: Option<MultiPose>) -> Result<Value> {
+fn write_synthetic(out_dir: &Path, spec: &SyntheticSpec, extras: Extras) -> Result<Value> {
     let mut label = spec.label();
-    if let Some(m) = multi {
+    if let Some(m) = extras.multi {
         label += &format!("_multi-pose-n{}", m.max_poses);
+    }
+    if let Some(p) = extras.pixels {
+        label += &format!("_pixels-{}-{}", p.pixels, p.preprocess);
     }
     let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
     // Parsed the way the CLI reads a model, so the rewrite takes the CLI's path.
     let proto = model_io::parse_structure(&bytes).map_err(|e| anyhow!("parsing {label}: {e}"))?;
-    write_pair(out_dir, &label, &LoadedModel { bytes, proto }, "synthetic", multi)
+    write_pair(out_dir, &label, &LoadedModel { bytes, proto }, "synthetic", extras)
         .with_context(|| format!("synthetic model {label}"))
 }
 
-/// Rewrites `model` (with the multi-pose decoder too when `multi` is given), writes both files
-/// and returns its manifest entry.
-fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, multi: Option<MultiPose>) -> Result<Value> {
-    // The options the command line gives for `--poses N` (T and R its defaults).
-    let options =
-        RewriteOptions { multi_pose: multi.map(|m| MultiPoseOptions::new(m.max_poses)), ..Default::default() };
+/// Rewrites `model` (with the multi-pose decoder, or taking pixels, as `extras` say), writes
+/// both files and returns its manifest entry.
+fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extras: Extras) -> Result<Value> {
+    // The options the command line gives for `--poses N` (T and R its defaults) and `--pixels`.
+    let options = RewriteOptions {
+        multi_pose: extras.multi.map(|m| MultiPoseOptions::new(m.max_poses)),
+        pixels: extras.pixels,
+        ..Default::default()
+    };
     let rewritten = rewrite::rewrite(model, &options)?;
     // What the provenance records is what check.py decodes with.
     let multi_pose = match &rewritten.provenance.multi_pose {
@@ -191,6 +232,8 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, multi
         "input_layout": rewritten.image.as_ref().map(|i| i.layout.as_str()),
         "input_shapes": input_shapes,
         "multi_pose": multi_pose,
+        "pixels": p.pixels.as_ref().map(|x| x.pixels.as_str()),
+        "preprocess": p.pixels.as_ref().map(|x| x.preprocess.as_str()),
     }))
 }
 
