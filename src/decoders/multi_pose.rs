@@ -15,7 +15,7 @@
 //! `P_k(c)`, whose cell is `R_k(c)`: so of the reference's three cell computations per edge
 //! (after the displacement, after each refinement) only the first is computed per round; the
 //! others are reads of `R`. Per level of the traversal, the maps it reads are reordered once by
-//! 1x1 Convs to its edges: the displacements `[y | x]`, the targets' `R` three times, and the
+//! 1x1 Convs to its edges: the displacements `[y | x]`, the targets' `R`, and the
 //! targets' `[P_y | P_x | R]`.
 //!
 //! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
@@ -27,12 +27,12 @@
 //! depth known when the graph is built (`schedule`), so a level holds only the edges that some
 //! root decodes there (16, 10, 4, 2 backward; 16, 12, 6, 2 forward), and which of them are
 //! active is a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at once:
-//! the source's cell one-hot, the displacement read there and added to the source (`p'`), the
+//! the displacement read at the source's cell and added to the source (`p'`), the
 //! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
 //! (the second refinement's position and its cell, the target's traversal and score cell);
 //! masked by the active edges and added into the state by a 1x1 Conv (each keypoint is written
 //! once, an edge sum holds at most one active term). Y and x travel together in one tensor
-//! (`[y | x]` channels) so that each cell computation, product and sum serves both axes.
+//! (`[y | x]` channels) so that each cell computation and lookup serves both axes.
 //! After the levels, the keypoint scores are one read at the score cells. Then the candidates
 //! within R of the pose's keypoint, and the root itself, are no longer live. The pose score sums
 //! the keypoint scores not within R of an earlier pose's keypoint (the earlier poses side by
@@ -40,9 +40,14 @@
 //! order is the runtime's, so the pose score matches the reference within float error, not bit
 //! for bit).
 //!
-//! A cell is read by multiplying a one-hot map and summing: a non-finite value anywhere in a map
-//! that is read turns the read NaN, where the reference reads the one cell. Heads with NaN or
-//! infinite offsets or displacements are out of the contract.
+//! A cell is read by a lookup: the map minus the square of the difference between the cell's
+//! flat index and every cell's, the indices scaled by 2^64 so that the square is 0 at the cell
+//! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly. Only
+//! the root is read the single-pose way (its one-hot times the map, summed by a depthwise Conv
+//! of ones). (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
+//! any position, displacement, index or score does.) A non-finite value anywhere in a map that is read turns the read NaN or infinite,
+//! where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
+//! are out of the contract.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +63,10 @@ const Y: usize = 0;
 const X: usize = K;
 const CELL: usize = 2 * K;
 const SCORE_CELL: usize = 3 * K;
+/// Flat cell indices are carried times 2^64, so that the square of a difference of two of them
+/// is 0 or past FLT_MAX (+inf): "infinitely far" unless equal. Exact: integers below 2^24 times
+/// a power of two.
+const INDEX_SCALE: f32 = 18446744073709551616.0;
 
 /// What to decode and where to put it.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,8 +137,8 @@ fn schedule() -> [Vec<Level>; 2] {
 }
 
 /// Per frame, what one level reads (`E` its edges): the displacements at the source's cell
-/// `[y | x]` (2E channels), the target's traversal cell three times (3E, read at the first
-/// refinement's cell: the second refinement's cell), and the target's position and cell
+/// `[y | x]` (2E channels), the target's traversal cell (E, read at the first refinement's
+/// cell: the second refinement's cell), and the target's position and cell
 /// `[y | x | cell]` (3E, read at the second refinement's cell).
 struct LevelMaps {
     hint: String,
@@ -202,27 +211,31 @@ impl Builder<'_> {
         self.b.op("Sub", hint, &[&c, &past], vec![])
     }
 
-    /// The flat cell indices `cy*W + cx` of cells `[B, 2n, ...]` (y then x), `copies` times
-    /// over: `[B, copies*n, ...]`. Exact: integers below 2^24.
+    /// The flat cell indices `(cy*W + cx) * 2^64` of cells `[B, 2n, ...]` (y then x), `copies`
+    /// times over: `[B, copies*n, ...]`. Exact: integers below 2^24 times a power of two.
     fn flat_index(&mut self, hint: &str, c: &str, n: usize, copies: usize) -> String {
-        let scale: Vec<f32> = (0..2 * n).map(|i| if i < n { self.w as f32 } else { 1.0 }).collect();
+        let scale: Vec<f32> =
+            (0..2 * n).map(|i| if i < n { self.w as f32 * INDEX_SCALE } else { INDEX_SCALE }).collect();
         let scale = self.b.const_f32(&format!("row_scale_{n}"), &[1, 2 * n as i64, 1, 1], &scale);
         let scaled = self.b.op("Mul", &format!("{hint}_row_start"), &[c, &scale], vec![]);
         let pairs: Vec<(usize, usize)> = (0..copies * n).flat_map(|o| [(o, o % n), (o, n + o % n)]).collect();
         self.mix(hint, &scaled, 2 * n, copies * n, &pairs)
     }
 
-    /// The one-hot maps `[B, C, H, W]` of flat cell indices `at` (`[B, C, 1, 1]`, integers):
-    /// `1 - clip((i - at)^2, -1, 1)` against the constant map of indices `i`.
-    fn onehot(&mut self, hint: &str, at: &str) -> String {
+    /// The value of `map` (`[B, C, H, W]`, `channels` = C, finite) at the cells `at`
+    /// (`[B, C, 1, 1]`, scaled flat indices), `[B, C, 1, 1]`: `max(map - (i - at)^2)` over the
+    /// grid by MaxPool, `i` the constant map of scaled indices. The square is 0 at the cell and
+    /// +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself. Three
+    /// element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
+    fn lookup(&mut self, hint: &str, map: &str, at: &str) -> String {
         let (h, w) = (self.h, self.w);
-        let index: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
-        let index = self.b.const_f32("grid_index", &[1, 1, h as i64, w as i64], &index);
+        let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
+        let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
         let d = self.b.op("Sub", &format!("{hint}_diff"), &[&index, at], vec![]);
-        let d2 = self.b.op("Mul", &format!("{hint}_diff_sq"), &[&d, &d], vec![]);
-        let apart = self.b.clip(&format!("{hint}_apart"), &d2, -1.0, 1.0);
-        let one = self.b.scalar_f32("one", 1.0, 1);
-        self.b.op("Sub", hint, &[&one, &apart], vec![])
+        let far = self.b.op("Mul", &format!("{hint}_far"), &[&d, &d], vec![]);
+        let kept = self.b.op("Sub", &format!("{hint}_kept"), &[map, &far], vec![]);
+        let cells = self.cells();
+        self.b.max_over(hint, &kept, cells)
     }
 
     /// The value of `map` (`[B, C, H, W]`, `channels` = C) at the one cell `onehot` marks,
@@ -277,17 +290,16 @@ impl Builder<'_> {
         let source_cell = self.pick(&format!("{hint}_source_cell"), state, &cell, STATE);
 
         // p' = source + displacement at the source's cell.
-        let at = self.onehot(&format!("{hint}_source_onehot"), &source_cell);
-        let disp = self.read(&format!("{hint}_disp"), &maps.disp, &at, 2 * e);
+        let disp = self.lookup(&format!("{hint}_disp"), &maps.disp, &source_cell);
         let p = self.b.op("Add", &format!("{hint}_displaced"), &[&source, &disp], vec![]);
         // First refinement's cell c0; the second's is the target's cell of its position there
         // (read from the frame's map); the position there and its cell are the target's.
         let c0 = self.cell(&format!("{hint}_cell0"), &p, e);
-        let c0 = self.flat_index(&format!("{hint}_index0"), &c0, e, 3);
-        let at = self.onehot(&format!("{hint}_onehot0"), &c0);
-        let c1 = self.read(&format!("{hint}_index1"), &maps.cells, &at, 3 * e);
-        let at = self.onehot(&format!("{hint}_onehot1"), &c1);
-        let refined = self.read(&format!("{hint}_refined"), &maps.refined, &at, 3 * e);
+        let c0 = self.flat_index(&format!("{hint}_index0"), &c0, e, 1);
+        let c1 = self.lookup(&format!("{hint}_index1"), &maps.cells, &c0);
+        let thrice: Vec<usize> = (0..3 * e).map(|i| i % e).collect();
+        let c1 = self.pick(&format!("{hint}_index1_thrice"), &c1, &thrice, e);
+        let refined = self.lookup(&format!("{hint}_refined"), &maps.refined, &c1);
 
         let kept = self.b.op("Mul", &format!("{hint}_kept"), &[&refined, &active], vec![]);
         let pairs: Vec<(usize, usize)> = (0..e)
@@ -380,8 +392,9 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         &(0..STATE).map(|c| (c < 3 * K).then_some(c)).collect::<Vec<_>>(),
         3 * K,
     );
-    let index: Vec<f32> =
-        (0..STATE).flat_map(|c| (0..cells).map(move |i| if c >= SCORE_CELL { i as f32 } else { 0.0 })).collect();
+    let index: Vec<f32> = (0..STATE)
+        .flat_map(|c| (0..cells).map(move |i| if c >= SCORE_CELL { i as f32 * INDEX_SCALE } else { 0.0 }))
+        .collect();
     let index = g.b.const_f32("mp_score_cell_index", &[1, STATE as i64, h as i64, w as i64], &index);
     let root_map = g.b.op("Add", "mp_root_map", &[&root_map, &index], vec![]);
     // Scan order (y, x, k): the first candidate gets the largest rank.
@@ -410,7 +423,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             let edges = &level.edges;
             let disp_channels: Vec<usize> =
                 edges.iter().copied().chain(edges.iter().map(|e| e + POSE_CHAIN.len())).collect();
-            let cell_channels: Vec<usize> = (0..3 * n).map(|i| 2 * K + ends[i % n].1).collect();
+            let cell_channels: Vec<usize> = (0..n).map(|i| 2 * K + ends[i].1).collect();
             let refined_channels: Vec<usize> = (0..3 * n).map(|i| (i / n) * K + ends[i % n].1).collect();
             let maps = LevelMaps {
                 hint: hint.clone(),
@@ -469,8 +482,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let pose = g.pick(&format!("{p}_pose_yx"), &state, &yx, STATE);
         let score_cells: Vec<usize> = (SCORE_CELL..STATE).collect();
         let score_cells = g.pick(&format!("{p}_score_cells"), &state, &score_cells, STATE);
-        let at = g.onehot(&format!("{p}_score_onehot"), &score_cells);
-        let score = g.read(&format!("{p}_keypoint_scores_read"), &scores, &at, K);
+        let score = g.lookup(&format!("{p}_keypoint_scores_read"), &scores, &score_cells);
         // An empty round reads cell 0: its scores are zeros, as its positions.
         let score = g.b.op("Mul", &format!("{p}_keypoint_scores"), &[&score, &found], vec![]);
 
@@ -570,6 +582,16 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_indices_are_exact_and_apart_by_infinity() {
+        assert_eq!(INDEX_SCALE, 2f32.powi(64));
+        let last = ((1 << 24) - 1) as f32 * INDEX_SCALE;
+        assert_eq!(last / INDEX_SCALE, ((1 << 24) - 1) as f32);
+        let one_apart = INDEX_SCALE - 0.0;
+        assert_eq!(one_apart * one_apart, f32::INFINITY);
+        assert_eq!(f32::MIN - f32::INFINITY, f32::NEG_INFINITY);
+    }
 
     #[test]
     fn the_schedule_decodes_every_keypoint_once_from_its_reference_source() {
