@@ -171,6 +171,26 @@ impl Builder<'_> {
         self.b.clip(hint, &scaled, -1.0, 1.0)
     }
 
+    /// 1.0 where `d2 > r2`, 0.0 where `d2 <= r2` (`r2` the f32 constant R*R). For a positive
+    /// finite `r2` whose successor `r2+` is finite: `(clip(d2, r2, r2+) - r2) / (r2+ - r2)`,
+    /// exact (no f32 lies between the bounds, the gap is exact, and its reciprocal a power of
+    /// two); otherwise [`Self::above_zero`] of `d2 - r2`.
+    fn farther_than(&mut self, hint: &str, d2: &str, r2: f32) -> String {
+        let next = f32::from_bits(r2.to_bits() + 1);
+        if !(r2 > 0.0 && next.is_finite() && (next - r2).recip().is_finite()) {
+            let r2 = self.b.scalar_f32("mp_nms_radius_sq", r2, 1);
+            let gap = self.b.op("Sub", &format!("{hint}_gap"), &[d2, &r2], vec![]);
+            return self.above_zero(hint, &gap);
+        }
+        let step = next - r2;
+        debug_assert_eq!(step.recip() * step, 1.0);
+        let clipped = self.b.clip(&format!("{hint}_clipped"), d2, r2, next);
+        let r2 = self.b.scalar_f32("mp_nms_radius_sq", r2, 1);
+        let over = self.b.op("Sub", &format!("{hint}_over"), &[&clipped, &r2], vec![]);
+        let scale = self.b.scalar_f32("mp_nms_radius_sq_step_inverse", step.recip(), 1);
+        self.b.op("Mul", hint, &[&over, &scale], vec![])
+    }
+
     /// A 1x1 Conv of 0/1 weights: output channel `o` is the sum of the input channels `i` of
     /// the pairs `(o, i)` (in this decoder at most one of them non-zero, or two integers, or
     /// two squares: one rounding at most, in any summation order).
@@ -491,9 +511,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let mut counted = score.clone();
         if let Some(earlier) = &earlier {
             let d2 = g.squared_distance(&format!("{p}_vs_earlier_d2"), &pose, earlier);
-            let r2 = g.b.scalar_f32("mp_nms_radius_sq", r2, 1);
-            let gap = g.b.op("Sub", &format!("{p}_vs_earlier_gap"), &[&d2, &r2], vec![]);
-            let far = g.above_zero(&format!("{p}_vs_earlier_far"), &gap);
+            let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
             let valid: Vec<f32> = (0..slots).map(|j| if j < r { 1.0 } else { 0.0 }).collect();
             let valid = g.b.const_f32(&format!("{p}_earlier_slots"), &[1, 1, 1, slots as i64], &valid);
             // valid and not far: relu(valid - far) on 0/1 values.
@@ -514,8 +532,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         );
         let count = g.b.scalar_f32("mp_keypoints", K as f32, 1);
         let mean = g.b.op("Div", &format!("{p}_pose_score_found"), &[&sum, &count], vec![]);
-        // found * mean + (found - 1): the mean, or -1 for an empty slot.
-        let mean = g.b.op("Mul", &format!("{p}_pose_score_kept"), &[&mean, &found], vec![]);
+        // mean + (found - 1): the mean, or -1 for an empty slot (whose scores are zeros).
         let empty = g.b.op("Sub", &format!("{p}_empty"), &[&found, &one], vec![]);
         score_rows.push(g.b.op("Add", &format!("{p}_pose_score"), &[&mean, &empty], vec![]));
 
@@ -536,9 +553,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             // Candidates within R of the pose's same keypoint, and the root, are no longer live
             // (an empty round has no live candidate left to suppress).
             let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
-            let r2 = g.b.scalar_f32("mp_nms_radius_sq", r2, 1);
-            let gap = g.b.op("Sub", &format!("{p}_nms_gap"), &[&d2, &r2], vec![]);
-            let keep = g.above_zero(&format!("{p}_nms_keep"), &gap);
+            let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
             let not_root = g.b.op("Sub", &format!("{p}_live_not_root"), &[&live, &root], vec![]);
             live = g.b.op("Mul", &format!("{p}_live_next"), &[&not_root, &keep], vec![]);
             let slot: Vec<f32> = (0..slots).map(|j| if j == r { 1.0 } else { 0.0 }).collect();
