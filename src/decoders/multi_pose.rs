@@ -467,7 +467,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let p = format!("mp_round{r}");
         // The best live candidate. With a threshold >= 0 every live value is >= 0 and the dead
         // cells read 0 (v * 0); otherwise they are taken to -FLT_MAX, below every live one but
-        // one at -FLT_MAX itself. `is_best` keeps them apart by multiplying with `live` again.
+        // one at -FLT_MAX itself. The ranks keep them apart by multiplying with `live` again.
         let masked = if threshold_value < 0.0 {
             let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, &one], vec![]);
             let flt_max = g.b.scalar_f32("flt_max", f32::MAX, 1);
@@ -478,17 +478,26 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             g.b.op("Mul", &format!("{p}_masked"), &[&v, &live], vec![])
         };
         let best = g.global_max(&format!("{p}_best"), &masked, K);
-        let is_best = g.b.select_maxima(&format!("{p}_is_best"), &masked, &best);
-        let is_best = g.b.op("Mul", &format!("{p}_is_best_live"), &[&is_best, &live], vec![]);
-        let ranked = g.b.op("Mul", &format!("{p}_ranked"), &[&is_best, &ranks], vec![]);
+        // The live cells' ranks, less a penalty that is 0 at the best value and 2^51 or more
+        // below it (`select_maxima`'s two gains, without its last step): the rank at the best
+        // live cells, <= 0 at the dead ones, negative elsewhere.
+        let below = g.b.op("Sub", &format!("{p}_below_best"), &[&best, &masked], vec![]);
+        let gain = g.b.scalar_f32("two_pow_100", 1.2676506e30, 1);
+        let penalty = g.b.op("Mul", &format!("{p}_penalty_scaled"), &[&below, &gain], vec![]);
+        let penalty = g.b.clip(&format!("{p}_penalty_clipped"), &penalty, -1.0, 1.0);
+        let penalty = g.b.op("Mul", &format!("{p}_penalty"), &[&penalty, &gain], vec![]);
+        let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, &ranks], vec![]);
+        let ranked = g.b.op("Sub", &format!("{p}_ranked"), &[&live_ranks, &penalty], vec![]);
         let top = g.global_max(&format!("{p}_top"), &ranked, K);
-        // relu(rank - (top - 1)): 1 at the top rank, 0 below it (integers); every cell passes
-        // when nothing is live (top 0), which the product with `is_best` clears.
+        // relu(rank - (top - 1)): 1 at the top rank, 0 below it (integers); every cell may pass
+        // when nothing is live (top 0, or wonnx's MaxPool floor), which the product with `live`
+        // clears. `found` is 1, or 0 (or below, clipped and taken to 0 by the Relu).
         let below_top = g.b.op("Sub", &format!("{p}_below_top"), &[&top, &one], vec![]);
         let root = g.b.op("Sub", &format!("{p}_rank_gap"), &[&ranked, &below_top], vec![]);
         let root = g.b.op("Relu", &format!("{p}_root_any"), &[&root], vec![]);
-        let root = g.b.op("Mul", &format!("{p}_root"), &[&root, &is_best], vec![]);
-        let found = g.b.clip(&format!("{p}_found"), &top, -1.0, 1.0);
+        let root = g.b.op("Mul", &format!("{p}_root"), &[&root, &live], vec![]);
+        let found = g.b.clip(&format!("{p}_found_clipped"), &top, -1.0, 1.0);
+        let found = g.b.op("Relu", &format!("{p}_found"), &[&found], vec![]);
 
         let cells_axes = g.cells();
         let root_keypoint = g.b.max_over(&format!("{p}_root_keypoint"), &root, cells_axes);
@@ -550,12 +559,13 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         pose_rows.push(g.b.op("Add", &format!("{p}_rows"), &[&rxy, &rs], vec![]));
 
         if r + 1 < n {
-            // Candidates within R of the pose's same keypoint, and the root, are no longer live
-            // (an empty round has no live candidate left to suppress).
+            // Candidates within R of the pose's same keypoint are no longer live (an empty round
+            // has no live candidate left to suppress). That takes the root too: its keypoint's
+            // position is read from `positions` at its cell, so d2 = 0 <= R^2 (the reference's
+            // "taken" mask matters only for non-finite positions or R, outside the contract).
             let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
             let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
-            let not_root = g.b.op("Sub", &format!("{p}_live_not_root"), &[&live, &root], vec![]);
-            live = g.b.op("Mul", &format!("{p}_live_next"), &[&not_root, &keep], vec![]);
+            live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &keep], vec![]);
             let slot: Vec<f32> = (0..slots).map(|j| if j == r { 1.0 } else { 0.0 }).collect();
             let slot = g.b.const_f32(&format!("{p}_slot"), &[1, 1, 1, slots as i64], &slot);
             let placed = g.b.op("Mul", &format!("{p}_pose_placed"), &[&pose, &slot], vec![]);
