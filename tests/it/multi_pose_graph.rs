@@ -114,21 +114,66 @@ fn decoder_alone_matches_the_reference_on_random_heads() {
                         .collect()
                 })
                 .collect();
-            let inputs: TVec<TValue> = heads
-                .iter()
-                .zip(CHANNELS)
-                .map(|(v, c)| {
-                    tract_ndarray::Array4::from_shape_vec((1, c, grid.0, grid.1), v.clone())
-                        .unwrap()
-                        .into_tensor()
-                        .into()
-                })
-                .collect();
-            let outputs = runner.run(inputs.into_iter().map(|v| v.into_tensor()).collect()).unwrap();
+            let outputs = run_decoder(&runner, &heads, grid);
             total += judge(&format!("grid {grid:?} N {n} opset {opset} seed {seed}"), &heads, grid, n, &outputs);
         }
     }
     assert!(total > 40, "{total} poses: the random heads should yield many");
+}
+
+/// Runs the decoder alone (built for `spec` at `opset`) on `heads` (CHW, one batch item).
+fn run_decoder(runner: &Runner, heads: &[Vec<f32>], grid: (usize, usize)) -> Vec<Tensor> {
+    let inputs: Vec<Tensor> = heads
+        .iter()
+        .zip(CHANNELS)
+        .map(|(v, c)| tract_ndarray::Array4::from_shape_vec((1, c, grid.0, grid.1), v.clone()).unwrap().into_tensor())
+        .collect();
+    runner.run(inputs).unwrap()
+}
+
+/// Crafted heads on a 9x9 grid where distances equal R exactly: a candidate at R from the first
+/// pose's nose (suppressed: `d2 <= R^2` is inclusive) and a second pose whose nose lies at R
+/// from the first pose's (not counted in its pose score).
+fn heads_at_the_nms_radius() -> Vec<Vec<f32>> {
+    let (h, w) = (9, 9);
+    let at = |c: usize, y: usize, x: usize| (c * h + y) * w + x;
+    let mut heads: Vec<Vec<f32>> = CHANNELS.iter().map(|c| vec![0.0; c * h * w]).collect();
+    heads[0].fill(-5.0);
+    // Pose 1: the nose at cell (4, 4), position (64, 64); zero offsets and displacements keep
+    // every keypoint there.
+    heads[0][at(0, 4, 4)] = 3.0;
+    // Pose 2: leftShoulder (5) at cell (1, 1), position (16, 16); edge 4 (nose, leftShoulder)
+    // displaces backward by (36, 32) to (52, 48), cell (3, 3), where the nose's y offset 4
+    // keeps it at (52, 48): 12 and 16 from (64, 64), d2 = 400.
+    heads[0][at(5, 1, 1)] = 2.0;
+    heads[3][at(4, 1, 1)] = 36.0;
+    heads[3][at(4 + 16, 1, 1)] = 32.0;
+    heads[1][at(0, 3, 3)] = 4.0;
+    // A nose candidate at cell (4, 6), x offset -12: position (64, 84), 20 from (64, 64).
+    heads[0][at(0, 4, 6)] = 1.0;
+    heads[1][at(17, 4, 6)] = -12.0;
+    heads
+}
+
+#[test]
+fn decoder_alone_matches_the_reference_at_the_nms_radius() {
+    let grid = (9, 9);
+    let heads = heads_at_the_nms_radius();
+    let (h, w) = grid;
+    let reference = Heads::new(&heads[0], &heads[1], &heads[2], &heads[3], h, w, ScoreMode::Sigmoid).unwrap();
+    let params = MultiPoseParams { max_poses: 4, ..MultiPoseParams::default() };
+    let inside = decode_multiple_poses(&reference, &params);
+    let nearer = decode_multiple_poses(&reference, &MultiPoseParams { nms_radius: 19.999, ..params });
+    // The situation is on the boundary: a hair's breadth less R keeps the candidate, and counts
+    // the second pose's nose.
+    assert_eq!((inside.len(), nearer.len()), (2, 3));
+    assert!(inside[1].score < nearer[1].score);
+    for opset in [9, 13] {
+        let spec = spec(grid, 4);
+        let runner = Runner::new(&decoder_model(&spec, opset), &CHANNELS.map(|c| vec![1, c, h, w])).unwrap();
+        let outputs = run_decoder(&runner, &heads, grid);
+        assert_eq!(judge(&format!("at the radius, opset {opset}"), &heads, grid, 4, &outputs), 2);
+    }
 }
 
 /// Node counts, and with POSEFIX_MULTI_POSE_OUT=DIR the real model with the decoder appended
