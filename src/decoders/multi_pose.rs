@@ -57,8 +57,11 @@ use crate::error::{Error, Result};
 use crate::model::proto;
 
 const K: usize = NUM_KEYPOINTS;
-/// The pose state's channels: y, x, traversal cell and score cell of every keypoint.
-const STATE: usize = 4 * K;
+/// The pose state's channels: y, x, traversal cell and score cell of every keypoint, and one
+/// channel of zeros. The odd count is for onnxruntime's CPU provider: it rewrites a Conv whose
+/// input has 16 or more channels into its blocked NCHWc layout only when the count is a multiple
+/// of 4, and every such Conv on the tiny state costs layout reorders around it.
+const STATE: usize = 4 * K + 1;
 const Y: usize = 0;
 const X: usize = K;
 const CELL: usize = 2 * K;
@@ -413,7 +416,10 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         3 * K,
     );
     let index: Vec<f32> = (0..STATE)
-        .flat_map(|c| (0..cells).map(move |i| if c >= SCORE_CELL { i as f32 * INDEX_SCALE } else { 0.0 }))
+        .flat_map(|c| {
+            (0..cells)
+                .map(move |i| if (SCORE_CELL..SCORE_CELL + K).contains(&c) { i as f32 * INDEX_SCALE } else { 0.0 })
+        })
         .collect();
     let index = g.b.const_f32("mp_score_cell_index", &[1, STATE as i64, h as i64, w as i64], &index);
     let root_map = g.b.op("Add", "mp_root_map", &[&root_map, &index], vec![]);
@@ -509,7 +515,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         }
         let yx: Vec<usize> = (0..2 * K).collect();
         let pose = g.pick(&format!("{p}_pose_yx"), &state, &yx, STATE);
-        let score_cells: Vec<usize> = (SCORE_CELL..STATE).collect();
+        let score_cells: Vec<usize> = (SCORE_CELL..SCORE_CELL + K).collect();
         let score_cells = g.pick(&format!("{p}_score_cells"), &state, &score_cells, STATE);
         let score = g.lookup(&format!("{p}_keypoint_scores_read"), &scores, &score_cells);
         // An empty round reads cell 0: its scores are zeros, as its positions.
