@@ -99,6 +99,15 @@ struct Level {
     roots: Vec<[bool; K]>,
 }
 
+/// The smallest count of at least `n` edges that is not a multiple of 4.
+fn padded_edges(n: usize) -> usize {
+    if n.is_multiple_of(4) {
+        n + 1
+    } else {
+        n
+    }
+}
+
 /// The reference's traversal for every root keypoint, level by level: `[backward, forward]`.
 /// Backward (edges 15..0, child to parent) decodes the root's ancestors, one per level; forward
 /// (edges 0..15, parent to child) every other keypoint, a level after its parent. Each keypoint
@@ -147,6 +156,8 @@ struct LevelMaps {
     hint: String,
     /// Each edge's (source, target) keypoints.
     ends: Vec<(usize, usize)>,
+    /// As [`Level::roots`], padded.
+    roots: Vec<[bool; K]>,
     disp: String,
     cells: String,
     refined: String,
@@ -301,11 +312,12 @@ impl Builder<'_> {
     /// One level: every edge of `level` that is active for the root (`root_keypoint`,
     /// `[B, 17, 1, 1]` one-hot) decodes its target from its source, as the reference's
     /// `traverse`; the others add zeros to the state.
-    fn level(&mut self, hint: &str, state: &str, root_keypoint: &str, level: &Level, maps: &LevelMaps) -> String {
-        let e = level.edges.len();
+    fn level(&mut self, hint: &str, state: &str, root_keypoint: &str, maps: &LevelMaps) -> String {
+        let e = maps.ends.len();
+        let roots = &maps.roots;
         let (sources, targets): (Vec<usize>, Vec<usize>) = maps.ends.iter().copied().unzip();
         let pairs: Vec<(usize, usize)> =
-            (0..3 * e).flat_map(|o| (0..K).filter(move |&k| level.roots[o % e][k]).map(move |k| (o, k))).collect();
+            (0..3 * e).flat_map(|o| (0..K).filter(move |&k| roots[o % e][k]).map(move |k| (o, k))).collect();
         let active = self.mix(&format!("{hint}_active"), root_keypoint, K, 3 * e, &pairs);
         let pos: Vec<usize> = sources.iter().map(|s| Y + s).chain(sources.iter().map(|s| X + s)).collect();
         let source = self.pick(&format!("{hint}_source"), state, &pos, STATE);
@@ -326,6 +338,7 @@ impl Builder<'_> {
 
         let kept = self.b.op("Mul", &format!("{hint}_kept"), &[&refined, &active], vec![]);
         let pairs: Vec<(usize, usize)> = (0..e)
+            .filter(|&i| roots[i].contains(&true))
             .flat_map(|i| {
                 let t = targets[i];
                 [(Y + t, i), (X + t, e + i), (CELL + t, 2 * e + i), (SCORE_CELL + t, 2 * e + i)]
@@ -428,12 +441,22 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let ranks = g.b.const_f32("mp_scan_rank", &[1, K as i64, h as i64, w as i64], &ranks);
 
     let levels = schedule();
-    let mut plan: Vec<(&Level, LevelMaps)> = vec![];
+    let mut plan: Vec<LevelMaps> = vec![];
     for (dir, levels) in levels.iter().enumerate() {
         let (name, disp) = if dir == 0 { ("back", &spec.displacement_bwd) } else { ("forth", &spec.displacement_fwd) };
+        // The head with a channel of zeros: onnxruntime CPU rewrites a Conv reading 32
+        // channels (a multiple of 4) to NCHWc and reorders its output, so the levels' maps are
+        // picked from 33 channels, behind one such Conv instead of eight.
+        let d = 2 * POSE_CHAIN.len();
+        let with_zeros: Vec<Option<usize>> = (0..=d).map(|c| (c < d).then_some(c)).collect();
+        let disp = g.b.pick_channels(&format!("mp_{name}_displacements"), disp, &with_zeros, d);
         for (l, level) in levels.iter().enumerate() {
             let hint = format!("mp_{name}{l}");
-            let ends: Vec<(usize, usize)> = level
+            // Padded with never-active edges (keypoint 0 to itself, channel 0) to a count that is
+            // not a multiple of 4: onnxruntime CPU rewrites a MaxPool over a multiple of its
+            // NCHWc block (8 or 16) channels into that layout, reordering the whole map first.
+            let n = padded_edges(level.edges.len());
+            let mut ends: Vec<(usize, usize)> = level
                 .edges
                 .iter()
                 .map(|&e| {
@@ -445,8 +468,11 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
                     }
                 })
                 .collect();
-            let n = level.edges.len();
-            let edges = &level.edges;
+            ends.resize(n, (0, 0));
+            let mut roots = level.roots.clone();
+            roots.resize(n, [false; K]);
+            let mut edges = level.edges.clone();
+            edges.resize(n, 0);
             let disp_channels: Vec<usize> =
                 edges.iter().copied().chain(edges.iter().map(|e| e + POSE_CHAIN.len())).collect();
             let cell_channels: Vec<usize> = (0..n).map(|i| 2 * K + ends[i].1).collect();
@@ -454,11 +480,12 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             let maps = LevelMaps {
                 hint: hint.clone(),
                 ends: ends.clone(),
-                disp: g.pick(&format!("{hint}_disp_map"), disp, &disp_channels, 2 * POSE_CHAIN.len()),
+                roots,
+                disp: g.pick(&format!("{hint}_disp_map"), &disp, &disp_channels, d + 1),
                 cells: g.pick(&format!("{hint}_cell_map"), &refined, &cell_channels, 3 * K),
                 refined: g.pick(&format!("{hint}_refined_map"), &refined, &refined_channels, 3 * K),
             };
-            plan.push((level, maps));
+            plan.push(maps);
         }
     }
 
@@ -510,8 +537,8 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let repeat: Vec<usize> = (0..STATE).map(|c| c % K).collect();
         let root_onehot = g.pick(&format!("{p}_root_onehot"), &root, &repeat, K);
         let mut state = g.read(&format!("{p}_root_state"), &root_map, &root_onehot, STATE);
-        for (level, maps) in &plan {
-            state = g.level(&format!("{p}_{}", &maps.hint[3..]), &state, &root_keypoint, level, maps);
+        for maps in &plan {
+            state = g.level(&format!("{p}_{}", &maps.hint[3..]), &state, &root_keypoint, maps);
         }
         let yx: Vec<usize> = (0..2 * K).collect();
         let pose = g.pick(&format!("{p}_pose_yx"), &state, &yx, STATE);
@@ -594,8 +621,11 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_rows"), &[&acc, &placed], vec![]),
         });
-        let place: Vec<Option<usize>> = (0..n).map(|c| (c == r).then_some(0)).collect();
-        let placed = g.b.pick_channels(&format!("mp_slot{r}_score"), score, &place, 1);
+        // [B, 1, 1, 1] times a one-hot [1, N, 1, 1] (a Conv from one channel would be rewritten
+        // to NCHWc by onnxruntime CPU, with reorders).
+        let slot: Vec<f32> = (0..n).map(|c| if c == r { 1.0 } else { 0.0 }).collect();
+        let slot = g.b.const_f32(&format!("mp_slot{r}_score_onehot"), &[1, n as i64, 1, 1], &slot);
+        let placed = g.b.op("Mul", &format!("mp_slot{r}_score"), &[score, &slot], vec![]);
         pose_scores = Some(match pose_scores {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_score"), &[&acc, &placed], vec![]),
