@@ -7,7 +7,15 @@
 //! `decodeMultiplePoses` as N unrolled rounds of "the best live candidate", with the reference's
 //! f32 arithmetic (see its module doc for every rounding). The ops are the single-pose decoder's
 //! ([`crate::decoders::graph`]) plus Div, Floor and Relu; no comparison, no bool tensor, no
-//! Concat. NCHW heads only, so far.
+//! Concat.
+//!
+//! NHWC heads are first taken to NCHW, exactly and without Transpose: each head viewed as
+//! `[B, 1, H, W*C]` by a Reshape, then a Conv with a `1 x C` kernel of one-hot weights at stride
+//! `(1, C)` (output channel c is the one term of channel c), 0/1 weights and one term per output
+//! like every other Conv here; the heatmaps are clamped to +-FLT_MAX before (an infinity times
+//! a zero weight would be NaN). The rest is the NCHW decoder. (The single-pose decoder reads
+//! NHWC heads as columns, broadcasting; the traversal here reorders channels by 1x1 Convs, which
+//! a column layout cannot.)
 //!
 //! Per frame: `v` the clamped heatmaps; `live`, 1.0 at the candidates (a 3x3 MaxPool equal to
 //! `v`, and `v >= thr`); every cell's position per keypoint `P` (offsets plus the cell grid) and
@@ -78,7 +86,7 @@ pub struct MultiPoseSpec {
     pub offsets: String,
     pub displacement_fwd: String,
     pub displacement_bwd: String,
-    /// The heads' layout (all four share it). Only NCHW is built so far.
+    /// The heads' layout (all four share it).
     pub layout: Layout,
     pub grid: (usize, usize),
     pub stride: u32,
@@ -173,6 +181,26 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn cells(&self) -> Cells {
         Cells::Grid { height: self.h, width: self.w }
+    }
+
+    /// An NHWC head `[B, H, W, C]` as NCHW `[B, C, H, W]`, exactly and without Transpose: viewed
+    /// as `[B, 1, H, W*C]` (a Reshape that keeps the order of the values; its reader is a Conv,
+    /// not an element-wise op, which onnxruntime-web's WebGL backend would read wrong), then a
+    /// Conv with a `1 x C` kernel at stride `(1, C)`: output channel c at cell (y, x) is the
+    /// sum over the C values of cell (y, x) weighted by the one-hot of c, that is the value of
+    /// channel c (one term; the others are exact zeros for finite heads).
+    fn nhwc_as_nchw(&mut self, hint: &str, head: &str, channels: usize) -> String {
+        let (h, w, c) = (self.h as i64, self.w as i64, channels as i64);
+        let rows = self.b.reshape(&format!("{hint}_rows"), head, &[-1, 1, h, w * c]);
+        let weights: Vec<f32> =
+            (0..channels * channels).map(|i| if i / channels == i % channels { 1.0 } else { 0.0 }).collect();
+        let weights = self.b.const_f32(&format!("{hint}_weights"), &[c, 1, 1, c], &weights);
+        self.b.op(
+            "Conv",
+            hint,
+            &[&rows, &weights],
+            vec![proto::attr_ints("kernel_shape", &[1, c]), proto::attr_ints("strides", &[1, c])],
+        )
     }
 
     /// 1.0 where `t > 0` (any positive f32, down to 2^-149), 0.0 where `t <= 0`, by arithmetic.
@@ -348,16 +376,27 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.max_poses
         )));
     }
-    if spec.layout != Layout::Nchw {
-        return Err(Error::Unsupported(format!(
-            "the multi-pose decoder reads NCHW heads only so far; these are {}",
-            spec.layout
-        )));
-    }
     let mut g = Builder { b, h, w, stride: spec.stride as f32 };
 
     // Per frame.
-    let v = g.b.clamp_finite("mp_heatmaps_finite", &spec.heatmaps);
+    // NHWC heads are taken to NCHW first (see `Builder::nhwc_as_nchw`); the heatmaps clamped before,
+    // so that no infinity meets a zero weight.
+    let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
+        Layout::Nchw => {
+            (spec.heatmaps.clone(), spec.offsets.clone(), spec.displacement_fwd.clone(), spec.displacement_bwd.clone())
+        }
+        Layout::Nhwc => {
+            let finite = g.b.clamp_finite("mp_heatmaps_nhwc_finite", &spec.heatmaps);
+            let e = POSE_CHAIN.len();
+            (
+                g.nhwc_as_nchw("mp_heatmaps_nchw", &finite, K),
+                g.nhwc_as_nchw("mp_offsets_nchw", &spec.offsets, 2 * K),
+                g.nhwc_as_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd, 2 * e),
+                g.nhwc_as_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd, 2 * e),
+            )
+        }
+    };
+    let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
     let scores = match spec.scores {
         ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&v], vec![]),
         ScoreMode::Raw => v.clone(),
@@ -392,7 +431,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let grid: Vec<f32> =
         (0..2 * K).flat_map(|c| (0..cells).map(move |i| (if c < K { i / w } else { i % w }) as f32 * stride)).collect();
     let grid = g.b.const_f32("mp_grid_px", &[1, 2 * K as i64, h as i64, w as i64], &grid);
-    let positions = g.b.op("Add", "mp_positions", &[&spec.offsets, &grid], vec![]);
+    let positions = g.b.op("Add", "mp_positions", &[&offsets, &grid], vec![]);
     let position_cells = g.cell("mp_position_cells", &positions, K);
     let position_cells = g.flat_index("mp_position_index", &position_cells, K, 1);
     // [y | x | cell] per keypoint, 51 channels.
@@ -432,7 +471,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let levels = schedule();
     let mut plan: Vec<LevelMaps> = vec![];
     for (dir, levels) in levels.iter().enumerate() {
-        let (name, disp) = if dir == 0 { ("back", &spec.displacement_bwd) } else { ("forth", &spec.displacement_fwd) };
+        let (name, disp) = if dir == 0 { ("back", &displacement_bwd) } else { ("forth", &displacement_fwd) };
         // The head with a channel of zeros: onnxruntime CPU rewrites a Conv reading 32
         // channels (a multiple of 4) to NCHWc and reorders its output, so the levels' maps are
         // picked from 33 channels, behind one such Conv instead of eight.

@@ -1,6 +1,7 @@
 //! The multi-pose decoder (`src/decoders/multi_pose.rs`) against the multi-pose reference, in
-//! tract: on random heads (with ties and candidates on the borders) fed to the decoder alone, and
-//! on the real model's heads for the shared photos.
+//! tract: on random heads (with ties and candidates on the borders) fed to the decoder alone, NCHW
+//! and NHWC (the same heads transposed), and on the real model's heads for the shared photos (as
+//! they come, NCHW, and transposed to NHWC by the test's own Transpose nodes).
 
 use onnx_posefix::contract::{Layout, ScoreMode};
 use onnx_posefix::decoders::graph::{GraphBuilder, NameAllocator};
@@ -18,12 +19,16 @@ const CHANNELS: [usize; 4] = [17, 34, 32, 32];
 const HEADS: [&str; 4] = ["heatmaps", "offsets", "displacement_fwd", "displacement_bwd"];
 
 fn spec(grid: (usize, usize), n: usize) -> MultiPoseSpec {
+    spec_in(grid, n, Layout::Nchw)
+}
+
+fn spec_in(grid: (usize, usize), n: usize, layout: Layout) -> MultiPoseSpec {
     MultiPoseSpec {
         heatmaps: HEADS[0].into(),
         offsets: HEADS[1].into(),
         displacement_fwd: HEADS[2].into(),
         displacement_bwd: HEADS[3].into(),
-        layout: Layout::Nchw,
+        layout,
         grid,
         stride: 16,
         scores: ScoreMode::Sigmoid,
@@ -49,11 +54,11 @@ fn append(graph: &mut GraphProto, opset: i64, spec: &MultiPoseSpec) {
 
 /// The decoder alone: the four heads are its inputs.
 fn decoder_model(spec: &MultiPoseSpec, opset: i64) -> Vec<u8> {
-    let (h, w) = spec.grid;
     let mut graph = GraphProto::new();
     graph.name = "multi_pose_decoder".into();
-    for (name, c) in HEADS.iter().zip(CHANNELS) {
-        graph.input.push(proto::value_info(name, DataType::FLOAT, &[1, c as i64, h as i64, w as i64].map(Dim::Fixed)));
+    for (name, shape) in HEADS.iter().zip(head_shapes(spec)) {
+        let shape: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        graph.input.push(proto::value_info(name, DataType::FLOAT, &shape));
     }
     append(&mut graph, opset, spec);
     let mut model = ModelProto::new();
@@ -89,14 +94,25 @@ fn judge(label: &str, heads: &[Vec<f32>], grid: (usize, usize), n: usize, output
 #[test]
 fn decoder_alone_matches_the_reference_on_random_heads() {
     let mut total = 0;
-    for (case, (grid, n, opset)) in
-        [((17, 17), 5, 11), ((9, 13), 6, 13), ((17, 17), 4, 9), ((5, 7), 3, 18), ((1, 1), 2, 11)]
-            .into_iter()
-            .enumerate()
+    let (nchw, nhwc) = (Layout::Nchw, Layout::Nhwc);
+    for (case, (grid, n, opset, layout)) in [
+        ((17, 17), 5, 11, nchw),
+        ((9, 13), 6, 13, nchw),
+        ((17, 17), 4, 9, nchw),
+        ((5, 7), 3, 18, nchw),
+        ((1, 1), 2, 11, nchw),
+        ((17, 17), 5, 11, nhwc),
+        ((9, 13), 6, 9, nhwc),
+        ((5, 7), 3, 18, nhwc),
+    ]
+    .into_iter()
+    .enumerate()
     {
-        let spec = spec(grid, n);
-        let runner = Runner::new(&decoder_model(&spec, opset), &CHANNELS.map(|c| vec![1, c, grid.0, grid.1])).unwrap();
+        let spec = spec_in(grid, n, layout);
+        let runner = Runner::new(&decoder_model(&spec, opset), &head_shapes(&spec)).unwrap();
         for seed in 0..6u64 {
+            // NHWC cases reuse NCHW cases' seeds: the same heads, transposed.
+            let case = [0, 1, 2, 3, 4, 0, 1, 3][case];
             let mut rng = Rng::new(0x3017 + 100 * case as u64 + seed);
             let cells = grid.0 * grid.1;
             // Logits on a coarse grid of values (ties), offsets and displacements in quarter
@@ -114,19 +130,36 @@ fn decoder_alone_matches_the_reference_on_random_heads() {
                         .collect()
                 })
                 .collect();
-            let outputs = run_decoder(&runner, &heads, grid);
-            total += judge(&format!("grid {grid:?} N {n} opset {opset} seed {seed}"), &heads, grid, n, &outputs);
+            let outputs = run_decoder(&runner, &heads, &spec);
+            total +=
+                judge(&format!("{layout} grid {grid:?} N {n} opset {opset} seed {seed}"), &heads, grid, n, &outputs);
         }
     }
-    assert!(total > 40, "{total} poses: the random heads should yield many");
+    assert!(total > 60, "{total} poses: the random heads should yield many");
 }
 
-/// Runs the decoder alone (built for `spec` at `opset`) on `heads` (CHW, one batch item).
-fn run_decoder(runner: &Runner, heads: &[Vec<f32>], grid: (usize, usize)) -> Vec<Tensor> {
+/// The heads' shapes for `spec`'s layout, one batch item.
+fn head_shapes(spec: &MultiPoseSpec) -> [Vec<usize>; 4] {
+    let (h, w) = spec.grid;
+    CHANNELS.map(|c| match spec.layout {
+        Layout::Nchw => vec![1, c, h, w],
+        Layout::Nhwc => vec![1, h, w, c],
+    })
+}
+
+/// Runs the decoder alone on `heads` (CHW, one batch item), transposed to HWC for NHWC.
+fn run_decoder(runner: &Runner, heads: &[Vec<f32>], spec: &MultiPoseSpec) -> Vec<Tensor> {
+    let (h, w) = spec.grid;
     let inputs: Vec<Tensor> = heads
         .iter()
         .zip(CHANNELS)
-        .map(|(v, c)| tract_ndarray::Array4::from_shape_vec((1, c, grid.0, grid.1), v.clone()).unwrap().into_tensor())
+        .map(|(v, c)| {
+            let chw = tract_ndarray::Array4::from_shape_vec((1, c, h, w), v.clone()).unwrap();
+            match spec.layout {
+                Layout::Nchw => chw.into_tensor(),
+                Layout::Nhwc => chw.permuted_axes([0, 2, 3, 1]).as_standard_layout().to_owned().into_tensor(),
+            }
+        })
         .collect();
     runner.run(inputs).unwrap()
 }
@@ -170,15 +203,17 @@ fn decoder_alone_matches_the_reference_at_the_nms_radius() {
     assert!(inside[1].score < nearer[1].score);
     for opset in [9, 13] {
         let spec = spec(grid, 4);
-        let runner = Runner::new(&decoder_model(&spec, opset), &CHANNELS.map(|c| vec![1, c, h, w])).unwrap();
-        let outputs = run_decoder(&runner, &heads, grid);
+        let runner = Runner::new(&decoder_model(&spec, opset), &head_shapes(&spec)).unwrap();
+        let outputs = run_decoder(&runner, &heads, &spec);
         assert_eq!(judge(&format!("at the radius, opset {opset}"), &heads, grid, 4, &outputs), 2);
     }
 }
 
 /// Node counts, and with POSEFIX_MULTI_POSE_OUT=DIR the real model with the decoder appended
 /// (N = 1, 5 and 10), for timing in other runtimes; POSEFIX_MULTI_POSE_BASE=MODEL:HxW appends it
-/// to another NCHW PoseNet with that heatmap grid (the 513 variant, say).
+/// to another NCHW PoseNet with that heatmap grid (the 513 variant, say);
+/// POSEFIX_MULTI_POSE_LAYOUT=nhwc first transposes the heads to NHWC (Transpose nodes of the
+/// test's own, not the decoder's) and appends the decoder for NHWC heads.
 #[test]
 #[ignore = "a measurement, not a check"]
 fn node_counts() {
@@ -197,7 +232,12 @@ fn node_counts() {
             };
             let mut model = onnx_posefix::model::io::read_model(&path).unwrap().proto;
             let opset = query::default_opset(&model).unwrap();
-            append(model.graph.as_mut().unwrap(), opset, &spec(grid, n));
+            let layout = match std::env::var("POSEFIX_MULTI_POSE_LAYOUT").as_deref() {
+                Ok("nhwc") => Layout::Nhwc,
+                _ => Layout::Nchw,
+            };
+            let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_in(grid, n, layout));
+            append(model.graph.as_mut().unwrap(), opset, &spec);
             let out = std::path::Path::new(&dir).join(format!("posenet-multi-pose-n{n}.onnx"));
             std::fs::write(out, onnx_posefix::model::io::to_bytes(&model).unwrap()).unwrap();
         }
@@ -206,13 +246,46 @@ fn node_counts() {
 
 #[test]
 fn real_model_poses_match_the_reference_on_the_shared_photos() {
+    real_model_poses_match(Layout::Nchw);
+}
+
+#[test]
+fn real_model_poses_match_the_reference_from_nhwc_heads() {
+    real_model_poses_match(Layout::Nhwc);
+}
+
+/// `spec` reading the heads of `graph` (a model with NCHW heads) in its layout: for NHWC, the
+/// heads transposed by Transpose nodes added to `graph` (the test's, not the decoder's).
+fn with_heads_in(graph: &mut GraphProto, mut spec: MultiPoseSpec) -> MultiPoseSpec {
+    if spec.layout == Layout::Nhwc {
+        for head in HEADS {
+            let nhwc = format!("{head}_nhwc");
+            graph.node.push(proto::node(
+                "Transpose",
+                &nhwc,
+                &[head],
+                &[&nhwc],
+                vec![proto::attr_ints("perm", &[0, 2, 3, 1])],
+            ));
+        }
+        spec.heatmaps = "heatmaps_nhwc".into();
+        spec.offsets = "offsets_nhwc".into();
+        spec.displacement_fwd = "displacement_fwd_nhwc".into();
+        spec.displacement_bwd = "displacement_bwd_nhwc".into();
+    }
+    spec
+}
+
+/// The real model with the decoder appended (for NHWC, to Transpose nodes of the test's own that
+/// give it NHWC heads), judged against the reference on the model's NCHW heads.
+fn real_model_poses_match(layout: Layout) {
     let Some(photos) = crate::common::shared_photos() else {
         eprintln!("skipped: ../shared/images is missing");
         return;
     };
     let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
     let n = 5;
-    let spec = spec((17, 17), n);
+    let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_in((17, 17), n, layout));
     let opset = query::default_opset(&model).unwrap();
     append(model.graph.as_mut().unwrap(), opset, &spec);
     let runner = Runner::new(&onnx_posefix::model::io::to_bytes(&model).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
@@ -225,10 +298,10 @@ fn real_model_poses_match_the_reference_on_the_shared_photos() {
             .map(|h| outputs[index(h)].to_plain_array_view::<f32>().unwrap().iter().copied().collect())
             .collect();
         let decoded = [outputs[index("poses")].clone(), outputs[index("pose_scores")].clone()];
-        let found = judge(&photo.display().to_string(), &heads, (17, 17), n, &decoded);
+        let found = judge(&format!("{layout} {}", photo.display()), &heads, (17, 17), n, &decoded);
         total += found;
         crowded += usize::from(found >= 2);
     }
-    eprintln!("{total} poses on {} photos, {crowded} with two or more", photos.len());
+    eprintln!("{layout}: {total} poses on {} photos, {crowded} with two or more", photos.len());
     assert!(total >= 50 && crowded >= 10, "{total} poses, {crowded} photos with several");
 }
