@@ -305,3 +305,41 @@ fn real_model_poses_match(layout: Layout) {
     eprintln!("{layout}: {total} poses on {} photos, {crowded} with two or more", photos.len());
     assert!(total >= 50 && crowded >= 10, "{total} poses, {crowded} photos with several");
 }
+
+/// The decoder as another runtime ran it: POSEFIX_MULTI_POSE_DUMPS=DIR:HxW:N, DIR holding one file
+/// per photo of raw little-endian f32, the model's four heads (CHW, in [`HEADS`] order) then
+/// `poses` and `pose_scores` as that runtime computed them (`/work/scratch/cost/ort_dump.py`
+/// writes them from onnxruntime), judged against the reference on those heads.
+#[test]
+#[ignore = "reads another runtime's outputs"]
+fn dumped_outputs_match_the_reference() {
+    let var = std::env::var("POSEFIX_MULTI_POSE_DUMPS").expect("POSEFIX_MULTI_POSE_DUMPS=DIR:HxW:N");
+    let mut parts = var.rsplitn(3, ':');
+    let n: usize = parts.next().unwrap().parse().unwrap();
+    let (h, w) = parts.next().unwrap().split_once('x').unwrap();
+    let grid: (usize, usize) = (h.parse().unwrap(), w.parse().unwrap());
+    let dir = parts.next().unwrap();
+    let cells = grid.0 * grid.1;
+    let (mut photos, mut total) = (0, 0);
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let mut at = 0;
+        let mut take = |len: usize| {
+            at += len;
+            values[at - len..at].to_vec()
+        };
+        let heads: Vec<Vec<f32>> = CHANNELS.iter().map(|c| take(c * cells)).collect();
+        let poses = take(n * 51);
+        let scores = take(n);
+        assert_eq!(at, values.len(), "{}", path.display());
+        let outputs =
+            [Tensor::from_shape(&[1, n, 17, 3], &poses).unwrap(), Tensor::from_shape(&[1, n], &scores).unwrap()];
+        total += judge(&path.display().to_string(), &heads, grid, n, &outputs);
+        photos += 1;
+    }
+    eprintln!("{dir}: {total} poses on {photos} photos, all matching");
+    assert!(photos > 0);
+}
