@@ -7,7 +7,7 @@
 //! `decodeMultiplePoses` as N unrolled rounds of "the best live candidate", with the reference's
 //! f32 arithmetic (see its module doc for every rounding). The ops are the single-pose decoder's
 //! ([`crate::decoders::graph`]) plus Div, Floor and Relu; no comparison, no bool tensor, no
-//! Concat.
+//! Concat. All f32: the scaled indices (below) do not fit f16.
 //!
 //! NHWC heads are first taken to NCHW, exactly and without Transpose: each head viewed as
 //! `[B, 1, H, W*C]` by a Reshape, then a Conv with a `1 x C` kernel of one-hot weights at stride
@@ -27,14 +27,17 @@
 //! targets' `[P_y | P_x | R]`.
 //!
 //! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
-//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)` by a rank, as single pose);
-//! the pose state `[B, 68, 1, 1]` (y, x, traversal cell and score cell of each keypoint) read at
+//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks less
+//! a penalty that is 0 at the best value and 2^51 or more below it, then the top rank);
+//! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
+//! channel of zeros) read at
 //! the root's cell: its position, the cell of its position, and the candidate's own cell (where
 //! the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
 //! static: for each root keypoint the reference decodes each keypoint from one source, at a
 //! depth known when the graph is built (`schedule`), so a level holds only the edges that some
-//! root decodes there (16, 10, 4, 2 backward; 16, 12, 6, 2 forward), and which of them are
-//! active is a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at once:
+//! root decodes there (16, 10, 4, 2 backward; 16, 12, 6, 2 forward; padded with never-active
+//! edges to a count not a multiple of 4, see `padded_edges`), and which of them are active is
+//! a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at once:
 //! the displacement read at the source's cell and added to the source (`p'`), the
 //! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
 //! (the second refinement's position and its cell, the target's traversal and score cell);
@@ -42,7 +45,9 @@
 //! once, an edge sum holds at most one active term). Y and x travel together in one tensor
 //! (`[y | x]` channels) so that each cell computation and lookup serves both axes.
 //! After the levels, the keypoint scores are one read at the score cells. Then the candidates
-//! within R of the pose's keypoint, and the root itself, are no longer live. The pose score sums
+//! within R of the pose's keypoint are no longer live; that includes the root (its keypoint's
+//! position is read from the same map at its cell: d2 = 0), so the reference's "taken" mask,
+//! which matters only for non-finite positions or R, is not built. The pose score sums
 //! the keypoint scores not within R of an earlier pose's keypoint (the earlier poses side by
 //! side on the last axis, one comparison for all; the sum is a 1x1 Conv of ones: its summation
 //! order is the runtime's, so the pose score matches the reference within float error, not bit
@@ -53,8 +58,8 @@
 //! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly. Only
 //! the root is read the single-pose way (its one-hot times the map, summed by a depthwise Conv
 //! of ones). (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
-//! any position, displacement, index or score does.) A non-finite value anywhere in a map that is read turns the read NaN or infinite,
-//! where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
+//! any position, displacement, index or score does.) A non-finite value anywhere in a map that
+//! is read turns the read NaN or infinite, where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
 //! are out of the contract.
 
 use std::collections::BTreeMap;
