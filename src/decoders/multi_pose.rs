@@ -508,14 +508,14 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             edges.resize(n, 0);
             let disp_channels: Vec<usize> =
                 edges.iter().copied().chain(edges.iter().map(|e| e + POSE_CHAIN.len())).collect();
-            let cell_channels: Vec<usize> = (0..n).map(|i| 2 * K + ends[i].1).collect();
+            let cell_channels: Vec<usize> = (0..n).map(|i| ends[i].1).collect();
             let refined_channels: Vec<usize> = (0..3 * n).map(|i| (i / n) * K + ends[i % n].1).collect();
             let maps = LevelMaps {
                 hint: hint.clone(),
                 ends: ends.clone(),
                 roots,
                 disp: g.pick(&format!("{hint}_disp_map"), &disp, &disp_channels, d + 1),
-                cells: g.pick(&format!("{hint}_cell_map"), &refined, &cell_channels, 3 * K),
+                cells: g.pick(&format!("{hint}_cell_map"), &position_cells, &cell_channels, K),
                 refined: g.pick(&format!("{hint}_refined_map"), &refined, &refined_channels, 3 * K),
             };
             plan.push(maps);
