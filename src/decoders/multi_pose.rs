@@ -6,36 +6,83 @@
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
 //! `decodeMultiplePoses` as N unrolled rounds of "the best live candidate", with the reference's
 //! f32 arithmetic (see its module doc for every rounding). The ops are the single-pose decoder's
-//! ([`crate::decoders::graph`]) plus Floor and Relu; no comparison, no bool tensor, no Concat.
-//! NCHW heads only, so far.
+//! ([`crate::decoders::graph`]) plus Div, Floor and Relu; no comparison, no bool tensor, no
+//! Concat. All f32: the scaled indices (below) do not fit f16.
+//!
+//! NHWC heads are first taken to NCHW, exactly and without Transpose: each head viewed as
+//! `[B, 1, H, W*C]` by a Reshape, then a Conv with a `1 x C` kernel of one-hot weights at stride
+//! `(1, C)` (output channel c is the one term of channel c), 0/1 weights and one term per output
+//! like every other Conv here; the heatmaps are clamped to +-FLT_MAX before (an infinity times
+//! a zero weight would be NaN). The rest is the NCHW decoder. (The single-pose decoder reads
+//! NHWC heads as columns, broadcasting; the traversal here reorders channels by 1x1 Convs, which
+//! a column layout cannot.)
 //!
 //! Per frame: `v` the clamped heatmaps; `live`, 1.0 at the candidates (a 3x3 MaxPool equal to
-//! `v`, and `v >= thr`); every candidate's position (offsets plus the cell grid); the heads the
-//! traversal reads, reordered by 1x1 Convs to the 16 edges' sources and targets.
+//! `v`, and `v >= thr`); every cell's position per keypoint `P` (offsets plus the cell grid) and
+//! the flat index `R` of that position's cell. A refinement at cell c moves keypoint k to
+//! `P_k(c)`, whose cell is `R_k(c)`: so of the reference's three cell computations per edge
+//! (after the displacement, after each refinement) only the first is computed per round; the
+//! others are reads of `R`. Per level of the traversal, the maps it reads are reordered once by
+//! 1x1 Convs to its edges: the displacements `[y | x]`, the targets' `R`, and the
+//! targets' `[P_y | P_x | R]`.
 //!
 //! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
-//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)` by a rank, as single pose);
-//! the root's position and score by sums of one term; the pose in 4 backward then 4 forward
-//! sweeps, each over all 16 edges at once, masked to the edges whose source is decoded and whose
-//! target is not (the chain is a tree of depth 4, and each target depends only on its source,
-//! so level by level is tfjs's arithmetic); then the candidates within R of the pose's keypoint,
-//! and the root itself, are no longer live. The pose score sums the keypoint scores not within R
-//! of an earlier pose's keypoint (a 1x1 Conv of ones: its summation order is the runtime's, so
-//! the pose score matches the reference within float error, not bit for bit).
+//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks less
+//! a penalty that is 0 at the best value and 2^51 or more below it, then the top rank);
+//! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
+//! channel of zeros) read at
+//! the root's cell: its position, the cell of its position, and the candidate's own cell (where
+//! the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
+//! static: for each root keypoint the reference decodes each keypoint from one source, at a
+//! depth known when the graph is built (`schedule`), so a level holds only the edges that some
+//! root decodes there (16, 10, 4, 2 backward; 16, 12, 6, 2 forward; padded with never-active
+//! edges to a count not a multiple of 4, see `padded_edges`), and which of them are active is
+//! a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at once:
+//! the displacement read at the source's cell and added to the source (`p'`), the
+//! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
+//! (the second refinement's position and its cell, the target's traversal and score cell);
+//! masked by the active edges and added into the state by a 1x1 Conv (each keypoint is written
+//! once, an edge sum holds at most one active term). Y and x travel together in one tensor
+//! (`[y | x]` channels) so that each cell computation and lookup serves both axes.
+//! After the levels, the keypoint scores are one read at the score cells. Then the candidates
+//! within R of the pose's keypoint are no longer live; that includes the root (its keypoint's
+//! position is read from the same map at its cell: d2 = 0), so the reference's "taken" mask,
+//! which matters only for non-finite positions or R, is not built. The pose score sums
+//! the keypoint scores not within R of an earlier pose's keypoint (the earlier poses side by
+//! side on the last axis, one comparison for all; the sum is a 1x1 Conv of ones: its summation
+//! order is the runtime's, so the pose score matches the reference within float error, not bit
+//! for bit).
 //!
-//! As in the single-pose decoder, a cell is read by multiplying a one-hot map and summing: a
-//! non-finite value anywhere in a map that is read turns the read NaN, where the reference reads
-//! the one cell. Heads with NaN or infinite offsets or displacements are out of the contract.
+//! A cell is read by a lookup: the map minus the square of the difference between the cell's
+//! flat index and every cell's, the indices scaled by 2^64 so that the square is 0 at the cell
+//! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly. Only
+//! the root is read the single-pose way (its one-hot times the map, summed by a depthwise Conv
+//! of ones). (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
+//! any position, displacement, index or score does.) A non-finite value anywhere in a map that
+//! is read turns the read NaN or infinite, where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
+//! are out of the contract.
+
+use std::collections::BTreeMap;
 
 use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::proto;
 
-const EDGES: usize = POSE_CHAIN.len();
-/// Sweeps per direction: the depth of [`POSE_CHAIN`] as a tree rooted at the nose.
-const SWEEPS: usize = 4;
-const REFINE_STEPS: usize = 2;
+const K: usize = NUM_KEYPOINTS;
+/// The pose state's channels: y, x, traversal cell and score cell of every keypoint, and one
+/// channel of zeros. The odd count is for onnxruntime's CPU provider: it rewrites a Conv whose
+/// input has 16 or more channels into its blocked NCHWc layout only when the count is a multiple
+/// of 4, and every such Conv on the tiny state costs layout reorders around it.
+const STATE: usize = 4 * K + 1;
+const Y: usize = 0;
+const X: usize = K;
+const CELL: usize = 2 * K;
+const SCORE_CELL: usize = 3 * K;
+/// Flat cell indices are carried times 2^64, so that the square of a difference of two of them
+/// is 0 or past FLT_MAX (+inf): "infinitely far" unless equal. Exact: integers below 2^24 times
+/// a power of two.
+const INDEX_SCALE: f32 = 18446744073709551616.0;
 
 /// What to decode and where to put it.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,7 +91,7 @@ pub struct MultiPoseSpec {
     pub offsets: String,
     pub displacement_fwd: String,
     pub displacement_bwd: String,
-    /// The heads' layout (all four share it). Only NCHW is built so far.
+    /// The heads' layout (all four share it).
     pub layout: Layout,
     pub grid: (usize, usize),
     pub stride: u32,
@@ -56,27 +103,77 @@ pub struct MultiPoseSpec {
     pub pose_scores: String,
 }
 
-/// One keypoint value per channel, `[B, 17, 1, 1]`: y, x, score and the 0/1 "decoded" flag;
-/// and `cells`, `[B, 17, H, W]`, each decoded keypoint's cell (the cell of its position) one-hot,
-/// so that a sweep reads where its sources are without computing their cells again.
-struct PoseState {
-    y: String,
-    x: String,
-    score: String,
-    decoded: String,
-    cells: String,
+/// The edges one level of a traversal direction decodes, and for which root keypoints.
+#[derive(Debug, Default)]
+struct Level {
+    /// In [`POSE_CHAIN`] order.
+    edges: Vec<usize>,
+    /// `roots[i][k]`: with the root at keypoint k, `edges[i]` decodes its target at this level.
+    roots: Vec<[bool; K]>,
 }
 
-/// What one traversal direction reads: per edge (channel e), the displacement head's y and x,
-/// and the target keypoint's offsets and scores; and which keypoints are each edge's ends.
-struct Direction {
-    disp_y: String,
-    disp_x: String,
-    target_off_y: String,
-    target_off_x: String,
-    target_score: String,
-    sources: [usize; EDGES],
-    targets: [usize; EDGES],
+/// The smallest count of at least `n` edges that is not a multiple of 4.
+fn padded_edges(n: usize) -> usize {
+    if n.is_multiple_of(4) {
+        n + 1
+    } else {
+        n
+    }
+}
+
+/// The reference's traversal for every root keypoint, level by level: `[backward, forward]`.
+/// Backward (edges 15..0, child to parent) decodes the root's ancestors, one per level; forward
+/// (edges 0..15, parent to child) every other keypoint, a level after its parent. Each keypoint
+/// is decoded once, from the source the reference decodes it from, so level by level is the
+/// reference's arithmetic.
+fn schedule() -> [Vec<Level>; 2] {
+    let mut by_level: [Vec<BTreeMap<usize, [bool; K]>>; 2] = [vec![], vec![]];
+    let mut mark = |dir: usize, level: usize, edge: usize, root: usize| {
+        let levels = &mut by_level[dir];
+        if levels.len() <= level {
+            levels.resize_with(level + 1, BTreeMap::new);
+        }
+        levels[level].entry(edge).or_insert([false; K])[root] = true;
+    };
+    for root in 0..K {
+        // The level after which each keypoint is known (0: before the direction starts).
+        let mut known: [Option<usize>; K] = [None; K];
+        known[root] = Some(0);
+        for (e, &(parent, child)) in POSE_CHAIN.iter().enumerate().rev() {
+            if let (Some(l), None) = (known[child], known[parent]) {
+                mark(0, l, e, root);
+                known[parent] = Some(l + 1);
+            }
+        }
+        let mut known = known.map(|l| l.map(|_| 0));
+        for (e, &(parent, child)) in POSE_CHAIN.iter().enumerate() {
+            if let (Some(l), None) = (known[parent], known[child]) {
+                mark(1, l, e, root);
+                known[child] = Some(l + 1);
+            }
+        }
+    }
+    by_level.map(|levels| {
+        levels
+            .into_iter()
+            .map(|edges| Level { edges: edges.keys().copied().collect(), roots: edges.values().copied().collect() })
+            .collect()
+    })
+}
+
+/// Per frame, what one level reads (`E` its edges): the displacements at the source's cell
+/// `[y | x]` (2E channels), the target's traversal cell (E, read at the first refinement's
+/// cell: the second refinement's cell), and the target's position and cell
+/// `[y | x | cell]` (3E, read at the second refinement's cell).
+struct LevelMaps {
+    hint: String,
+    /// Each edge's (source, target) keypoints.
+    ends: Vec<(usize, usize)>,
+    /// As [`Level::roots`], padded.
+    roots: Vec<[bool; K]>,
+    disp: String,
+    cells: String,
+    refined: String,
 }
 
 struct Builder<'a> {
@@ -91,56 +188,115 @@ impl Builder<'_> {
         Cells::Grid { height: self.h, width: self.w }
     }
 
-    /// 1.0 where `t <= 0`, 0.0 where `t > 0` (any positive f32, down to 2^-149), by arithmetic.
-    fn at_most_zero(&mut self, hint: &str, t: &str) -> String {
+    /// An NHWC head `[B, H, W, C]` as NCHW `[B, C, H, W]`, exactly and without Transpose: viewed
+    /// as `[B, 1, H, W*C]` (a Reshape that keeps the order of the values; its reader is a Conv,
+    /// not an element-wise op, which onnxruntime-web's WebGL backend would read wrong), then a
+    /// Conv with a `1 x C` kernel at stride `(1, C)`: output channel c at cell (y, x) is the
+    /// sum over the C values of cell (y, x) weighted by the one-hot of c, that is the value of
+    /// channel c (one term; the others are exact zeros for finite heads).
+    fn nhwc_as_nchw(&mut self, hint: &str, head: &str, channels: usize) -> String {
+        let (h, w, c) = (self.h as i64, self.w as i64, channels as i64);
+        let rows = self.b.reshape(&format!("{hint}_rows"), head, &[-1, 1, h, w * c]);
+        let weights: Vec<f32> =
+            (0..channels * channels).map(|i| if i / channels == i % channels { 1.0 } else { 0.0 }).collect();
+        let weights = self.b.const_f32(&format!("{hint}_weights"), &[c, 1, 1, c], &weights);
+        self.b.op(
+            "Conv",
+            hint,
+            &[&rows, &weights],
+            vec![proto::attr_ints("kernel_shape", &[1, c]), proto::attr_ints("strides", &[1, c])],
+        )
+    }
+
+    /// 1.0 where `t > 0` (any positive f32, down to 2^-149), 0.0 where `t <= 0`, by arithmetic.
+    fn above_zero(&mut self, hint: &str, t: &str) -> String {
         let gain = self.b.scalar_f32("two_pow_100", 1.2676506e30, 1);
         let scaled = self.b.op("Mul", &format!("{hint}_scaled"), &[t, &gain], vec![]);
         let scaled = self.b.clip(&format!("{hint}_scaled_clipped"), &scaled, -1.0, 1.0);
         let positive = self.b.op("Relu", &format!("{hint}_positive"), &[&scaled], vec![]);
         let scaled = self.b.op("Mul", &format!("{hint}_scaled_twice"), &[&positive, &gain], vec![]);
-        let above = self.b.clip(&format!("{hint}_above"), &scaled, -1.0, 1.0);
-        let one = self.b.scalar_f32("one", 1.0, 1);
-        self.b.op("Sub", hint, &[&one, &above], vec![])
+        self.b.clip(hint, &scaled, -1.0, 1.0)
     }
 
-    /// The cell index of pixel coordinate `p` along an axis of `size` cells, as the reference's
-    /// `cell`: `clamp(floor(p / stride + 0.5), 0, size - 1)`, computed as
-    /// `floor(clip(p / stride + 0.5, 0.5, size - 0.5))` (the same for every non-NaN `p`, and its
-    /// bounds are never 0, which a Clip-6 attribute cannot hold).
-    fn cell(&mut self, hint: &str, p: &str, size: usize) -> String {
+    /// 1.0 where `d2 > r2`, 0.0 where `d2 <= r2` (`r2` the f32 constant R*R): [`Self::above_zero`]
+    /// of `d2 - r2`. (Not a Clip between `r2` and its successor, three ops fewer: wonnx writes
+    /// Clip bounds with one decimal, and the successor of 400 reads 400.0.)
+    fn farther_than(&mut self, hint: &str, d2: &str, r2: f32) -> String {
+        let r2 = self.b.scalar_f32("mp_nms_radius_sq", r2, 1);
+        let gap = self.b.op("Sub", &format!("{hint}_gap"), &[d2, &r2], vec![]);
+        self.above_zero(hint, &gap)
+    }
+
+    /// A 1x1 Conv of 0/1 weights: output channel `o` is the sum of the input channels `i` of
+    /// the pairs `(o, i)` (in this decoder at most one of them non-zero, or two integers, or
+    /// two squares: one rounding at most, in any summation order).
+    fn mix(&mut self, hint: &str, x: &str, inputs: usize, outputs: usize, pairs: &[(usize, usize)]) -> String {
+        let mut weights = vec![0.0f32; outputs * inputs];
+        for &(o, i) in pairs {
+            weights[o * inputs + i] = 1.0;
+        }
+        let weights = self.b.const_f32(&format!("{hint}_weights"), &[outputs as i64, inputs as i64, 1, 1], &weights);
+        self.b.op("Conv", hint, &[x, &weights], vec![proto::attr_ints("kernel_shape", &[1, 1])])
+    }
+
+    fn pick(&mut self, hint: &str, x: &str, sources: &[usize], inputs: usize) -> String {
+        let sources: Vec<Option<usize>> = sources.iter().map(|&s| Some(s)).collect();
+        self.b.pick_channels(hint, x, &sources, inputs)
+    }
+
+    /// The cells of positions `p`, `[B, 2n, ...]` (n y channels, then n x channels), as the
+    /// reference's `cell`: `clamp(floor(p / stride + 0.5), 0, size - 1)`, computed as
+    /// `floor(clip(p / stride + 0.5, 0.5, m - 0.5))` with `m` the larger grid side (the same
+    /// for every non-NaN `p`, and its bounds are never 0, which a Clip-6 attribute cannot hold),
+    /// then on a non-square grid `c - relu(c - (size - 1))` per axis (exact on integers).
+    fn cell(&mut self, hint: &str, p: &str, n: usize) -> String {
+        let (h, w) = (self.h, self.w);
         let stride = self.b.scalar_f32("stride", self.stride, 1);
         let q = self.b.op("Div", &format!("{hint}_q"), &[p, &stride], vec![]);
         let half = self.b.scalar_f32("half", 0.5, 1);
         let q = self.b.op("Add", &format!("{hint}_q_half"), &[&q, &half], vec![]);
-        let q = self.b.clip(&format!("{hint}_q_clamped"), &q, 0.5, size as f32 - 0.5);
-        self.b.op("Floor", hint, &[&q], vec![])
+        let q = self.b.clip(&format!("{hint}_q_clamped"), &q, 0.5, h.max(w) as f32 - 0.5);
+        let c = self.b.op("Floor", &format!("{hint}_floor"), &[&q], vec![]);
+        if h == w {
+            return c;
+        }
+        let last: Vec<f32> = (0..2 * n).map(|i| if i < n { h - 1 } else { w - 1 } as f32).collect();
+        let last = self.b.const_f32(&format!("last_cell_{n}"), &[1, 2 * n as i64, 1, 1], &last);
+        let past = self.b.op("Sub", &format!("{hint}_past"), &[&c, &last], vec![]);
+        let past = self.b.op("Relu", &format!("{hint}_past_positive"), &[&past], vec![]);
+        self.b.op("Sub", hint, &[&c, &past], vec![])
     }
 
-    /// The one-hot map `[B, C, H, W]` of cells `(cy, cx)` (`[B, C, 1, 1]`, integers), through the
-    /// flat index `cy*W + cx` (one comparison instead of one per axis).
-    fn onehot(&mut self, hint: &str, cy: &str, cx: &str) -> String {
+    /// The flat cell indices `(cy*W + cx) * 2^64` of cells `[B, 2n, ...]` (y then x), `copies`
+    /// times over: `[B, copies*n, ...]`. Exact: integers below 2^24 times a power of two.
+    fn flat_index(&mut self, hint: &str, c: &str, n: usize, copies: usize) -> String {
+        let scale: Vec<f32> =
+            (0..2 * n).map(|i| if i < n { self.w as f32 * INDEX_SCALE } else { INDEX_SCALE }).collect();
+        let scale = self.b.const_f32(&format!("row_scale_{n}"), &[1, 2 * n as i64, 1, 1], &scale);
+        let scaled = self.b.op("Mul", &format!("{hint}_row_start"), &[c, &scale], vec![]);
+        let pairs: Vec<(usize, usize)> = (0..copies * n).flat_map(|o| [(o, o % n), (o, n + o % n)]).collect();
+        self.mix(hint, &scaled, 2 * n, copies * n, &pairs)
+    }
+
+    /// The value of `map` (`[B, C, H, W]`, `channels` = C, finite) at the cells `at`
+    /// (`[B, C, 1, 1]`, scaled flat indices), `[B, C, 1, 1]`: `max(map - (i - at)^2)` over the
+    /// grid by MaxPool, `i` the constant map of scaled indices. The square is 0 at the cell and
+    /// +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself. Three
+    /// element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
+    fn lookup(&mut self, hint: &str, map: &str, at: &str) -> String {
         let (h, w) = (self.h, self.w);
-        let index: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
-        let index = self.b.const_f32("grid_index", &[1, 1, h as i64, w as i64], &index);
-        let width = self.b.scalar_f32("grid_width", w as f32, 1);
-        let row = self.b.op("Mul", &format!("{hint}_row_start"), &[cy, &width], vec![]);
-        let at = self.b.op("Add", &format!("{hint}_index"), &[&row, cx], vec![]);
-        self.equal_integers(hint, &index, &at)
-    }
-
-    /// 1.0 where the integers `a` and `b` are equal, 0.0 elsewhere: `1 - clip((a - b)^2, -1, 1)`.
-    fn equal_integers(&mut self, hint: &str, a: &str, b: &str) -> String {
-        let d = self.b.op("Sub", &format!("{hint}_diff"), &[a, b], vec![]);
-        let d2 = self.b.op("Mul", &format!("{hint}_diff_sq"), &[&d, &d], vec![]);
-        let apart = self.b.clip(&format!("{hint}_apart"), &d2, -1.0, 1.0);
-        let one = self.b.scalar_f32("one", 1.0, 1);
-        self.b.op("Sub", hint, &[&one, &apart], vec![])
+        let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
+        let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
+        let d = self.b.op("Sub", &format!("{hint}_diff"), &[&index, at], vec![]);
+        let far = self.b.op("Mul", &format!("{hint}_far"), &[&d, &d], vec![]);
+        let kept = self.b.op("Sub", &format!("{hint}_kept"), &[map, &far], vec![]);
+        let cells = self.cells();
+        self.b.max_over(hint, &kept, cells)
     }
 
     /// The value of `map` (`[B, C, H, W]`, `channels` = C) at the one cell `onehot` marks,
     /// `[B, C, 1, 1]`: the product summed over the map by a depthwise Conv with a kernel of ones
-    /// the size of the map (one op where MaxPool needs four: every other term is an exact zero,
-    /// so the sum is the term).
+    /// the size of the map (every other term is an exact zero, so the sum is the term).
     fn read(&mut self, hint: &str, map: &str, onehot: &str, channels: usize) -> String {
         let picked = self.b.op("Mul", &format!("{hint}_picked"), &[map, onehot], vec![]);
         let (h, w) = (self.h, self.w);
@@ -165,78 +321,53 @@ impl Builder<'_> {
         self.b.max_over(hint, &column, Cells::Grid { height: channels, width: 1 })
     }
 
-    /// The 1x1 Conv sending each edge's value to its target keypoint (edges into one keypoint
-    /// add up; at most one of them is active).
-    fn scatter_to_keypoints(&mut self, hint: &str, x: &str, targets: &[usize; EDGES]) -> String {
-        let mut weights = vec![0.0f32; NUM_KEYPOINTS * EDGES];
-        for (e, &t) in targets.iter().enumerate() {
-            weights[t * EDGES + e] = 1.0;
-        }
-        let weights =
-            self.b.const_f32(&format!("{hint}_weights"), &[NUM_KEYPOINTS as i64, EDGES as i64, 1, 1], &weights);
-        self.b.op("Conv", hint, &[x, &weights], vec![proto::attr_ints("kernel_shape", &[1, 1])])
+    /// `(dy^2 + dx^2)` per keypoint of positions `a - b` (each `[y | x]`, 34 channels): two
+    /// products, then their sum by a 1x1 Conv (one rounding, as the reference's
+    /// `squared_distance`).
+    fn squared_distance(&mut self, hint: &str, a: &str, b: &str) -> String {
+        let d = self.b.op("Sub", &format!("{hint}_d"), &[a, b], vec![]);
+        let d2 = self.b.op("Mul", &format!("{hint}_d_sq"), &[&d, &d], vec![]);
+        let pairs: Vec<(usize, usize)> = (0..K).flat_map(|k| [(k, Y + k), (k, X + k)]).collect();
+        self.mix(hint, &d2, 2 * K, K, &pairs)
     }
 
-    fn pick(&mut self, hint: &str, x: &str, sources: &[usize], inputs: usize) -> String {
-        let sources: Vec<Option<usize>> = sources.iter().map(|&s| Some(s)).collect();
-        self.b.pick_channels(hint, x, &sources, inputs)
-    }
+    /// One level: every edge of `level` that is active for the root (`root_keypoint`,
+    /// `[B, 17, 1, 1]` one-hot) decodes its target from its source, as the reference's
+    /// `traverse`; the others add zeros to the state.
+    fn level(&mut self, hint: &str, state: &str, root_keypoint: &str, maps: &LevelMaps) -> String {
+        let e = maps.ends.len();
+        let roots = &maps.roots;
+        let (sources, targets): (Vec<usize>, Vec<usize>) = maps.ends.iter().copied().unzip();
+        let pairs: Vec<(usize, usize)> =
+            (0..3 * e).flat_map(|o| (0..K).filter(move |&k| roots[o % e][k]).map(move |k| (o, k))).collect();
+        let active = self.mix(&format!("{hint}_active"), root_keypoint, K, 3 * e, &pairs);
+        let pos: Vec<usize> = sources.iter().map(|s| Y + s).chain(sources.iter().map(|s| X + s)).collect();
+        let source = self.pick(&format!("{hint}_source"), state, &pos, STATE);
+        let cell: Vec<usize> = (0..2 * e).map(|i| CELL + sources[i % e]).collect();
+        let source_cell = self.pick(&format!("{hint}_source_cell"), state, &cell, STATE);
 
-    /// One sweep over all edges in `dir`: every edge whose source is decoded and whose target is
-    /// not decodes its target.
-    fn sweep(&mut self, hint: &str, s: PoseState, dir: &Direction) -> PoseState {
-        let k = NUM_KEYPOINTS;
-        let sy = self.pick(&format!("{hint}_src_y"), &s.y, &dir.sources, k);
-        let sx = self.pick(&format!("{hint}_src_x"), &s.x, &dir.sources, k);
-        let sd = self.pick(&format!("{hint}_src_decoded"), &s.decoded, &dir.sources, k);
-        let td = self.pick(&format!("{hint}_tgt_decoded"), &s.decoded, &dir.targets, k);
-        let both = self.b.op("Mul", &format!("{hint}_both_decoded"), &[&sd, &td], vec![]);
-        let active = self.b.op("Sub", &format!("{hint}_active"), &[&sd, &both], vec![]);
+        // p' = source + displacement at the source's cell.
+        let disp = self.lookup(&format!("{hint}_disp"), &maps.disp, &source_cell);
+        let p = self.b.op("Add", &format!("{hint}_displaced"), &[&source, &disp], vec![]);
+        // First refinement's cell c0; the second's is the target's cell of its position there
+        // (read from the frame's map); the position there and its cell are the target's.
+        let c0 = self.cell(&format!("{hint}_cell0"), &p, e);
+        let c0 = self.flat_index(&format!("{hint}_index0"), &c0, e, 1);
+        let c1 = self.lookup(&format!("{hint}_index1"), &maps.cells, &c0);
+        let thrice: Vec<usize> = (0..3 * e).map(|i| i % e).collect();
+        let c1 = self.pick(&format!("{hint}_index1_thrice"), &c1, &thrice, e);
+        let refined = self.lookup(&format!("{hint}_refined"), &maps.refined, &c1);
 
-        let (h, w) = (self.h, self.w);
-        let at = self.pick(&format!("{hint}_src_cell"), &s.cells, &dir.sources, k);
-        let dy = self.read(&format!("{hint}_disp_y"), &dir.disp_y, &at, EDGES);
-        let dx = self.read(&format!("{hint}_disp_x"), &dir.disp_x, &at, EDGES);
-        let mut py = self.b.op("Add", &format!("{hint}_displaced_y"), &[&sy, &dy], vec![]);
-        let mut px = self.b.op("Add", &format!("{hint}_displaced_x"), &[&sx, &dx], vec![]);
-        let stride = self.b.scalar_f32("stride", self.stride, 1);
-        for step in 0..REFINE_STEPS {
-            let cy = self.cell(&format!("{hint}_refine{step}_row"), &py, h);
-            let cx = self.cell(&format!("{hint}_refine{step}_col"), &px, w);
-            let at = self.onehot(&format!("{hint}_refine{step}_cell"), &cy, &cx);
-            let oy = self.read(&format!("{hint}_refine{step}_off_y"), &dir.target_off_y, &at, EDGES);
-            let ox = self.read(&format!("{hint}_refine{step}_off_x"), &dir.target_off_x, &at, EDGES);
-            let base_y = self.b.op("Mul", &format!("{hint}_refine{step}_base_y"), &[&cy, &stride], vec![]);
-            let base_x = self.b.op("Mul", &format!("{hint}_refine{step}_base_x"), &[&cx, &stride], vec![]);
-            py = self.b.op("Add", &format!("{hint}_refine{step}_y"), &[&base_y, &oy], vec![]);
-            px = self.b.op("Add", &format!("{hint}_refine{step}_x"), &[&base_x, &ox], vec![]);
-        }
-        let cy = self.cell(&format!("{hint}_score_row"), &py, h);
-        let cx = self.cell(&format!("{hint}_score_col"), &px, w);
-        let at = self.onehot(&format!("{hint}_score_cell"), &cy, &cx);
-        let score = self.read(&format!("{hint}_score"), &dir.target_score, &at, EDGES);
-
-        let mut update = |name: &str, value: &str, into: &str| -> String {
-            let masked = self.b.op("Mul", &format!("{hint}_{name}_masked"), &[value, &active], vec![]);
-            let scattered = self.scatter_to_keypoints(&format!("{hint}_{name}_to_keypoints"), &masked, &dir.targets);
-            self.b.op("Add", &format!("{hint}_{name}"), &[into, &scattered], vec![])
-        };
-        let y = update("y", &py, &s.y);
-        let x = update("x", &px, &s.x);
-        let score = update("score", &score, &s.score);
-        let cells = update("cells", &at, &s.cells);
-        let scattered = self.scatter_to_keypoints(&format!("{hint}_decoded_to_keypoints"), &active, &dir.targets);
-        let decoded = self.b.op("Add", &format!("{hint}_decoded"), &[&s.decoded, &scattered], vec![]);
-        PoseState { y, x, score, decoded, cells }
-    }
-
-    /// `(ay - by)^2 + (ax - bx)^2` as the reference's `squared_distance`.
-    fn squared_distance(&mut self, hint: &str, ay: &str, ax: &str, by: &str, bx: &str) -> String {
-        let dy = self.b.op("Sub", &format!("{hint}_dy"), &[ay, by], vec![]);
-        let dx = self.b.op("Sub", &format!("{hint}_dx"), &[ax, bx], vec![]);
-        let dy2 = self.b.op("Mul", &format!("{hint}_dy2"), &[&dy, &dy], vec![]);
-        let dx2 = self.b.op("Mul", &format!("{hint}_dx2"), &[&dx, &dx], vec![]);
-        self.b.op("Add", hint, &[&dy2, &dx2], vec![])
+        let kept = self.b.op("Mul", &format!("{hint}_kept"), &[&refined, &active], vec![]);
+        let pairs: Vec<(usize, usize)> = (0..e)
+            .filter(|&i| roots[i].contains(&true))
+            .flat_map(|i| {
+                let t = targets[i];
+                [(Y + t, i), (X + t, e + i), (CELL + t, 2 * e + i), (SCORE_CELL + t, 2 * e + i)]
+            })
+            .collect();
+        let scattered = self.mix(&format!("{hint}_to_keypoints"), &kept, 3 * e, STATE, &pairs);
+        self.b.op("Add", hint, &[state, &scattered], vec![])
     }
 }
 
@@ -250,17 +381,27 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.max_poses
         )));
     }
-    if spec.layout != Layout::Nchw {
-        return Err(Error::Unsupported(format!(
-            "the multi-pose decoder reads NCHW heads only so far; these are {}",
-            spec.layout
-        )));
-    }
-    let k = NUM_KEYPOINTS;
     let mut g = Builder { b, h, w, stride: spec.stride as f32 };
 
     // Per frame.
-    let v = g.b.clamp_finite("mp_heatmaps_finite", &spec.heatmaps);
+    // NHWC heads are taken to NCHW first (see `Builder::nhwc_as_nchw`); the heatmaps clamped before,
+    // so that no infinity meets a zero weight.
+    let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
+        Layout::Nchw => {
+            (spec.heatmaps.clone(), spec.offsets.clone(), spec.displacement_fwd.clone(), spec.displacement_bwd.clone())
+        }
+        Layout::Nhwc => {
+            let finite = g.b.clamp_finite("mp_heatmaps_nhwc_finite", &spec.heatmaps);
+            let e = POSE_CHAIN.len();
+            (
+                g.nhwc_as_nchw("mp_heatmaps_nchw", &finite, K),
+                g.nhwc_as_nchw("mp_offsets_nchw", &spec.offsets, 2 * K),
+                g.nhwc_as_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd, 2 * e),
+                g.nhwc_as_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd, 2 * e),
+            )
+        }
+    };
+    let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
     let scores = match spec.scores {
         ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&v], vec![]),
         ScoreMode::Raw => v.clone(),
@@ -280,139 +421,229 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         ScoreMode::Sigmoid => (spec.score_threshold / (1.0 - spec.score_threshold)).ln(),
         ScoreMode::Raw => spec.score_threshold,
     };
+    let threshold_value = threshold;
     let threshold = g.b.scalar_f32("mp_threshold", threshold, 1);
+    let one = g.b.scalar_f32("one", 1.0, 1);
     let below = g.b.op("Sub", "mp_threshold_gap", &[&threshold, &v], vec![]);
-    let passes = g.at_most_zero("mp_passes", &below);
+    let below = g.above_zero("mp_below_threshold", &below);
+    let passes = g.b.op("Sub", "mp_passes", &[&one, &below], vec![]);
     let mut live = g.b.op("Mul", "mp_live", &[&is_local_max, &passes], vec![]);
 
+    // Every cell's position per keypoint (`[y | x]`, offsets plus the cell's pixel position,
+    // one f32 addition as the reference), and the flat index of that position's cell: where a
+    // refinement at that cell leads.
     let stride = spec.stride as f32;
     let grid: Vec<f32> =
-        (0..2 * k).flat_map(|c| (0..cells).map(move |i| (if c < k { i / w } else { i % w }) as f32 * stride)).collect();
-    let grid = g.b.const_f32("mp_grid_px", &[1, 2 * k as i64, h as i64, w as i64], &grid);
-    let positions = g.b.op("Add", "mp_candidate_positions", &[&spec.offsets, &grid], vec![]);
-    let ys: Vec<usize> = (0..k).collect();
-    let xs: Vec<usize> = (k..2 * k).collect();
-    let cand_y = g.pick("mp_candidate_y", &positions, &ys, 2 * k);
-    let cand_x = g.pick("mp_candidate_x", &positions, &xs, 2 * k);
+        (0..2 * K).flat_map(|c| (0..cells).map(move |i| (if c < K { i / w } else { i % w }) as f32 * stride)).collect();
+    let grid = g.b.const_f32("mp_grid_px", &[1, 2 * K as i64, h as i64, w as i64], &grid);
+    let positions = g.b.op("Add", "mp_positions", &[&offsets, &grid], vec![]);
+    let position_cells = g.cell("mp_position_cells", &positions, K);
+    let position_cells = g.flat_index("mp_position_index", &position_cells, K, 1);
+    // [y | x | cell] per keypoint, 51 channels.
+    let refined = g.b.pick_channels(
+        "mp_refined_yx",
+        &positions,
+        &(0..3 * K).map(|c| (c < 2 * K).then_some(c)).collect::<Vec<_>>(),
+        2 * K,
+    );
+    let refined_cells = g.b.pick_channels(
+        "mp_refined_cells",
+        &position_cells,
+        &(0..3 * K).map(|c| (c >= 2 * K).then(|| c - 2 * K)).collect::<Vec<_>>(),
+        K,
+    );
+    let refined = g.b.op("Add", "mp_refined", &[&refined, &refined_cells], vec![]);
+    // The root's state, read at its candidate cell: its position and cell, and the candidate
+    // cell's own index (where its score is).
+    let root_map = g.b.pick_channels(
+        "mp_root_map_channels",
+        &refined,
+        &(0..STATE).map(|c| (c < 3 * K).then_some(c)).collect::<Vec<_>>(),
+        3 * K,
+    );
+    let index: Vec<f32> = (0..STATE)
+        .flat_map(|c| {
+            (0..cells)
+                .map(move |i| if (SCORE_CELL..SCORE_CELL + K).contains(&c) { i as f32 * INDEX_SCALE } else { 0.0 })
+        })
+        .collect();
+    let index = g.b.const_f32("mp_score_cell_index", &[1, STATE as i64, h as i64, w as i64], &index);
+    let root_map = g.b.op("Add", "mp_root_map", &[&root_map, &index], vec![]);
     // Scan order (y, x, k): the first candidate gets the largest rank.
-    let ranks: Vec<f32> = (0..k).flat_map(|kp| (0..cells).map(move |i| (k * cells - (i * k + kp)) as f32)).collect();
-    let ranks = g.b.const_f32("mp_scan_rank", &[1, k as i64, h as i64, w as i64], &ranks);
+    let ranks: Vec<f32> = (0..K).flat_map(|kp| (0..cells).map(move |i| (K * cells - (i * K + kp)) as f32)).collect();
+    let ranks = g.b.const_f32("mp_scan_rank", &[1, K as i64, h as i64, w as i64], &ranks);
 
-    let parents: [usize; EDGES] = POSE_CHAIN.map(|(p, _)| p);
-    let children: [usize; EDGES] = POSE_CHAIN.map(|(_, c)| c);
-    let first: Vec<usize> = (0..EDGES).collect();
-    let second: Vec<usize> = (EDGES..2 * EDGES).collect();
-    let direction = |g: &mut Builder, name: &str, disp: &str, sources, targets: [usize; EDGES]| {
-        let tgt_y: Vec<usize> = targets.to_vec();
-        let tgt_x: Vec<usize> = targets.iter().map(|t| t + k).collect();
-        Direction {
-            disp_y: g.pick(&format!("mp_{name}_disp_y"), disp, &first, 2 * EDGES),
-            disp_x: g.pick(&format!("mp_{name}_disp_x"), disp, &second, 2 * EDGES),
-            target_off_y: g.pick(&format!("mp_{name}_target_off_y"), &spec.offsets, &tgt_y, 2 * k),
-            target_off_x: g.pick(&format!("mp_{name}_target_off_x"), &spec.offsets, &tgt_x, 2 * k),
-            target_score: g.pick(&format!("mp_{name}_target_score"), &scores, &targets, k),
-            sources,
-            targets,
+    let levels = schedule();
+    let mut plan: Vec<LevelMaps> = vec![];
+    for (dir, levels) in levels.iter().enumerate() {
+        let (name, disp) = if dir == 0 { ("back", &displacement_bwd) } else { ("forth", &displacement_fwd) };
+        // The head with a channel of zeros: onnxruntime CPU rewrites a Conv reading 32
+        // channels (a multiple of 4) to NCHWc and reorders its output, so the levels' maps are
+        // picked from 33 channels, behind one such Conv instead of eight.
+        let d = 2 * POSE_CHAIN.len();
+        let with_zeros: Vec<Option<usize>> = (0..=d).map(|c| (c < d).then_some(c)).collect();
+        let disp = g.b.pick_channels(&format!("mp_{name}_displacements"), disp, &with_zeros, d);
+        for (l, level) in levels.iter().enumerate() {
+            let hint = format!("mp_{name}{l}");
+            // Padded with never-active edges (keypoint 0 to itself, channel 0) to a count that is
+            // not a multiple of 4: onnxruntime CPU rewrites a MaxPool over a multiple of its
+            // NCHWc block (8 or 16) channels into that layout, reordering the whole map first.
+            let n = padded_edges(level.edges.len());
+            let mut ends: Vec<(usize, usize)> = level
+                .edges
+                .iter()
+                .map(|&e| {
+                    let (parent, child) = POSE_CHAIN[e];
+                    if dir == 0 {
+                        (child, parent)
+                    } else {
+                        (parent, child)
+                    }
+                })
+                .collect();
+            ends.resize(n, (0, 0));
+            let mut roots = level.roots.clone();
+            roots.resize(n, [false; K]);
+            let mut edges = level.edges.clone();
+            edges.resize(n, 0);
+            let disp_channels: Vec<usize> =
+                edges.iter().copied().chain(edges.iter().map(|e| e + POSE_CHAIN.len())).collect();
+            let cell_channels: Vec<usize> = (0..n).map(|i| ends[i].1).collect();
+            let refined_channels: Vec<usize> = (0..3 * n).map(|i| (i / n) * K + ends[i % n].1).collect();
+            let maps = LevelMaps {
+                hint: hint.clone(),
+                ends: ends.clone(),
+                roots,
+                disp: g.pick(&format!("{hint}_disp_map"), &disp, &disp_channels, d + 1),
+                cells: g.pick(&format!("{hint}_cell_map"), &position_cells, &cell_channels, K),
+                refined: g.pick(&format!("{hint}_refined_map"), &refined, &refined_channels, 3 * K),
+            };
+            plan.push(maps);
         }
-    };
-    let backward = direction(&mut g, "bwd", &spec.displacement_bwd, children, parents);
-    let forward = direction(&mut g, "fwd", &spec.displacement_fwd, parents, children);
+    }
 
-    let flt_max = g.b.scalar_f32("flt_max", f32::MAX, 1);
-    let one = g.b.scalar_f32("one", 1.0, 1);
     // R^2 in f32, as the reference squares it; made where first read (one round reads none).
     let r2 = spec.nms_radius * spec.nms_radius;
-    let mut earlier: Vec<(String, String)> = vec![];
+    let n = spec.max_poses;
+    let slots = n.saturating_sub(1);
+    let mut earlier: Option<String> = None;
     let mut pose_rows = vec![];
     let mut score_rows = vec![];
-    for r in 0..spec.max_poses {
+    for r in 0..n {
         let p = format!("mp_round{r}");
-        // The best live candidate: dead cells at -FLT_MAX, below every live one but one at
-        // -FLT_MAX itself, which `is_best` keeps apart by multiplying with `live` again.
-        let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, &one], vec![]);
-        let dead = g.b.op("Mul", &format!("{p}_dead_low"), &[&dead, &flt_max], vec![]);
-        let kept = g.b.op("Mul", &format!("{p}_kept"), &[&v, &live], vec![]);
-        let masked = g.b.op("Add", &format!("{p}_masked"), &[&kept, &dead], vec![]);
-        let best = g.global_max(&format!("{p}_best"), &masked, k);
-        let is_best = g.b.select_maxima(&format!("{p}_is_best"), &masked, &best);
-        let is_best = g.b.op("Mul", &format!("{p}_is_best_live"), &[&is_best, &live], vec![]);
-        let ranked = g.b.op("Mul", &format!("{p}_ranked"), &[&is_best, &ranks], vec![]);
-        let top = g.global_max(&format!("{p}_top"), &ranked, k);
-        let root = g.b.select_maxima(&format!("{p}_root_any"), &ranked, &top);
-        let root = g.b.op("Mul", &format!("{p}_root"), &[&root, &is_best], vec![]);
-        let found = g.b.clip(&format!("{p}_found"), &top, -1.0, 1.0);
+        // The best live candidate. With a threshold >= 0 every live value is >= 0 and the dead
+        // cells read 0 (v * 0); otherwise they are taken to -FLT_MAX, below every live one but
+        // one at -FLT_MAX itself. The ranks keep them apart by multiplying with `live` again.
+        let masked = if threshold_value < 0.0 {
+            let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, &one], vec![]);
+            let flt_max = g.b.scalar_f32("flt_max", f32::MAX, 1);
+            let dead = g.b.op("Mul", &format!("{p}_dead_low"), &[&dead, &flt_max], vec![]);
+            let kept = g.b.op("Mul", &format!("{p}_kept"), &[&v, &live], vec![]);
+            g.b.op("Add", &format!("{p}_masked"), &[&kept, &dead], vec![])
+        } else {
+            g.b.op("Mul", &format!("{p}_masked"), &[&v, &live], vec![])
+        };
+        let best = g.global_max(&format!("{p}_best"), &masked, K);
+        // The live cells' ranks, less a penalty that is 0 at the best value and 2^51 or more
+        // below it (`select_maxima`'s two gains, without its last step): the rank at the best
+        // live cells, <= 0 at the dead ones, negative elsewhere.
+        let below = g.b.op("Sub", &format!("{p}_below_best"), &[&best, &masked], vec![]);
+        let gain = g.b.scalar_f32("two_pow_100", 1.2676506e30, 1);
+        let penalty = g.b.op("Mul", &format!("{p}_penalty_scaled"), &[&below, &gain], vec![]);
+        let penalty = g.b.clip(&format!("{p}_penalty_clipped"), &penalty, -1.0, 1.0);
+        let penalty = g.b.op("Mul", &format!("{p}_penalty"), &[&penalty, &gain], vec![]);
+        let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, &ranks], vec![]);
+        let ranked = g.b.op("Sub", &format!("{p}_ranked"), &[&live_ranks, &penalty], vec![]);
+        let top = g.global_max(&format!("{p}_top"), &ranked, K);
+        // relu(rank - (top - 1)): 1 at the top rank, 0 below it (integers); every cell may pass
+        // when nothing is live (top 0, or wonnx's MaxPool floor), which the product with `live`
+        // clears. `found` is 1, or 0 (or below, clipped and taken to 0 by the Relu).
+        let below_top = g.b.op("Sub", &format!("{p}_below_top"), &[&top, &one], vec![]);
+        let root = g.b.op("Sub", &format!("{p}_rank_gap"), &[&ranked, &below_top], vec![]);
+        let root = g.b.op("Relu", &format!("{p}_root_any"), &[&root], vec![]);
+        let root = g.b.op("Mul", &format!("{p}_root"), &[&root, &live], vec![]);
+        let found = g.b.clip(&format!("{p}_found_clipped"), &top, -1.0, 1.0);
+        let found = g.b.op("Relu", &format!("{p}_found"), &[&found], vec![]);
 
         let cells_axes = g.cells();
-        let decoded = g.b.max_over(&format!("{p}_root_keypoint"), &root, cells_axes);
-        let y = g.read(&format!("{p}_root_y"), &cand_y, &root, k);
-        let x = g.read(&format!("{p}_root_x"), &cand_x, &root, k);
-        let score = g.read(&format!("{p}_root_score"), &scores, &root, k);
-        // The root's cell as the traversal reads it: the cell of its position, which an offset
-        // over half a cell moves off the candidate's own cell.
-        let cy = g.cell(&format!("{p}_root_row"), &y, h);
-        let cx = g.cell(&format!("{p}_root_col"), &x, w);
-        let at = g.onehot(&format!("{p}_root_cell"), &cy, &cx);
-        let cells = g.b.op("Mul", &format!("{p}_root_cells"), &[&at, &decoded], vec![]);
-        let mut state = PoseState { y, x, score, decoded, cells };
-        for (name, dir) in [("back", &backward), ("forth", &forward)] {
-            for s in 0..SWEEPS {
-                state = g.sweep(&format!("{p}_{name}{s}"), state, dir);
-            }
+        let root_keypoint = g.b.max_over(&format!("{p}_root_keypoint"), &root, cells_axes);
+        let repeat: Vec<usize> = (0..STATE).map(|c| c % K).collect();
+        let root_onehot = g.pick(&format!("{p}_root_onehot"), &root, &repeat, K);
+        let mut state = g.read(&format!("{p}_root_state"), &root_map, &root_onehot, STATE);
+        for maps in &plan {
+            state = g.level(&format!("{p}_{}", &maps.hint[3..]), &state, &root_keypoint, maps);
         }
+        let yx: Vec<usize> = (0..2 * K).collect();
+        let pose = g.pick(&format!("{p}_pose_yx"), &state, &yx, STATE);
+        let score_cells: Vec<usize> = (SCORE_CELL..SCORE_CELL + K).collect();
+        let score_cells = g.pick(&format!("{p}_score_cells"), &state, &score_cells, STATE);
+        let score = g.lookup(&format!("{p}_keypoint_scores_read"), &scores, &score_cells);
+        // An empty round reads cell 0: its scores are zeros, as its positions.
+        let score = g.b.op("Mul", &format!("{p}_keypoint_scores"), &[&score, &found], vec![]);
 
-        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose.
-        let mut counted = state.score.clone();
-        for (j, (ey, ex)) in earlier.iter().enumerate() {
-            let d2 = g.squared_distance(&format!("{p}_vs{j}_d2"), &state.y, &state.x, ey, ex);
-            let r2 = g.b.scalar_f32("mp_nms_radius_sq", r2, 1);
-            let gap = g.b.op("Sub", &format!("{p}_vs{j}_gap"), &[&d2, &r2], vec![]);
-            let near = g.at_most_zero(&format!("{p}_vs{j}_near"), &gap);
-            let far = g.b.op("Sub", &format!("{p}_vs{j}_far"), &[&one, &near], vec![]);
-            counted = g.b.op("Mul", &format!("{p}_vs{j}_counted"), &[&counted, &far], vec![]);
+        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose
+        // (the earlier poses side by side on the last axis, `[B, 34, 1, N - 1]`).
+        let mut counted = score.clone();
+        if let Some(earlier) = &earlier {
+            let d2 = g.squared_distance(&format!("{p}_vs_earlier_d2"), &pose, earlier);
+            let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
+            let valid: Vec<f32> = (0..slots).map(|j| if j < r { 1.0 } else { 0.0 }).collect();
+            let valid = g.b.const_f32(&format!("{p}_earlier_slots"), &[1, 1, 1, slots as i64], &valid);
+            // valid and not far: relu(valid - far) on 0/1 values.
+            let near = g.b.op("Sub", &format!("{p}_vs_earlier_near_gap"), &[&valid, &far], vec![]);
+            let mut near = g.b.op("Relu", &format!("{p}_vs_earlier_near"), &[&near], vec![]);
+            if slots > 1 {
+                near = g.b.max_over(&format!("{p}_vs_earlier_any"), &near, Cells::Grid { height: 1, width: slots });
+            }
+            let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
+            counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
         }
-        let ones = g.b.const_f32(&format!("{p}_sum_weights"), &[1, k as i64, 1, 1], &[1.0; NUM_KEYPOINTS]);
+        let ones = g.b.const_f32(&format!("{p}_sum_weights"), &[1, K as i64, 1, 1], &[1.0; NUM_KEYPOINTS]);
         let sum = g.b.op(
             "Conv",
             &format!("{p}_score_sum"),
             &[&counted, &ones],
             vec![proto::attr_ints("kernel_shape", &[1, 1])],
         );
-        let count = g.b.scalar_f32("mp_keypoints", k as f32, 1);
+        let count = g.b.scalar_f32("mp_keypoints", K as f32, 1);
         let mean = g.b.op("Div", &format!("{p}_pose_score_found"), &[&sum, &count], vec![]);
-        // found * mean + (found - 1): the mean, or -1 for an empty slot.
-        let mean = g.b.op("Mul", &format!("{p}_pose_score_kept"), &[&mean, &found], vec![]);
+        // mean + (found - 1): the mean, or -1 for an empty slot (whose scores are zeros).
         let empty = g.b.op("Sub", &format!("{p}_empty"), &[&found, &one], vec![]);
         score_rows.push(g.b.op("Add", &format!("{p}_pose_score"), &[&mean, &empty], vec![]));
 
         // Rows (x, y, score) per keypoint, as the single-pose decoder lays them out.
-        let from = |c: usize, which: usize| (c % 3 == which).then_some(c / 3);
-        let xs: Vec<Option<usize>> = (0..3 * k).map(|c| from(c, 0)).collect();
-        let ys: Vec<Option<usize>> = (0..3 * k).map(|c| from(c, 1)).collect();
-        let ss: Vec<Option<usize>> = (0..3 * k).map(|c| from(c, 2)).collect();
-        let rx = g.b.pick_channels(&format!("{p}_rows_x"), &state.x, &xs, k);
-        let ry = g.b.pick_channels(&format!("{p}_rows_y"), &state.y, &ys, k);
-        let rs = g.b.pick_channels(&format!("{p}_rows_score"), &state.score, &ss, k);
-        let rows = g.b.op("Add", &format!("{p}_rows_xy"), &[&rx, &ry], vec![]);
-        pose_rows.push(g.b.op("Add", &format!("{p}_rows"), &[&rows, &rs], vec![]));
+        let xy: Vec<Option<usize>> = (0..3 * K)
+            .map(|c| match c % 3 {
+                0 => Some(X + c / 3),
+                1 => Some(Y + c / 3),
+                _ => None,
+            })
+            .collect();
+        let ss: Vec<Option<usize>> = (0..3 * K).map(|c| (c % 3 == 2).then_some(c / 3)).collect();
+        let rxy = g.b.pick_channels(&format!("{p}_rows_xy"), &state, &xy, STATE);
+        let rs = g.b.pick_channels(&format!("{p}_rows_score"), &score, &ss, K);
+        pose_rows.push(g.b.op("Add", &format!("{p}_rows"), &[&rxy, &rs], vec![]));
 
-        if r + 1 < spec.max_poses {
-            // Candidates within R of the pose's same keypoint, and the root, are no longer live.
-            let d2 = g.squared_distance(&format!("{p}_nms_d2"), &cand_y, &cand_x, &state.y, &state.x);
-            let r2 = g.b.scalar_f32("mp_nms_radius_sq", r2, 1);
-            let gap = g.b.op("Sub", &format!("{p}_nms_gap"), &[&d2, &r2], vec![]);
-            let near = g.at_most_zero(&format!("{p}_nms_near"), &gap);
-            let near = g.b.op("Mul", &format!("{p}_nms_near_found"), &[&near, &found], vec![]);
-            let keep = g.b.op("Sub", &format!("{p}_nms_keep"), &[&one, &near], vec![]);
-            live = g.b.op("Mul", &format!("{p}_live_after_nms"), &[&live, &keep], vec![]);
-            let not_root = g.b.op("Sub", &format!("{p}_not_root"), &[&one, &root], vec![]);
-            live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &not_root], vec![]);
-            earlier.push((state.y.clone(), state.x.clone()));
+        if r + 1 < n {
+            // Candidates within R of the pose's same keypoint are no longer live (an empty round
+            // has no live candidate left to suppress). That takes the root too: its keypoint's
+            // position is read from `positions` at its cell, so d2 = 0 <= R^2 (the reference's
+            // "taken" mask matters only for non-finite positions or R, outside the contract).
+            let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
+            let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
+            live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &keep], vec![]);
+            let slot: Vec<f32> = (0..slots).map(|j| if j == r { 1.0 } else { 0.0 }).collect();
+            let slot = g.b.const_f32(&format!("{p}_slot"), &[1, 1, 1, slots as i64], &slot);
+            let placed = g.b.op("Mul", &format!("{p}_pose_placed"), &[&pose, &slot], vec![]);
+            earlier = Some(match earlier {
+                None => placed,
+                Some(acc) => g.b.op("Add", &format!("{p}_earlier_poses"), &[&acc, &placed], vec![]),
+            });
         }
     }
 
     // Slot r of the outputs: 1x1 Convs placing each round's channels, added (one term each).
-    let n = spec.max_poses;
-    let per_pose = k * VALUES_PER_KEYPOINT;
+    let per_pose = K * VALUES_PER_KEYPOINT;
     let mut poses: Option<String> = None;
     let mut pose_scores: Option<String> = None;
     for (r, (rows, score)) in pose_rows.iter().zip(&score_rows).enumerate() {
@@ -423,8 +654,11 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_rows"), &[&acc, &placed], vec![]),
         });
-        let place: Vec<Option<usize>> = (0..n).map(|c| (c == r).then_some(0)).collect();
-        let placed = g.b.pick_channels(&format!("mp_slot{r}_score"), score, &place, 1);
+        // [B, 1, 1, 1] times a one-hot [1, N, 1, 1] (a Conv from one channel would be rewritten
+        // to NCHWc by onnxruntime CPU, with reorders).
+        let slot: Vec<f32> = (0..n).map(|c| if c == r { 1.0 } else { 0.0 }).collect();
+        let slot = g.b.const_f32(&format!("mp_slot{r}_score_onehot"), &[1, n as i64, 1, 1], &slot);
+        let placed = g.b.op("Mul", &format!("mp_slot{r}_score"), &[score, &slot], vec![]);
         pose_scores = Some(match pose_scores {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_score"), &[&acc, &placed], vec![]),
@@ -432,9 +666,53 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     }
     let poses = poses.expect("max_poses >= 1");
     let pose_scores = pose_scores.expect("max_poses >= 1");
-    let shape = g.b.const_i64("mp_poses_shape", &[4], &[-1, n as i64, k as i64, VALUES_PER_KEYPOINT as i64]);
+    let shape = g.b.const_i64("mp_poses_shape", &[4], &[-1, n as i64, K as i64, VALUES_PER_KEYPOINT as i64]);
     g.b.op_into("Reshape", "mp_poses", &[&poses, &shape], vec![], &spec.poses);
     let shape = g.b.const_i64("mp_pose_scores_shape", &[2], &[-1, n as i64]);
     g.b.op_into("Reshape", "mp_pose_scores", &[&pose_scores, &shape], vec![], &spec.pose_scores);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_indices_are_exact_and_apart_by_infinity() {
+        assert_eq!(INDEX_SCALE, 2f32.powi(64));
+        let last = ((1 << 24) - 1) as f32 * INDEX_SCALE;
+        assert_eq!(last / INDEX_SCALE, ((1 << 24) - 1) as f32);
+        let one_apart = INDEX_SCALE - 0.0;
+        assert_eq!(one_apart * one_apart, f32::INFINITY);
+        assert_eq!(f32::MIN - f32::INFINITY, f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn the_schedule_decodes_every_keypoint_once_from_its_reference_source() {
+        let [back, forth] = schedule();
+        let edges = |levels: &[Level]| levels.iter().map(|l| l.edges.len()).collect::<Vec<_>>();
+        assert_eq!(edges(&back), [16, 10, 4, 2]);
+        assert_eq!(edges(&forth), [16, 12, 6, 2]);
+        for root in 0..K {
+            // The level after which each keypoint is known, over both directions.
+            let mut known: [Option<usize>; K] = [None; K];
+            known[root] = Some(0);
+            for (dir, levels) in [&back, &forth].into_iter().enumerate() {
+                for (l, level) in levels.iter().enumerate() {
+                    let at = dir * 4 + l;
+                    for (i, &e) in level.edges.iter().enumerate() {
+                        if !level.roots[i][root] {
+                            continue;
+                        }
+                        let (parent, child) = POSE_CHAIN[e];
+                        let (source, target) = if dir == 0 { (child, parent) } else { (parent, child) };
+                        assert!(known[source].is_some_and(|s| s <= at), "root {root} edge {e}: source unknown");
+                        assert!(known[target].is_none(), "root {root} edge {e}: target decoded twice");
+                        known[target] = Some(at + 1);
+                    }
+                }
+            }
+            assert!(known.iter().all(Option::is_some), "root {root}");
+        }
+    }
 }
