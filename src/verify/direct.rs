@@ -295,7 +295,8 @@ fn mp_random(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
 }
 
 /// One local maximum exactly at the threshold (a candidate: `>=`), the others one f32 step
-/// below it or a little below in score (not candidates): one pose, whatever N.
+/// below it (the smallest normal float below 0 for a threshold of 0) or a little below in score
+/// (not candidates): one pose, whatever N.
 fn mp_at_threshold(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
     let threshold = crate::reference::multi_pose::decision_threshold(g.score_threshold, g.scores);
     if !threshold.is_finite() {
@@ -304,7 +305,10 @@ fn mp_at_threshold(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng)
     let apart: Vec<(usize, usize)> =
         (0..g.height).step_by(2).flat_map(|y| (0..g.width).step_by(2).map(move |x| (y, x))).collect();
     let t = g.score_threshold;
-    let below = [threshold.next_down(), g.value(0.9 * t), g.value(0.97 * t)];
+    // One float step below, but not into the subnormals (T = 0.5 puts the threshold at 0): Convs
+    // may flush those to zero (tract's, which moves NHWC heads to NCHW), making them pass.
+    let step_below = Some(threshold.next_down()).filter(|v| v.is_normal()).unwrap_or(-f32::MIN_POSITIVE);
+    let below = [step_below, g.value(0.9 * t), g.value(0.97 * t)];
     for k in 0..NUM_KEYPOINTS {
         let (y, x) = apart[(k + b) % apart.len()];
         c.heatmaps[[0, k, y, x]] = if k == b % NUM_KEYPOINTS { threshold } else { below[k % below.len()] };

@@ -182,6 +182,25 @@ fn prune_keeps_what_both_decoders_read() {
     assert_eq!(outputs, ["keypoints", "poses", "pose_scores"]);
 }
 
+#[test]
+fn nhwc_heads_and_a_symbolic_batch_verify_equal() {
+    use onnx_posefix::contract::Layout;
+    use onnx_posefix::testing::synthetic::Batch;
+    let dir = TempDir::new().unwrap();
+    let spec = SyntheticSpec {
+        heads_layout: Layout::Nhwc,
+        batch: Batch::Symbolic("N".into()),
+        input_hw: (257, 353),
+        ..SyntheticSpec::posenet(15)
+    };
+    let (input, output) = synthetic_model(&dir, &spec);
+    let out = run(&[path(&input), path(&output), "--poses", "4", "--verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("poses [N, 4, 17, 3] and pose_scores [N, 4]"), "{text}");
+    assert!(line(&text, "direct:poses-half-cells").starts_with("OK "), "{text}");
+}
+
 /// Rewrites the synthetic model with `--poses 3`, applies `fault` to the result, and returns
 /// what `verify` says.
 fn verify_with_fault(fault: impl FnOnce(&mut ModelProto)) -> Output {
