@@ -200,7 +200,7 @@ pub(crate) struct RewriteArgs {
     /// A pose's root keypoint needs at least this score, in [0, 1].
     #[arg(long, value_name = "T", requires = "poses", default_value_t = DEFAULT_SCORE_THRESHOLD, help_heading = "Multi-pose")]
     pub(crate) score_threshold: f32,
-    /// Keypoints of two poses closer than R model-input pixels are the same (part-based NMS).
+    /// Keypoints of two poses within R model-input pixels (inclusive) are one (part-based NMS).
     #[arg(long, value_name = "R", requires = "poses", default_value_t = DEFAULT_NMS_RADIUS, help_heading = "Multi-pose")]
     pub(crate) nms_radius: f32,
     /// Name of the appended [B, N, 17, 3] output.
