@@ -177,7 +177,6 @@ pub fn verify(
         Runner::new(&bytes, &[setup.heatmaps_shape.clone(), setup.offsets_shape.clone()])
             .map_err(|e| direct::Uncut::Tract(Box::new(e)))
     });
-    let mut report_notes_later: Vec<String> = vec![];
     let (cut, cases) = match cut {
         Ok(runner) => (
             Some(runner),
@@ -195,48 +194,15 @@ pub fn verify(
     };
     // The multi-pose decoder cut at its four heads, and its crafted cases.
     let (multi_cut, multi_cases) = match &setup.multi_pose {
-        Some(m) => {
-            let rewritten_proto = full_rewritten.as_ref().unwrap_or(&rewritten.proto);
-            let d = &setup.spec.settings;
-            let shapes = [&setup.heatmaps_shape, &setup.offsets_shape, &m.fwd_shape, &m.bwd_shape];
-            let names = [&d.heatmaps, &d.offsets, &m.settings.displacement_fwd, &m.settings.displacement_bwd];
-            let heads: Vec<(&str, &[usize])> =
-                names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice())).collect();
-            let batch = proto::Dim::Fixed(setup.heatmaps_shape[0] as i64);
-            let slots = proto::Dim::Fixed(m.settings.max_poses as i64);
-            let k = proto::Dim::Fixed(NUM_KEYPOINTS as i64);
-            let outputs = [
-                (m.settings.poses.as_str(), vec![batch.clone(), slots.clone(), k, proto::Dim::Fixed(3)]),
-                (m.settings.pose_scores.as_str(), vec![batch, slots]),
-            ];
-            let cut = direct::cut(rewritten_proto, &heads, &outputs).and_then(|bytes| {
-                let shapes: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
-                Runner::new(&bytes, &shapes).map_err(|e| direct::Uncut::Tract(Box::new(e)))
-            });
-            match cut {
-                Ok(runner) => {
-                    let (hy, wx) = d.layout.spatial_axes();
-                    let grid = direct::MultiPoseGrid {
-                        batch: setup.heatmaps_shape[0],
-                        height: setup.heatmaps_shape[hy],
-                        width: setup.heatmaps_shape[wx],
-                        stride: d.stride,
-                        scores: d.scores,
-                        max_poses: m.settings.max_poses,
-                        score_threshold: m.settings.score_threshold,
-                        nms_radius: m.settings.nms_radius,
-                    };
-                    (Some(runner), direct::crafted_multi_pose_cases(&grid, d.layout))
-                }
-                Err(reason) => {
-                    report_notes_later.push(format!("direct multi-pose checks skipped: {reason}"));
-                    (None, vec![])
-                }
+        Some(m) => match cut_multi_pose(&setup, m, full_rewritten.as_ref().unwrap_or(&rewritten.proto)) {
+            Ok((runner, cases)) => (Some(runner), cases),
+            Err(reason) => {
+                notes.push(format!("direct multi-pose checks skipped: {reason}"));
+                (None, vec![])
             }
-        }
+        },
         None => (None, vec![]),
     };
-    notes.append(&mut report_notes_later);
     let draw_dir = match &options.draw {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
@@ -377,6 +343,41 @@ fn check_direct(
         keypoints.view(),
         options,
     )
+}
+
+/// REWRITTEN's multi-pose decoder cut at its four heads, ready to run, and the crafted heads for
+/// it.
+fn cut_multi_pose(
+    setup: &setup::Setup,
+    m: &setup::MultiPoseSetup,
+    rewritten: &onnx_protobuf::ModelProto,
+) -> std::result::Result<(Runner, Vec<direct::MultiPoseCase>), direct::Uncut> {
+    let d = &setup.spec.settings;
+    let shapes = [&setup.heatmaps_shape, &setup.offsets_shape, &m.fwd_shape, &m.bwd_shape];
+    let names = [&d.heatmaps, &d.offsets, &m.settings.displacement_fwd, &m.settings.displacement_bwd];
+    let heads: Vec<(&str, &[usize])> = names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let batch = proto::Dim::Fixed(setup.heatmaps_shape[0] as i64);
+    let slots = proto::Dim::Fixed(m.settings.max_poses as i64);
+    let k = proto::Dim::Fixed(NUM_KEYPOINTS as i64);
+    let outputs = [
+        (m.settings.poses.as_str(), vec![batch.clone(), slots.clone(), k, proto::Dim::Fixed(3)]),
+        (m.settings.pose_scores.as_str(), vec![batch, slots]),
+    ];
+    let bytes = direct::cut(rewritten, &heads, &outputs)?;
+    let shapes: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+    let runner = Runner::new(&bytes, &shapes).map_err(|e| direct::Uncut::Tract(Box::new(e)))?;
+    let (hy, wx) = d.layout.spatial_axes();
+    let grid = direct::MultiPoseGrid {
+        batch: setup.heatmaps_shape[0],
+        height: setup.heatmaps_shape[hy],
+        width: setup.heatmaps_shape[wx],
+        stride: d.stride,
+        scores: d.scores,
+        max_poses: m.settings.max_poses,
+        score_threshold: m.settings.score_threshold,
+        nms_radius: m.settings.nms_radius,
+    };
+    Ok((runner, direct::crafted_multi_pose_cases(&grid, d.layout)))
 }
 
 fn check_direct_multi_pose(
