@@ -75,6 +75,14 @@ fn readings(output: &TensorFacts, channels: usize) -> Vec<Reading<'_>> {
         .collect()
 }
 
+/// Two heads' batches can be the same: equal when both are fixed, else left to the runtime.
+fn batches_agree(a: &Dim, b: &Dim) -> bool {
+    match (a, b) {
+        (Dim::Fixed(a), Dim::Fixed(b)) => a == b,
+        _ => true,
+    }
+}
+
 fn name_says(name: &str, words: &[&str]) -> bool {
     let lower = name.to_ascii_lowercase();
     words.iter().any(|w| lower.contains(w))
@@ -102,10 +110,7 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
         .iter()
         .flat_map(|h| offsets.iter().map(move |o| (h, o)))
         .filter(|(h, o)| h.output.name != o.output.name && h.layout == o.layout && h.grid == o.grid)
-        .filter(|(h, o)| match (&h.batch, &o.batch) {
-            (Dim::Fixed(a), Dim::Fixed(b)) => a == b,
-            _ => true,
-        })
+        .filter(|(h, o)| batches_agree(&h.batch, &o.batch))
         .collect();
     if pairs.len() > 1 {
         let named: Vec<_> = pairs
@@ -180,14 +185,9 @@ pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &Hea
     let fits = |o: &TensorFacts| {
         o.name != heads.heatmaps
             && o.name != heads.offsets
-            && readings(o, DISPLACEMENT_CHANNELS).iter().any(|r| {
-                r.layout == heads.layout
-                    && r.grid == heads.grid
-                    && match (&r.batch, &heads.batch) {
-                        (Dim::Fixed(a), Dim::Fixed(b)) => a == b,
-                        _ => true,
-                    }
-            })
+            && readings(o, DISPLACEMENT_CHANNELS)
+                .iter()
+                .any(|r| r.layout == heads.layout && r.grid == heads.grid && batches_agree(&r.batch, &heads.batch))
     };
     let (gh, gw) = heads.grid;
     let wanted = format!(
@@ -236,9 +236,8 @@ pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &Hea
             ),
         });
     }
-    let says = |name: &str, words: &[&str]| name_says(name, words);
-    let forward = |n: &str| says(n, &["fwd", "forward"]) && !says(n, &["bwd", "backward"]);
-    let backward = |n: &str| says(n, &["bwd", "backward"]) && !says(n, &["fwd", "forward"]);
+    let forward = |n: &str| name_says(n, &["fwd", "forward"]) && !name_says(n, &["bwd", "backward"]);
+    let backward = |n: &str| name_says(n, &["bwd", "backward"]) && !name_says(n, &["fwd", "forward"]);
     let pick = |given: &Option<String>, named: &dyn Fn(&str) -> bool, other: &Option<String>| -> Option<String> {
         if let Some(given) = given {
             return Some(given.clone());
@@ -511,6 +510,30 @@ mod tests {
         assert!(detect(&outputs, &HeadChoice::default()).is_err());
         let outputs = [out("heatmaps", &[1, 17, 4096, 4096]), out("offsets", &[1, 34, 4096, 4096])];
         assert!(detect(&outputs, &HeadChoice::default()).is_ok());
+    }
+
+    #[test]
+    fn displacements_by_name_by_one_flag_or_not_at_all() {
+        let heads = |outputs: &[TensorFacts]| detect(outputs, &HeadChoice::default()).unwrap();
+        let base = [out("heatmaps", &[1, 17, 9, 9]), out("offsets", &[1, 34, 9, 9])];
+        let with = |extra: &[TensorFacts]| [base.to_vec(), extra.to_vec()].concat();
+        let outputs =
+            with(&[out("MobilenetV1/displacement_bwd_2", &[1, 32, 9, 9]), out("disp_forward", &[1, 32, 9, 9])]);
+        let d = detect_displacements(&outputs, &heads(&outputs), &HeadChoice::default()).unwrap();
+        assert_eq!((d.fwd.as_str(), d.bwd.as_str()), ("disp_forward", "MobilenetV1/displacement_bwd_2"));
+        // Another grid or layout is not a displacement head.
+        let outputs = with(&[out("fwd", &[1, 32, 9, 9]), out("bwd", &[1, 32, 5, 5])]);
+        let e = detect_displacements(&outputs, &heads(&outputs), &HeadChoice::default()).unwrap_err().to_string();
+        assert!(e.contains("only fwd is one"), "{e}");
+        // Names that do not tell; one flag settles it.
+        let outputs = with(&[out("a", &[1, 32, 9, 9]), out("b", &[1, 32, 9, 9])]);
+        let e = detect_displacements(&outputs, &heads(&outputs), &HeadChoice::default()).unwrap_err().to_string();
+        assert!(e.contains("cannot tell the forward from the backward displacements among a, b"), "{e}");
+        let choice = HeadChoice { displacement_bwd: Some("a".into()), ..HeadChoice::default() };
+        let d = detect_displacements(&outputs, &heads(&outputs), &choice).unwrap();
+        assert_eq!((d.fwd.as_str(), d.bwd.as_str()), ("b", "a"));
+        let choice = HeadChoice { displacement_fwd: Some("a".into()), displacement_bwd: Some("a".into()), ..choice };
+        assert!(detect_displacements(&outputs, &heads(&outputs), &choice).is_err());
     }
 
     #[test]
