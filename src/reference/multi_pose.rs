@@ -88,7 +88,9 @@
 
 use std::fmt;
 
-use crate::contract::{ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
+use crate::contract::{
+    ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT,
+};
 
 pub use super::Keypoint;
 
@@ -114,7 +116,12 @@ pub struct MultiPoseParams {
 
 impl Default for MultiPoseParams {
     fn default() -> Self {
-        MultiPoseParams { max_poses: 5, score_threshold: 0.5, nms_radius: 20.0, stride: 16 }
+        MultiPoseParams {
+            max_poses: 5,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            nms_radius: DEFAULT_NMS_RADIUS,
+            stride: 16,
+        }
     }
 }
 
