@@ -161,14 +161,9 @@ pub(crate) fn compare(
             let cell = cells.nearest(b, k, x, y, r.cell);
             let (dx, dy, dscore) = (delta(x, r.x), delta(y, r.y), delta(score, r.score));
             outcome.keypoints += 1;
-            for d in [dx, dy] {
-                if !d.is_nan() {
-                    outcome.max_position_error = outcome.max_position_error.max(d);
-                }
-            }
-            if !dscore.is_nan() {
-                outcome.max_score_error = outcome.max_score_error.max(dscore);
-            }
+            // f32::max ignores a NaN operand: the maxima are over the non-NaN values.
+            outcome.max_position_error = outcome.max_position_error.max(dx).max(dy);
+            outcome.max_score_error = outcome.max_score_error.max(dscore);
             let nan = [x, y, score, r.x, r.y, r.score].iter().any(|v| v.is_nan());
             let within = dx <= tol.px && dy <= tol.px && dscore <= tol.score;
             if nan || !within || cell != Some(r.cell) {

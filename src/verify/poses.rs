@@ -152,9 +152,7 @@ pub(crate) fn compare(
         let d = delta(want_score, got_score);
         // NaN is never within.
         let mut differs = d.is_nan() || d > tol.score;
-        if !d.is_nan() {
-            result.max_pose_score_error = result.max_pose_score_error.max(d);
-        }
+        result.max_pose_score_error = result.max_pose_score_error.max(d);
         result.slots += 1;
         let mut first_keypoint = None;
         for k in 0..NUM_KEYPOINTS {
@@ -163,14 +161,9 @@ pub(crate) fn compare(
             let got: [f32; 3] = poses[at..at + 3].try_into().expect("three values");
             let (dx, dy, ds) = (delta(want[0], got[0]), delta(want[1], got[1]), delta(want[2], got[2]));
             result.keypoints += 1;
-            for e in [dx, dy] {
-                if !e.is_nan() {
-                    result.max_position_error = result.max_position_error.max(e);
-                }
-            }
-            if !ds.is_nan() {
-                result.max_score_error = result.max_score_error.max(ds);
-            }
+            // f32::max ignores a NaN operand: the maxima are over the non-NaN values.
+            result.max_position_error = result.max_position_error.max(dx).max(dy);
+            result.max_score_error = result.max_score_error.max(ds);
             let within = dx <= tol.px && dy <= tol.px && ds <= tol.score;
             if !within && first_keypoint.is_none() {
                 first_keypoint = Some((k, want, got));
