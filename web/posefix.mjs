@@ -72,6 +72,17 @@ export class Posefix {
     return this.call("posefix_rewrite", model, { name, out, args });
   }
 
+  /// The model declared for a size x size input (outputs on the matching grid): {ok, model} or {ok: false, error}.
+  async resize(model, size) {
+    const x = this.x;
+    const m = this.put(model);
+    x.posefix_resize(m[0], m[1], size);
+    const reply = this.reply();
+    if (reply.ok) reply.model = this.read(x.posefix_model_ptr(), x.posefix_model_len());
+    x.posefix_free(m[0], m[1]);
+    return reply;
+  }
+
   /// Keypoint names, skeleton edges, version, profiles: the library's.
   about() {
     this.x.posefix_about();

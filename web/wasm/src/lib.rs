@@ -64,16 +64,26 @@ fn error_line(e: &dyn std::error::Error) -> String {
     format!("error: {}", text.replace(['\n', '\r'], " "))
 }
 
-/// clap's error as the CLI shows it, less the usage and help lines that follow the first.
+/// clap's error as the CLI shows it, its first paragraph on one line (less the tip, usage and
+/// help paragraphs that follow).
 fn usage_line(e: &clap::Error) -> String {
     let text = e.to_string();
-    text.lines().next().unwrap_or("error: bad arguments").to_string()
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    if first.is_empty() {
+        "error: bad arguments".to_string()
+    } else {
+        first.join(" ")
+    }
 }
 
 fn parse_request(request: &[u8]) -> Result<(Request, PageArgs), String> {
     let request: Request = serde_json::from_slice(request)
         .map_err(|e| format!("error: internal error: bad request from the page: {e}"))?;
     let args = PageArgs::try_parse_from(&request.args).map_err(|e| usage_line(&e))?;
+    if args.preprocess.is_some() && args.rewrite.pixels.is_none() {
+        // What the binary says of a verification flag without --verify (the page does not verify).
+        return Err("error: --preprocess only applies with --verify (or the verify subcommand)".to_string());
+    }
     Ok((request, args))
 }
 
@@ -175,6 +185,58 @@ pub unsafe extern "C" fn posefix_rewrite(model: *const u8, model_len: usize, req
         Ok((reply, out)) => {
             set_reply(reply);
             MODEL.with(|m| *m.borrow_mut() = out);
+            0
+        }
+        Err(line) => {
+            set_reply(json!({ "ok": false, "error": line }));
+            1
+        }
+    }
+}
+
+/// The model declared for a `size`x`size` input, its rank-4 outputs for the grid that gives at
+/// the same output stride (PoseNet's convolutions work at any size; the bench's
+/// `models::real_variant` does the same for the 513 and 1025 figures): for the saving measured at
+/// 513 on a model exported at 257.
+fn resized(model: &[u8], size: usize) -> Result<Vec<u8>, String> {
+    use onnx_posefix::model::proto::{declared_tensor, set_declared_shape, Dim};
+    let fail = |why: &str| format!("error: cannot declare the model for {size}x{size}: {why}");
+    let mut proto = onnx_posefix::model::io::parse_model(model).map_err(|e| error_line(&e))?;
+    let graph = proto.graph.as_mut().ok_or_else(|| fail("no graph"))?;
+    let fixed = |dims: &[Dim]| -> Option<Vec<i64>> {
+        dims.iter().map(|d| if let Dim::Fixed(v) = d { Some(*v) } else { None }).collect()
+    };
+    let input = graph.input.first_mut().ok_or_else(|| fail("no input"))?;
+    let dims = declared_tensor(input).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4);
+    let dims = dims.ok_or_else(|| fail("the first input is not a fixed rank-4 tensor"))?;
+    // NCHW when the channels come second (1 or 3 of them), NHWC otherwise.
+    let (h, w) = if matches!(dims[1], 1 | 3) { (2, 3) } else { (1, 2) };
+    let mut new = dims.clone();
+    (new[h], new[w]) = (size as i64, size as i64);
+    set_declared_shape(input, &new.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
+    for out in &mut graph.output {
+        let Some(d) = declared_tensor(out).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4) else {
+            continue;
+        };
+        let stride = if d[h] > 1 { (dims[h] - 1) / (d[h] - 1) } else { return Err(fail("a 1-cell grid")) };
+        let mut g = d.clone();
+        (g[h], g[w]) = ((size as i64 - 1) / stride + 1, (size as i64 - 1) / stride + 1);
+        set_declared_shape(out, &g.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
+    }
+    onnx_posefix::model::io::to_bytes(&proto).map_err(|e| error_line(&e))
+}
+
+/// [`resized`]: the model at [`posefix_model_ptr`]. Returns 0, or 1 with the error line.
+///
+/// # Safety
+/// The range must be a live allocation of this module's memory.
+#[no_mangle]
+pub unsafe extern "C" fn posefix_resize(model: *const u8, model_len: usize, size: usize) -> u32 {
+    install_panic_hook();
+    match resized(bytes(model, model_len), size) {
+        Ok(out) => {
+            MODEL.with(|m| *m.borrow_mut() = out);
+            set_reply(json!({ "ok": true }));
             0
         }
         Err(line) => {
