@@ -311,16 +311,19 @@ const median = (xs) => {
 
 async function measureOne(backend, size, frames, warmup) {
   const r = state.rewritten;
-  let original = state.model, rewritten = r.bytes;
+  let original = state.model;
   const native = imageInput(state.inspection.inspection);
   if (size !== "model" && Number(size) !== native.h) {
     const resized = await posefix.resize(state.model, Number(size));
     if (!resized.ok) throw new Error(resized.error);
     original = resized.model;
-    const again = await posefix.rewrite(original, state.modelName, r.name, r.args);
-    if (!again.ok) throw new Error(again.error);
-    rewritten = again.model;
   }
+  // With --prune, so that the heads are no graph outputs: ort-web's WebGL backend downloads every
+  // graph output whatever the fetches say (measured: 133,144 bytes a frame without it).
+  const args = r.args.includes("--prune") ? r.args : [...r.args, "--prune"];
+  const again = await posefix.rewrite(original, state.modelName, r.name, args);
+  if (!again.ok) throw new Error(again.error);
+  const rewritten = again.model;
   const inspected = await posefix.inspect(original, state.modelName, []);
   const heads = inspected.inspection.heads;
   const inputO = imageInput(inspected.inspection);

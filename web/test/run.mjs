@@ -15,6 +15,8 @@
 // node web/test/run.mjs --cli PATH --decode PATH [--out DIR] [--measure] [--frames N]
 //   --cli     the onnx-posefix binary; --decode the decode_page example binary
 //   --out     where the screenshot, results and measurement go (default web/out)
+//   --measure-only: only the saving (no CLI needed); --frames N, --warmup N, --sizes model,513,
+//             --backends webgl,wasm: what it measures
 // Exit 0 when every check passed; each failure is printed as `FAIL ...`.
 import { spawn, execFileSync, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
@@ -39,6 +41,7 @@ const out = path.resolve(opt("--out", path.join(web, "out")));
 const measureOnly = argv.includes("--measure-only");
 const measure = measureOnly || argv.includes("--measure");
 const frames = Number(opt("--frames", "20"));
+const warmup = Number(opt("--warmup", "3"));
 const sizes = opt("--sizes", "model,513").split(",");
 const backends = opt("--backends", "webgl,wasm").split(",");
 if (!measureOnly && (!cli || !decode)) {
@@ -246,11 +249,11 @@ try {
   // 5. The saving.
   if (measure) {
     log(`measuring: ${frames} frames, sizes ${sizes}, backends ${backends}`);
-    const rows = await page.evaluate(async (frames, sizes, backends) => {
+    const rows = await page.evaluate(async (frames, sizes, backends, warmup) => {
       posefixPage.setOptions({});
       await posefixPage.rewrite();
-      return await posefixPage.measure({ frames, sizes, backends });
-    }, frames, sizes, backends);
+      return await posefixPage.measure({ frames, sizes, backends, warmup });
+    }, frames, sizes, backends, warmup);
     fs.writeFileSync(path.join(out, "saving.json"), JSON.stringify(rows, null, 2));
     for (const r of rows) {
       log(`${r.backend} ${r.size}: original ${r.original_ms.toFixed(2)} ms, ${r.original_bytes} B; rewritten ${r.rewritten_ms.toFixed(2)} ms, ${r.rewritten_bytes} B; time ${r.time_ratio.toFixed(2)}x, bytes ${r.bytes_ratio.toFixed(0)}x`);
