@@ -445,9 +445,14 @@ async function main() {
       showCommand();
     },
   });
-  // A newcomer sees the whole thing at once: the bundled model rewritten, run and drawn.
+  // A newcomer sees the whole thing at once: the bundled model rewritten, run and drawn, and the
+  // two frame times and byte counts beside it (a short measurement on the backend it ran on).
   await rewrite();
-  if (!new URLSearchParams(location.search).has("norun")) await guard(run)();
+  const query = new URLSearchParams(location.search);
+  if (!query.has("norun")) {
+    const result = await guard(run)();
+    if (!query.has("nomeasure")) await guard(measure)({ frames: 5, warmup: 1, sizes: ["model"], backends: [result.backend] });
+  }
   page.ready = true;
 }
 

@@ -10,7 +10,8 @@
 //      photo, and draw keypoints equal to the reference decoder's on the heads of that same run
 //      (examples/decode_page), single pose and --poses;
 //   5. keep a screenshot; with --measure, also measure the saving (the bench harness's
-//      `web` section uses that).
+//      `web` section uses that);
+//   6. fall back to wasm in a Chromium without WebGL.
 //
 // node web/test/run.mjs --cli PATH --decode PATH [--out DIR] [--measure] [--frames N]
 //   --cli     the onnx-posefix binary; --decode the decode_page example binary
@@ -83,7 +84,7 @@ const port = await new Promise((ok, no) => {
 server.stderr.on("data", () => {}); // request log
 const origin = `http://127.0.0.1:${port}`;
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "posefix-web-chromium-"));
-const browser = await puppeteer.launch({
+const launchOptions = {
   executablePath: process.env.POSEFIX_CHROMIUM || "/usr/bin/chromium",
   headless: true,
   userDataDir: profile,
@@ -95,7 +96,8 @@ const browser = await puppeteer.launch({
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
     "--ignore-gpu-blocklist",
   ],
-});
+};
+const browser = await puppeteer.launch(launchOptions);
 const cleanup = async () => {
   await browser.close().catch(() => {});
   server.kill();
@@ -108,7 +110,8 @@ try {
   await page.setViewport({ width: 1400, height: 1300 });
   page.on("pageerror", (e) => log("pageerror", e.message));
   page.on("console", (m) => m.type() === "error" && log("console error", m.text()));
-  await page.goto(`${origin}/`, { waitUntil: "load" });
+  // Measuring only: without the short measurement the page makes at start.
+  await page.goto(`${origin}/${measureOnly ? "?nomeasure" : ""}`, { waitUntil: "load" });
   await page.waitForFunction("window.posefixPage && (window.posefixPage.ready || window.posefixPage.failed)",
     { timeout: 600_000, polling: 500 });
   const startup = await page.evaluate(() => ({ failed: !!posefixPage.failed, errors: posefixPage.errors,
@@ -125,6 +128,38 @@ try {
   }, options);
 
   if (!measureOnly) {
+    // 0. As a user: what the page showed at start (the pose, the two frame times and byte
+    // counts), then the bundled model dropped on the drop zone, Rewrite clicked, the download
+    // link's bytes equal to the CLI's.
+    const shown = await page.evaluate(() => ({ saving: posefixPage.saving, drawn: posefixPage.result.keypoints.length,
+      table: document.getElementById("saving").rows.length }));
+    check(shown.drawn === 17 && shown.table === 2 && shown.saving.length === 1 && shown.saving[0].rewritten_bytes === 204
+      && shown.saving[0].original_bytes === 132940,
+      `at start the page drew 17 keypoints and shows one saving row (${JSON.stringify(shown.saving)})`);
+    const model0 = fs.readFileSync(path.join(work, MODEL));
+    await page.evaluate(async (b64, name) => {
+      const file = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name);
+      const dt = new DataTransfer();
+      dt.items.add(file);
+      const drop = document.getElementById("drop");
+      drop.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      await new Promise((ok) => setTimeout(ok, 200));
+      while (document.getElementById("modelName").textContent !== name || document.getElementById("inspect").textContent === "") {
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      document.getElementById("download").hidden = true;
+    }, model0.toString("base64"), MODEL);
+    await page.click("#rewrite");
+    await page.waitForFunction(() => !document.getElementById("download").hidden, { timeout: 120_000 });
+    const downloaded = Buffer.from(await page.evaluate(async () => {
+      const a = document.getElementById("download");
+      const bytes = new Uint8Array(await (await fetch(a.href)).arrayBuffer());
+      return { name: a.download, b64: btoa(Array.from(bytes, (c) => String.fromCharCode(c)).join("")) };
+    }).then((d) => { check(d.name === OUT, `the download is named ${d.name}`); return d.b64; }), "base64");
+    const cliDefault = runCli([MODEL, OUT]);
+    check(cliDefault.status === 0 && downloaded.equals(fs.readFileSync(path.join(work, OUT))),
+      `dropped, Rewrite clicked: the downloaded model is the CLI's bytes (${downloaded.length} bytes)`);
+
     // 1. Bytes and summary line equal to the CLI's.
     const cases = [
       [{}, []],
@@ -261,6 +296,27 @@ try {
     }
   }
   await page.screenshot({ path: path.join(out, "page.png"), fullPage: true });
+
+  // 6. Without WebGL (a second browser started with it disabled): the page falls back to wasm.
+  if (!measureOnly) {
+    const profile2 = fs.mkdtempSync(path.join(os.tmpdir(), "posefix-web-chromium-"));
+    const noGl = await puppeteer.launch({ ...launchOptions, userDataDir: profile2,
+      // Without SwiftShader too: with it, an OffscreenCanvas still gets WebGL 2 (Chromium 156).
+      args: [...launchOptions.args.filter((a) => !/swiftshader/.test(a)), "--disable-gpu", "--disable-software-rasterizer",
+        "--disable-webgl", "--disable-3d-apis"] });
+    try {
+      const p2 = await noGl.newPage();
+      await p2.goto(`${origin}/?nomeasure`, { waitUntil: "load" });
+      await p2.waitForFunction("window.posefixPage && (window.posefixPage.ready || window.posefixPage.failed)", { timeout: 300_000, polling: 500 });
+      const r = await p2.evaluate(() => ({ failed: !!posefixPage.failed, backend: posefixPage.result?.backend,
+        fallback: posefixPage.result?.fallback, n: posefixPage.result?.keypoints.length, status: document.getElementById("runStatus").textContent }));
+      check(!r.failed && r.backend === "wasm" && /^WebGL failed/.test(r.fallback || "") && r.n === 17,
+        `without WebGL the page falls back to wasm and draws 17 keypoints (${r.status})`);
+    } finally {
+      await noGl.close().catch(() => {});
+      fs.rmSync(profile2, { recursive: true, force: true });
+    }
+  }
 } catch (e) {
   fail(`the test stopped: ${e && e.stack ? e.stack : e}`);
 } finally {
