@@ -9,7 +9,8 @@ web="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$web")"
 
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-(cd "$web/wasm" && cargo build --release --locked --target wasm32-unknown-unknown)
+# Its own target directory, whatever CARGO_TARGET_DIR says (the copy below looks there).
+(cd "$web/wasm" && CARGO_TARGET_DIR="$web/wasm/target" cargo build --release --locked --target wasm32-unknown-unknown)
 
 mkdir -p "$web/pkg"
 cp "$web/wasm/target/wasm32-unknown-unknown/release/posefix_wasm.wasm" "$web/pkg/"

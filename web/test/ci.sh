@@ -15,6 +15,7 @@ bash conformance/legs/ort_web/setup.sh
 bash web/build.sh
 echo "web test: page built in $((SECONDS - started))s"
 cargo build --locked --bin onnx-posefix --example decode_page
-node web/test/run.mjs --cli target/debug/onnx-posefix --decode target/debug/examples/decode_page \
+target="${CARGO_TARGET_DIR:-target}"
+node web/test/run.mjs --cli "$target/debug/onnx-posefix" --decode "$target/debug/examples/decode_page" \
     --out web/out --measure --frames 3 --warmup 1 --sizes model --backends wasm
 echo "web test: done in $((SECONDS - started))s"
