@@ -257,7 +257,7 @@ try {
           if (f32(gx) !== f32(wx) || f32(gy) !== f32(wy)) posExact = false;
           scoreErr = Math.max(scoreErr, Math.abs(gs - ws));
         }
-        check(posExact && scoreErr <= 1e-5, `${label} on ${result.backend}: ${what} positions bit-exact, scores within ${scoreErr.toExponential(1)} (<= 1e-5)`);
+        check(posExact && scoreErr <= 1e-5, `${label} on ${result.backend}: ${what} positions ${posExact ? "bit-exact" : "NOT bit-exact"}, scores within ${scoreErr.toExponential(1)} (<= 1e-5)`);
       };
       compare(result.keypoints, reference.keypoints, "the drawn keypoints vs the reference's:");
       if (s.multi) {
