@@ -37,8 +37,8 @@
 //! verification) is built for native targets only.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+#[doc(hidden)]
 pub mod cli;
-
 pub mod contract;
 #[doc(hidden)]
 pub mod decoders;
