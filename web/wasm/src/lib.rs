@@ -124,15 +124,19 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     }
 }
 
+/// Keeps a panic's message for [`posefix_panic_ptr`]: the instance aborts right after.
 fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let line = format!("error: internal error: {info}").replace(['\n', '\r'], " ");
-        PANIC.with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut() {
-                *p = line.into_bytes();
-            }
-        });
-    }));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let line = format!("error: internal error: {info}").replace(['\n', '\r'], " ");
+            PANIC.with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    *p = line.into_bytes();
+                }
+            });
+        }))
+    });
 }
 
 /// A buffer of `len` bytes for the page to write into; freed with [`posefix_free`].
