@@ -133,12 +133,26 @@ fn float16_outputs_are_the_reference_rounded_once() {
 }
 
 #[test]
-fn the_real_model_in_float16_verifies_equal() {
+fn the_real_model_in_float16_decodes_its_own_heads_exactly() {
+    use onnx_posefix::contract::{Layout, ScoreMode};
+    use onnx_posefix::tract_bridge::Runner;
     let model = read(&real_model_path());
     let dir = TempDir::new().unwrap();
     let (input, output) = float16_model(&dir, &model, false);
-    let out = run_cli(&[path(&input), path(&output), "--poses", "2"]);
+    let out = run_cli(&[path(&input), path(&output)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    // tract runs float16 convolutions slowly on x86: one photo (and the adversarial images).
-    assert_equal(&verify(&input, &output, &repo_path("samples/astronaut.png")), "real float16");
+    // tract runs float16 convolutions slowly on x86, so one run rather than a whole `verify`:
+    // REWRITTEN still outputs the heads, and its keypoints must be the reference's on them.
+    let runner = Runner::new(&fs::read(&output).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
+    let outputs = runner.run(vec![crate::common::real_model_input(&repo_path("samples/astronaut.png"))]).unwrap();
+    let view = |name: &str| outputs[runner.output_index(name).unwrap()].to_plain_array_view::<f32>().unwrap();
+    let poses =
+        onnx_posefix::reference::decode(view("heatmaps"), view("offsets"), Layout::Nchw, 16, ScoreMode::Sigmoid)
+            .unwrap();
+    let keypoints = view("keypoints");
+    for (k, want) in poses[0].iter().enumerate() {
+        let got = [keypoints[[0, k, 0]], keypoints[[0, k, 1]]];
+        assert_eq!(got.map(f32::to_bits), [want.x, want.y].map(f32::to_bits), "keypoint {k}");
+        assert!((keypoints[[0, k, 2]] - want.score).abs() <= 1e-6, "keypoint {k} score");
+    }
 }
