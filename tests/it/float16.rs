@@ -124,6 +124,11 @@ fn float16_outputs_are_the_reference_rounded_once() {
     let out = verify(&input, &wrong_path, &sample);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
+    // --pixels prepends float32 arithmetic: a float16 image input is refused in one line.
+    let out = run_cli(&[path(&input), path(&output), "--force", "--pixels", "byte", "--preprocess", "mobilenet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--pixels: the image input image is float16, not float32"), "{}", stderr(&out));
+
     // A float32 model can have float16 outputs too.
     let plain = dir.path().join("in32.onnx");
     fs::write(&plain, synthetic::generate(&SyntheticSpec::posenet(11)).write_to_bytes().unwrap()).unwrap();
