@@ -70,6 +70,42 @@ pub const NAME_PREFIX: &str = "posefix/";
 /// Prefix of the `metadata_props` keys the rewrite records.
 pub const METADATA_PREFIX: &str = "posefix.";
 
+/// The text form of a contract enum, from one table: `as_str`, `parse` (ASCII case ignored),
+/// `Display` and `Serialize`, so that provenance, reports and messages cannot spell it apart.
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$ty> {
+                [$($ty::$variant),+].into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(Layout { Nchw => "NCHW", Nhwc => "NHWC" });
+text_enum!(ScoreMode { Sigmoid => "sigmoid", Raw => "raw" });
+text_enum!(Preprocess { Mobilenet => "mobilenet", Resnet => "resnet", Unit => "unit", Raw => "raw" });
+text_enum!(Pixels { Unit => "unit", Byte => "byte" });
+text_enum!(FloatType { Float32 => "float32", Float16 => "float16" });
+
 /// Memory layout of a rank-4 image-like tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
@@ -95,33 +131,6 @@ impl Layout {
             Layout::Nhwc => (1, 2),
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Layout::Nchw => "NCHW",
-            Layout::Nhwc => "NHWC",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Layout> {
-        match s.to_ascii_uppercase().as_str() {
-            "NCHW" => Some(Layout::Nchw),
-            "NHWC" => Some(Layout::Nhwc),
-            _ => None,
-        }
-    }
-}
-
-impl Serialize for Layout {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// How the score of a keypoint is derived from the heatmap maximum.
@@ -131,35 +140,6 @@ pub enum ScoreMode {
     Sigmoid,
     /// Heatmaps are already probabilities: score = max.
     Raw,
-}
-
-impl ScoreMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScoreMode::Sigmoid => "sigmoid",
-            ScoreMode::Raw => "raw",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ScoreMode> {
-        match s {
-            "sigmoid" => Some(ScoreMode::Sigmoid),
-            "raw" => Some(ScoreMode::Raw),
-            _ => None,
-        }
-    }
-}
-
-impl Serialize for ScoreMode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for ScoreMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The float types the decoders read (heads) and write (`--output-type`). float16 heads are read
@@ -173,21 +153,6 @@ pub enum FloatType {
 }
 
 impl FloatType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FloatType::Float32 => "float32",
-            FloatType::Float16 => "float16",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FloatType> {
-        match s {
-            "float32" => Some(FloatType::Float32),
-            "float16" => Some(FloatType::Float16),
-            _ => None,
-        }
-    }
-
     /// The ONNX element type.
     pub fn onnx(self) -> onnx_protobuf::tensor_proto::DataType {
         use onnx_protobuf::tensor_proto::DataType;
@@ -203,18 +168,6 @@ impl FloatType {
             FloatType::Float32 => value,
             FloatType::Float16 => tract_onnx::prelude::f16::from_f32(value).to_f32(),
         }
-    }
-}
-
-impl Serialize for FloatType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for FloatType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -237,21 +190,6 @@ pub const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
 pub const MOBILENET_SCALE: f32 = 127.5;
 
 impl Preprocess {
-    pub fn parse(s: &str) -> Option<Preprocess> {
-        [Preprocess::Mobilenet, Preprocess::Resnet, Preprocess::Unit, Preprocess::Raw]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preprocess::Mobilenet => "mobilenet",
-            Preprocess::Resnet => "resnet",
-            Preprocess::Unit => "unit",
-            Preprocess::Raw => "raw",
-        }
-    }
-
     /// The ResNet mean added per channel of an input with `channels` channels (1 or 3).
     pub fn resnet_mean(self, channels: usize) -> Vec<f32> {
         if channels == 3 {
@@ -295,51 +233,12 @@ pub enum Pixels {
 }
 
 impl Pixels {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pixels::Unit => "unit",
-            Pixels::Byte => "byte",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Pixels> {
-        match s {
-            "unit" => Some(Pixels::Unit),
-            "byte" => Some(Pixels::Byte),
-            _ => None,
-        }
-    }
-
     /// The value fed for pixel value `v` (0..255).
     pub fn value(self, v: u8) -> f32 {
         match self {
             Pixels::Unit => v as f32 / 255.0,
             Pixels::Byte => v as f32,
         }
-    }
-}
-
-impl Serialize for Pixels {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Pixels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Preprocess {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Preprocess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
