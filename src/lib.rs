@@ -30,7 +30,15 @@
 //! The modules below the facade are public for the project's own tests, benchmarks, fuzzers and
 //! examples, and hidden from these docs: they may change with any release. ARCHITECTURE.md says
 //! where each concern lives.
+//!
+//! On `wasm32` (the browser page, `web/wasm`) the library is its in-memory path only: bytes in,
+//! [`rewrite`] and [`inspect()`], bytes out ([`LoadedModel::from_bytes`],
+//! [`Rewritten::to_bytes`]). What needs a file system or threads (reading and writing files,
+//! verification) is built for native targets only.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
+
+#[doc(hidden)]
+pub mod cli;
 
 pub mod contract;
 #[doc(hidden)]
@@ -59,6 +67,8 @@ pub mod rng;
 pub mod testing;
 #[doc(hidden)]
 pub mod tract_bridge;
+// Verification reads photos from files and runs the two models on threads: native only.
+#[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
 pub mod verify;
 
@@ -66,10 +76,15 @@ pub use contract::{DecoderSettings, FloatType, Layout, Provenance, ScoreMode, KE
 pub use error::{Error, HeadCandidate, Invalid, Result};
 pub use heads::HeadChoice;
 pub use inspect::{inspect, Inspection};
-pub use model::io::{read_model, read_structure, Durability, LoadedModel};
+#[cfg(not(target_arch = "wasm32"))]
+pub use model::io::{read_model, read_structure};
+pub use model::io::{Durability, LoadedModel};
 pub use model::query::InputShape;
 pub use profiles::{Profile, PORTABLE, PROFILE_NAMES};
-pub use rewrite::{rewrite, rewrite_file, OutputOptions, RewriteOptions, Rewritten};
+#[cfg(not(target_arch = "wasm32"))]
+pub use rewrite::rewrite_file;
+pub use rewrite::{rewrite, OutputOptions, RewriteOptions, Rewritten};
+#[cfg(not(target_arch = "wasm32"))]
 pub use verify::{
     verify, verify_files, DecoderOverrides, Event, InputResult, Outcome, Preprocess, Report, Tolerances, VerifyOptions,
 };

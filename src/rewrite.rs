@@ -498,6 +498,7 @@ pub struct OutputOptions {
     pub durability: Durability,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads `input`, rewrites it and writes `output` atomically. `input` is never modified unless
 /// it is `output` and `force` is set, in which case it is replaced atomically.
 pub fn rewrite_file(input: &Path, output: &Path, options: &RewriteOptions, out: OutputOptions) -> Result<Rewritten> {

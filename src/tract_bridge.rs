@@ -286,7 +286,8 @@ impl Runner {
     /// float16 outputs come back as float32, which holds every float16 value exactly.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         shielded(|| {
-            let cast_failed = |e: anyhow::Error| Error::Tract(format!("tract could not cast a tensor: {}", one_line(&e)));
+            let cast_failed =
+                |e: anyhow::Error| Error::Tract(format!("tract could not cast a tensor: {}", one_line(&e)));
             let inputs = inputs
                 .into_iter()
                 .zip(self.input_types.iter().chain(std::iter::repeat(&DatumType::F32)))

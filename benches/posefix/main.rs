@@ -7,7 +7,8 @@
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench posefix -- [--quick] [--full] [SECTION...]
 //! ```
 //!
-//! SECTION is `rewrite`, `scaling`, `inference`, `multipose` or `verify` (default: all). `--quick` runs fewer
+//! SECTION is `rewrite`, `scaling`, `inference`, `multipose`, `verify` or `web` (the browser page's
+//! saving, in headless Chromium) (default: all). `--quick` runs fewer
 //! rounds (a smoke test); `--full` adds the ResNet50-sized models at 1025x1025 to `inference`.
 //! Markdown goes to stdout; a full run also writes `benchmarks/results.md` and the plots
 //! `benchmarks/*.png`. Environment: `POSEFIX_BIN` (the binary under test; default the one cargo
@@ -23,6 +24,7 @@ mod plot;
 mod report;
 mod rewriting;
 mod throughput;
+mod web;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ use std::process::Command;
 
 use models::Workspace;
 
-const SECTIONS: [&str; 5] = ["rewrite", "scaling", "inference", "multipose", "verify"];
+const SECTIONS: [&str; 6] = ["rewrite", "scaling", "inference", "multipose", "verify", "web"];
 
 /// `--copy IN OUT [--fsync]`, the floor: the bytes through memory, written the way the tool
 /// writes.
@@ -124,6 +126,7 @@ fn main() {
                 "Verification throughput",
                 throughput::section(&ws, &repo.join("../shared/images"), if quick { 1 } else { 3 }),
             ),
+            "web" => ("The browser page: the saving in onnxruntime-web", web::section(&ws, if quick { 3 } else { 10 })),
             _ => unreachable!(),
         };
         let text = format!("### {title}\n\n{body}\n");

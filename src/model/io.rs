@@ -1,7 +1,10 @@
-//! Reading models from disk and writing them back whole or not at all.
+//! Reading models from disk and writing them back whole or not at all; or, on wasm32 (the browser
+//! page), from bytes in memory only: the file-system half is built for native targets only.
 
 use std::borrow::Cow;
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs;
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
 use std::path::Path;
 
@@ -9,7 +12,10 @@ use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{GraphProto, Message, ModelProto};
 
 use crate::error::{Error, Invalid, Result};
-use crate::model::source::{FileSource, Source};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::source::FileSource;
+use crate::model::source::Source;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::model::temporary::Temporary;
 use crate::model::validate;
 use crate::model::wire::{self, Piece};
@@ -67,6 +73,7 @@ impl ModelSource for LoadedModel {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A model file opened for rewriting: its structure parsed, its weights left in the file and
 /// never read (the output copies them file to file).
 #[derive(Debug)]
@@ -77,6 +84,7 @@ pub struct ModelFile {
     pub proto: ModelProto,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl ModelSource for ModelFile {
     fn proto(&self) -> &ModelProto {
         &self.proto
@@ -96,6 +104,7 @@ impl ModelSource for ModelFile {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Opens a model for rewriting: parses everything but the data of large initializers, reading
 /// only those parts of the file.
 pub fn open_structure(path: &Path) -> Result<ModelFile> {
@@ -188,11 +197,13 @@ pub fn has_data(t: &onnx_protobuf::TensorProto) -> bool {
         || !t.external_data.is_empty()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads and sanity-checks an ONNX model, parsing all of it.
 pub fn read_model(path: &Path) -> Result<LoadedModel> {
     read(path, parse_model)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Reads a model for rewriting: everything but the data of large initializers is parsed.
 pub fn read_structure(path: &Path) -> Result<LoadedModel> {
     read(path, parse_structure)
@@ -205,28 +216,47 @@ pub fn parse_structure(bytes: &[u8]) -> Result<ModelProto> {
 
 /// Random bytes often decode as *some* protobuf message, so beyond decoding this insists on a
 /// graph with nodes and outputs.
+#[cfg(not(target_arch = "wasm32"))]
 fn read(path: &Path, parse: fn(&[u8]) -> Result<ModelProto>) -> Result<LoadedModel> {
     check_size(path)?;
     let bytes = fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let proto = parse(&bytes).map_err(|e| e.at(path))?;
-    check_external_data(&proto, path)?;
-    Ok(LoadedModel { bytes, proto })
+    LoadedModel::parse(bytes, path, parse)
+}
+
+impl LoadedModel {
+    /// A model from bytes already in memory (a file given to the browser page), structure-only
+    /// and checked as [`read_structure`] reads and checks a file; errors name the file as `name`.
+    pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<LoadedModel> {
+        check_limit(bytes.len() as u64, name)?;
+        LoadedModel::parse(bytes, name, parse_structure)
+    }
+
+    fn parse(bytes: Vec<u8>, path: &Path, parse: fn(&[u8]) -> Result<ModelProto>) -> Result<LoadedModel> {
+        let proto = parse(&bytes).map_err(|e| e.at(path))?;
+        check_external_data(&proto, path)?;
+        Ok(LoadedModel { bytes, proto })
+    }
 }
 
 /// A readable file under protobuf's 2 GiB limit.
+#[cfg(not(target_arch = "wasm32"))]
 fn check_size(path: &Path) -> Result<fs::Metadata> {
     let meta = fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
     if meta.is_dir() {
         return Err(Error::invalid(Invalid::Directory).at(path));
     }
-    if meta.len() >= PROTOBUF_LIMIT {
+    check_limit(meta.len(), path)?;
+    Ok(meta)
+}
+
+fn check_limit(len: u64, path: &Path) -> Result<()> {
+    if len >= PROTOBUF_LIMIT {
         return Err(Error::Unsupported(format!(
-            "{} is {} bytes, over protobuf's 2 GiB limit: models with external data are not supported yet",
+            "{} is {len} bytes, over protobuf's 2 GiB limit: models with external data are not supported yet",
             path.display(),
-            meta.len()
         )));
     }
-    Ok(meta)
+    Ok(())
 }
 
 fn check_external_data(proto: &ModelProto, path: &Path) -> Result<()> {
@@ -269,6 +299,7 @@ fn uses_external_data(proto: &ModelProto) -> bool {
         .any(|t| !t.external_data.is_empty() || t.data_location.enum_value() == Ok(DataLocation::EXTERNAL))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// True when both paths name the same existing file (hard links and `./a` vs `a` included).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     let same_path = match (fs::canonicalize(a), fs::canonicalize(b)) {
@@ -287,7 +318,7 @@ fn same_inode(a: &Path, b: &Path) -> bool {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, target_arch = "wasm32")))]
 fn same_inode(_: &Path, _: &Path) -> bool {
     false
 }
@@ -306,12 +337,14 @@ pub enum Durability {
     Synced,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, renamed over the
 /// target, so readers see the old file or the whole new one.
 pub fn write_atomically(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     write_with(path, durability, |file| file.write_all(bytes))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn write_with(
     path: &Path,
     durability: Durability,
@@ -357,7 +390,7 @@ fn keep_owner_and_mode(file: &fs::File, old: &fs::Metadata) -> std::io::Result<(
     file.set_permissions(old.permissions())
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, target_arch = "wasm32")))]
 fn keep_owner_and_mode(file: &fs::File, old: &fs::Metadata) -> std::io::Result<()> {
     file.set_permissions(old.permissions())
 }
@@ -368,7 +401,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, target_arch = "wasm32")))]
 fn sync_dir(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
@@ -446,6 +479,7 @@ pub fn encode_edited(original: &dyn ModelSource, edited: &ModelProto) -> Result<
     })))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes the pieces of an edited model to `path` atomically, like [`write_atomically`].
 pub fn write_pieces_atomically(
     path: &Path,

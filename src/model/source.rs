@@ -1,6 +1,8 @@
 //! Bytes read by position, from memory or from a model file, and the threaded copy that moves a
-//! file's unchanged byte ranges (its weights) into the output.
+//! file's unchanged byte ranges (its weights) into the output. On wasm32 (the browser page) only
+//! the bytes in memory: files, copies to files and threads are native only.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
 use std::ops::Range;
 
@@ -15,6 +17,7 @@ pub trait Source {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 
     /// Copies `range` to `out`. Files override this with a kernel-side copy.
+    #[cfg(not(target_arch = "wasm32"))]
     fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
         let mut buf = vec![0u8; (range.end - range.start) as usize];
         self.read_at(range.start, &mut buf)?;
@@ -40,6 +43,7 @@ impl Source for [u8] {
         Ok(())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
         out.write_all(&self[range.start as usize..range.end as usize])
     }
@@ -57,6 +61,7 @@ macro_rules! source_by_slice {
                 self[..].read_at(offset, buf)
             }
 
+            #[cfg(not(target_arch = "wasm32"))]
             fn copy_to(&self, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
                 self[..].copy_to(range, out)
             }
@@ -65,6 +70,7 @@ macro_rules! source_by_slice {
 }
 source_by_slice!(Vec<u8>, &[u8]);
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A file and its length at opening.
 #[derive(Debug)]
 pub struct FileSource {
@@ -72,6 +78,7 @@ pub struct FileSource {
     pub len: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Source for FileSource {
     fn len(&self) -> u64 {
         self.len
@@ -97,13 +104,16 @@ impl Source for FileSource {
 
 /// Bytes moved per system call by [`pipelined_copy`], and how many such chunks are in flight.
 /// Measured on a 95 MB model: 1 MiB chunks copy 1.4x faster than 64 KiB ones; larger gain nothing.
+#[cfg(not(target_arch = "wasm32"))]
 const COPY_CHUNK: usize = 1 << 20;
+#[cfg(not(target_arch = "wasm32"))]
 const COPY_CHUNKS_IN_FLIGHT: usize = 3;
 
 /// Copies `range` of `src` to `out`: a reader thread fills buffers while this thread writes them,
 /// so the two memory copies (page cache to buffer, buffer to page cache) run on two cores.
 /// Measured on a 95 MB model, 23 ms against 43 to 68 ms for `copy_file_range`, whose in-kernel
 /// copy slows down whenever the output offset is not page-aligned, which it almost never is here.
+#[cfg(not(target_arch = "wasm32"))]
 fn pipelined_copy(src: &FileSource, range: Range<u64>, out: &mut std::fs::File) -> std::io::Result<()> {
     use std::sync::mpsc;
     let len = range.end - range.start;
@@ -138,8 +148,10 @@ fn pipelined_copy(src: &FileSource, range: Range<u64>, out: &mut std::fs::File) 
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 type Chunk = std::io::Result<(Vec<u8>, usize)>;
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The writing half of [`pipelined_copy`]. It owns both channel ends, so returning early drops
 /// them, which stops the reader.
 fn write_chunks(

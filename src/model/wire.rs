@@ -6,6 +6,7 @@
 //! not change is copied from the input bytes verbatim, changed or new records are encoded, and
 //! the result is one ordinary ModelProto with its fields in their original order.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write;
 use std::ops::Range;
 
@@ -345,7 +346,8 @@ pub fn coalesce(pieces: Vec<Piece>) -> Vec<Piece> {
     out
 }
 
-/// Writes pieces to `out`, original ranges copied from `src`.
+/// Writes pieces to `out`, original ranges copied from `src`. Native only, like files.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_pieces(src: &(impl Source + ?Sized), pieces: &[Piece], out: &mut std::fs::File) -> std::io::Result<()> {
     for p in pieces {
         match p {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# CI's test of the browser page (.ci/run calls it after `cargo test`, which built the CLI and the
+# decode_page example): installs Chromium and the pinned npm packages (conformance/legs/ort_web's
+# setup.sh, shared with that leg), builds the page (web/build.sh: the wasm32 target, then the
+# wasm; about 10 minutes cold), then web/test/run.mjs drives the page in headless Chromium
+# and checks it against the CLI and the reference decoders, with the page's own short saving
+# measurement at start (WebGL) and one on wasm (the figures come from `cargo bench --bench
+# posefix -- web`).
+# The screenshots and results land in web/out/. About 1.5 minutes once built.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+started=$SECONDS
+bash conformance/legs/ort_web/setup.sh
+bash web/build.sh
+echo "web test: page built in $((SECONDS - started))s"
+cargo build --locked --bin onnx-posefix --example decode_page
+target="${CARGO_TARGET_DIR:-target}"
+node web/test/run.mjs --cli "$target/debug/onnx-posefix" --decode "$target/debug/examples/decode_page" \
+    --out web/out --measure --frames 3 --warmup 1 --sizes model --backends wasm
+echo "web test: done in $((SECONDS - started))s"
