@@ -70,6 +70,42 @@ pub const NAME_PREFIX: &str = "posefix/";
 /// Prefix of the `metadata_props` keys the rewrite records.
 pub const METADATA_PREFIX: &str = "posefix.";
 
+/// The text form of a contract enum, from one table: `as_str`, `parse` (ASCII case ignored),
+/// `Display` and `Serialize`, so that provenance, reports and messages cannot spell it apart.
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$ty> {
+                [$($ty::$variant),+].into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(Layout { Nchw => "NCHW", Nhwc => "NHWC" });
+text_enum!(ScoreMode { Sigmoid => "sigmoid", Raw => "raw" });
+text_enum!(Preprocess { Mobilenet => "mobilenet", Resnet => "resnet", Unit => "unit", Raw => "raw" });
+text_enum!(Pixels { Unit => "unit", Byte => "byte" });
+text_enum!(FloatType { Float32 => "float32", Float16 => "float16" });
+
 /// Memory layout of a rank-4 image-like tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
@@ -95,33 +131,6 @@ impl Layout {
             Layout::Nhwc => (1, 2),
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Layout::Nchw => "NCHW",
-            Layout::Nhwc => "NHWC",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Layout> {
-        match s.to_ascii_uppercase().as_str() {
-            "NCHW" => Some(Layout::Nchw),
-            "NHWC" => Some(Layout::Nhwc),
-            _ => None,
-        }
-    }
-}
-
-impl Serialize for Layout {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// How the score of a keypoint is derived from the heatmap maximum.
@@ -133,32 +142,32 @@ pub enum ScoreMode {
     Raw,
 }
 
-impl ScoreMode {
-    pub fn as_str(self) -> &'static str {
+/// The float types the decoders read (heads) and write (`--output-type`). float16 heads are read
+/// through a Cast to float32, which is exact; a float16 output is the float32 result rounded
+/// once, to nearest even.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum FloatType {
+    #[default]
+    Float32,
+    Float16,
+}
+
+impl FloatType {
+    /// The ONNX element type.
+    pub fn onnx(self) -> onnx_protobuf::tensor_proto::DataType {
+        use onnx_protobuf::tensor_proto::DataType;
         match self {
-            ScoreMode::Sigmoid => "sigmoid",
-            ScoreMode::Raw => "raw",
+            FloatType::Float32 => DataType::FLOAT,
+            FloatType::Float16 => DataType::FLOAT16,
         }
     }
 
-    pub fn parse(s: &str) -> Option<ScoreMode> {
-        match s {
-            "sigmoid" => Some(ScoreMode::Sigmoid),
-            "raw" => Some(ScoreMode::Raw),
-            _ => None,
+    /// `value` as this type holds it (float16: rounded to nearest even), widened back to f32.
+    pub fn round(self, value: f32) -> f32 {
+        match self {
+            FloatType::Float32 => value,
+            FloatType::Float16 => tract_onnx::prelude::f16::from_f32(value).to_f32(),
         }
-    }
-}
-
-impl Serialize for ScoreMode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for ScoreMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -181,21 +190,6 @@ pub const RESNET_MEAN: [f32; 3] = [-123.15, -115.90, -103.06];
 pub const MOBILENET_SCALE: f32 = 127.5;
 
 impl Preprocess {
-    pub fn parse(s: &str) -> Option<Preprocess> {
-        [Preprocess::Mobilenet, Preprocess::Resnet, Preprocess::Unit, Preprocess::Raw]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preprocess::Mobilenet => "mobilenet",
-            Preprocess::Resnet => "resnet",
-            Preprocess::Unit => "unit",
-            Preprocess::Raw => "raw",
-        }
-    }
-
     /// The ResNet mean added per channel of an input with `channels` channels (1 or 3).
     pub fn resnet_mean(self, channels: usize) -> Vec<f32> {
         if channels == 3 {
@@ -239,51 +233,12 @@ pub enum Pixels {
 }
 
 impl Pixels {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pixels::Unit => "unit",
-            Pixels::Byte => "byte",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Pixels> {
-        match s {
-            "unit" => Some(Pixels::Unit),
-            "byte" => Some(Pixels::Byte),
-            _ => None,
-        }
-    }
-
     /// The value fed for pixel value `v` (0..255).
     pub fn value(self, v: u8) -> f32 {
         match self {
             Pixels::Unit => v as f32 / 255.0,
             Pixels::Byte => v as f32,
         }
-    }
-}
-
-impl Serialize for Pixels {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Pixels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Preprocess {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Preprocess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -388,6 +343,9 @@ pub struct Provenance {
     /// The normalization prepended to the image input (`--pixels`), under `posefix.input.`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixels: Option<PixelInput>,
+    /// The type of every appended output (`--output-type`), under `posefix.output_type`; the
+    /// entry is written for float16 only, so a model without it has float32 outputs.
+    pub output_type: FloatType,
 }
 
 impl Provenance {
@@ -402,6 +360,7 @@ impl Provenance {
         "poses.scores_output",
     ];
     const PIXEL_KEYS: [&'static str; 3] = ["input.name", "input.pixels", "input.preprocess"];
+    const OUTPUT_TYPE_KEY: &'static str = "output_type";
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
@@ -434,6 +393,9 @@ impl Provenance {
             let values = [p.input.clone(), p.pixels.to_string(), p.preprocess.to_string()];
             entries.extend(Self::PIXEL_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
         }
+        if self.output_type != FloatType::Float32 {
+            entries.push((format!("{METADATA_PREFIX}{}", Self::OUTPUT_TYPE_KEY), self.output_type.to_string()));
+        }
         entries
     }
 
@@ -443,6 +405,7 @@ impl Provenance {
         let mut found: [Option<&str>; 7] = [None; 7];
         let mut multi: [Option<&str>; 7] = [None; 7];
         let mut pixel: [Option<&str>; 3] = [None; 3];
+        let mut output_type = Some(FloatType::Float32);
         for (k, v) in entries {
             if let Some(short) = k.strip_prefix(METADATA_PREFIX) {
                 if let Some(i) = Self::KEYS.iter().position(|key| *key == short) {
@@ -451,6 +414,8 @@ impl Provenance {
                     multi[i] = Some(v);
                 } else if let Some(i) = Self::PIXEL_KEYS.iter().position(|key| *key == short) {
                     pixel[i] = Some(v);
+                } else if short == Self::OUTPUT_TYPE_KEY {
+                    output_type = FloatType::parse(v);
                 }
             }
         }
@@ -481,6 +446,7 @@ impl Provenance {
         };
         Some(Provenance {
             pixels,
+            output_type: output_type?,
             tool_version: version?.to_string(),
             settings: DecoderSettings {
                 heatmaps: heatmaps?.to_string(),
