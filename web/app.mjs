@@ -196,6 +196,21 @@ function b64(bytes) {
 
 const bytesOf = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 
+/// IEEE half-precision bits to a number.
+function halfToFloat(h) {
+  const e = (h >> 10) & 0x1f, m = h & 0x3ff, sign = h & 0x8000 ? -1 : 1;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/// A tensor's values as numbers: float32 as they are, float16 (`--output-type float16`, which
+/// ort-web hands over as raw 16-bit words unless the browser has Float16Array) converted.
+function valuesOf(t) {
+  if (t.type === "float16" && t.data instanceof Uint16Array) return Array.from(t.data, halfToFloat);
+  return t.data;
+}
+
 function triples(data, offset, n) {
   const out = [];
   for (let k = 0; k < n; k++) out.push([data[offset + 3 * k], data[offset + 3 * k + 1], data[offset + 3 * k + 2]]);
@@ -217,12 +232,12 @@ async function run() {
   await session.release();
   const kpName = r.provenance["posefix.output"];
   const n = about.keypoints.length;
-  const keypoints = triples(outputs[kpName].data, 0, n);
+  const keypoints = triples(valuesOf(outputs[kpName]), 0, n);
   let poses = null;
   const posesName = r.provenance["posefix.poses.output"];
   if (posesName) {
-    const p = outputs[posesName].data;
-    const scores = Array.from(outputs[r.provenance["posefix.poses.scores_output"]].data);
+    const p = valuesOf(outputs[posesName]);
+    const scores = Array.from(valuesOf(outputs[r.provenance["posefix.poses.scores_output"]]));
     poses = scores.map((score, i) => ({ score, keypoints: triples(p, i * n * 3, n) }));
   }
   const exported = {};

@@ -2,7 +2,9 @@
 // web/ (built by web/build.sh), Debian's headless Chromium opens it (puppeteer-core, pinned in
 // conformance/legs/ort_web), and the page, through its own window.posefixPage, must:
 //   1. rewrite the bundled model in wasm into the very bytes the CLI writes, with the CLI's
-//      summary line, for several option sets (single pose, --poses, --prune, --pixels);
+//      summary line, for several option sets (single pose, --poses, --prune, --pixels,
+//      --output-type float16), and run the float16 one (ort-web refuses float16 on WebGL: the
+//      page falls back to wasm);
 //   2. show what `onnx-posefix inspect` prints;
 //   3. say the CLI's one error line for a non-ONNX file, an already rewritten model, a model
 //      whose heatmaps are not found (--heatmaps names no output) and a usage error;
@@ -166,6 +168,7 @@ try {
       [{ poses: "3" }, ["--poses", "3"]],
       [{ poses: "2", "score-threshold": "0.3", "nms-radius": "15", prune: true }, ["--poses", "2", "--score-threshold", "0.3", "--nms-radius", "15", "--prune"]],
       [{ pixels: "byte", preprocess: "mobilenet", "output-name": "kp", target: "ort-web-webgl" }, ["--pixels", "byte", "--preprocess", "mobilenet", "--output-name", "kp", "--target", "ort-web-webgl"]],
+      [{ "output-type": "float16", poses: "2", target: "opencv-4.x" }, ["--output-type", "float16", "--poses", "2", "--target", "opencv-4.x"]],
     ];
     for (const [options, args] of cases) {
       const pageArgs = await page.evaluate((o) => { posefixPage.setOptions(o); return posefixPage.cliArgs(); }, options);
@@ -184,6 +187,18 @@ try {
       check(cliBytes.equals(pageBytes), `${what}: the page's bytes equal the CLI's (${pageBytes.length} and ${cliBytes.length} bytes)`);
       check(mine.summary === cliRun.stdout.split("\n")[0], `${what}: the summary line is the CLI's\n       page: ${mine.summary}\n       CLI:  ${cliRun.stdout.split("\n")[0]}`);
     }
+
+    const half = await page.evaluate(async () => {
+      // float16 outputs need a Cast, which portable refuses (ncnn has none): a profile that allows it.
+      posefixPage.setOptions({ "output-type": "float16", poses: "2", target: "opencv-4.x" });
+      const r = await posefixPage.rewrite();
+      if (!r.ok) return { error: r.error };
+      const res = await posefixPage.run();
+      return { backend: res.backend, fallback: res.fallback, keypoints: res.keypoints, poses: res.poses };
+    });
+    const finite = (kps) => kps.every(([x, y, s]) => Number.isFinite(x) && Number.isFinite(y) && s >= 0 && s <= 1);
+    check(!half.error && half.keypoints.length === 17 && finite(half.keypoints) && half.poses.length === 2,
+      `--output-type float16 --poses 2 runs (${half.error || `${half.backend}${half.fallback ? `: ${half.fallback}` : ""}`}) and reads as 17 keypoints`);
 
     // 2. Inspect.
     const inspectText = await page.evaluate(async () => {
