@@ -8,18 +8,19 @@
 //!
 //! ```json
 //! {"heatmaps": "h.bin", "heatmaps_dims": [1, 17, 17, 17], "offsets": "o.bin", "offsets_dims": [1, 34, 17, 17],
-//!  "layout": "NCHW", "stride": 16, "scores": "sigmoid",
+//!  "layout": "NCHW", "stride": 16, "scores": "sigmoid", "output_type": "float32",
 //!  "multi": {"fwd": "f.bin", "bwd": "b.bin", "max_poses": 3, "score_threshold": 0.5, "nms_radius": 20.0}}
 //! ```
 //!
 //! Files hold raw little-endian float32; `multi` is optional (NCHW heads only, as the multi-pose
-//! reference takes them). The answer: `{"keypoints": [17 x [x, y, score]], "poses": [...B*N*17*3],
+//! reference takes them), and so is `output_type` (`float16`: the answer is rounded once to
+//! float16, as a model rewritten with `--output-type float16` holds it). The answer: `{"keypoints": [17 x [x, y, score]], "poses": [...B*N*17*3],
 //! "pose_scores": [...B*N]}`, floats as the shortest decimal that reads back as the same f32.
 
 use std::io::{self, Read};
 
 use anyhow::{bail, Context, Result};
-use onnx_posefix::contract::{Layout, ScoreMode};
+use onnx_posefix::contract::{FloatType, Layout, ScoreMode};
 use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams};
 use onnx_posefix::reference::single_pose;
 use onnx_posefix::tract_onnx::prelude::tract_ndarray::ArrayD;
@@ -35,6 +36,8 @@ struct Request {
     layout: String,
     stride: u32,
     scores: String,
+    #[serde(default)]
+    output_type: Option<String>,
     multi: Option<Multi>,
 }
 
@@ -61,11 +64,13 @@ fn main() -> Result<()> {
     let r: Request = serde_json::from_str(&text).context("parsing the request")?;
     let Some(mode) = ScoreMode::parse(&r.scores) else { bail!("unknown score mode {:?}", r.scores) };
     let Some(layout) = Layout::parse(&r.layout) else { bail!("unknown layout {:?}", r.layout) };
+    let ty = r.output_type.as_deref().unwrap_or("float32");
+    let Some(ty) = FloatType::parse(ty) else { bail!("unknown output type {ty:?}") };
     let (hm, off) = (floats(&r.heatmaps)?, floats(&r.offsets)?);
     let hm = ArrayD::from_shape_vec(r.heatmaps_dims.clone(), hm).context("heatmaps")?;
     let off = ArrayD::from_shape_vec(r.offsets_dims.clone(), off).context("offsets")?;
     let poses = single_pose::decode(hm.view(), off.view(), layout, r.stride, mode)?;
-    let keypoints: Vec<[f32; 3]> = poses[0].iter().map(|k| [k.x, k.y, k.score]).collect();
+    let keypoints: Vec<[f32; 3]> = poses[0].iter().map(|k| k.rounded(ty)).map(|k| [k.x, k.y, k.score]).collect();
     let mut answer = json!({ "keypoints": keypoints });
     if let Some(m) = &r.multi {
         if layout != Layout::Nchw || r.heatmaps_dims[0] != 1 {
@@ -82,8 +87,8 @@ fn main() -> Result<()> {
             stride: r.stride,
         };
         let fixed = to_fixed(&[decode_multiple_poses(&heads, &params)], m.max_poses);
-        answer["poses"] = json!(fixed.poses);
-        answer["pose_scores"] = json!(fixed.pose_scores);
+        answer["poses"] = json!(fixed.poses.iter().map(|v| ty.round(*v)).collect::<Vec<_>>());
+        answer["pose_scores"] = json!(fixed.pose_scores.iter().map(|v| ty.round(*v)).collect::<Vec<_>>());
     }
     println!("{answer}");
     Ok(())

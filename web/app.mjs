@@ -253,6 +253,7 @@ async function run() {
     settings: { stride: Number(r.provenance["posefix.stride"]), layout: r.provenance["posefix.layout"],
       scores: r.provenance["posefix.scores"], heatmaps: r.provenance["posefix.heatmaps"],
       offsets: r.provenance["posefix.offsets"], grid: r.grid,
+      output_type: r.provenance["posefix.output_type"] || "float32",
       multi: posesName ? { max_poses: Number(r.provenance["posefix.poses.max"]),
         score_threshold: Number(r.provenance["posefix.poses.score_threshold"]),
         nms_radius: Number(r.provenance["posefix.poses.nms_radius"]),
