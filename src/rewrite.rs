@@ -312,7 +312,11 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         stride,
         scores,
     };
-    let head_input = |head: &str| reroute::head_input(graph, head, heads::head_type(&facts.outputs, head));
+    let head_input = |head: &str| {
+        let dims = facts.outputs.iter().find(|o| o.name == head).and_then(|o| o.shape.as_ref());
+        let dims = dims.map(|d| d.iter().map(|d| if let Dim::Fixed(v) = d { *v } else { -1 }).collect());
+        reroute::head_input(graph, head, heads::head_type(&facts.outputs, head), dims.unwrap_or_default())
+    };
     let spec = DecoderSpec {
         settings: &settings,
         heatmaps_read: head_input(&heads.heatmaps),

@@ -163,7 +163,14 @@ impl GraphBuilder {
         };
         match input.ty {
             FloatType::Float32 => tensor,
-            FloatType::Float16 => self.cast(&format!("{hint}_f32"), &tensor, FloatType::Float32),
+            FloatType::Float16 => {
+                // onnxruntime's CPU backend (and wasm) runs a float16 Conv in float32 and casts
+                // to float16 only for the graph output; it then fuses that Cast with ours and
+                // the decoder would read the unrounded values. A Reshape in between (a no-op,
+                // run in float16) keeps the rounding (measured on onnxruntime 1.32.0).
+                let same = self.reshape(&format!("{hint}_f16"), &tensor, &input.dims);
+                self.cast(&format!("{hint}_f32"), &same, FloatType::Float32)
+            }
         }
     }
 

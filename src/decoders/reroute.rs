@@ -33,6 +33,9 @@ pub struct HeadInput {
     pub read: HeadRead,
     /// A float16 head is read through a Cast to float32 (exact).
     pub ty: FloatType,
+    /// The head's dims, -1 for one not fixed (the batch): a float16 head is reshaped to them
+    /// before its Cast (see [`crate::decoders::graph::GraphBuilder::read_head`]).
+    pub dims: Vec<i64>,
 }
 
 /// Where the decoder reads one head from.
@@ -44,9 +47,10 @@ pub enum HeadRead {
     Recompute(Box<NodeProto>),
 }
 
-/// How to read `head`, of type `ty`, in `graph`.
-pub fn head_input(graph: &GraphProto, head: &str, ty: FloatType) -> HeadInput {
-    HeadInput { read: head_read(graph, head), ty }
+/// How to read `head`, of type `ty` and dims `dims` (-1 for the batch when it is not fixed), in
+/// `graph`.
+pub fn head_input(graph: &GraphProto, head: &str, ty: FloatType, dims: Vec<i64>) -> HeadInput {
+    HeadInput { read: head_read(graph, head), ty, dims }
 }
 
 /// Where to read `head` from in `graph`.
