@@ -162,6 +162,62 @@ impl fmt::Display for ScoreMode {
     }
 }
 
+/// The float types the decoders read (heads) and write (`--output-type`). float16 heads are read
+/// through a Cast to float32, which is exact; a float16 output is the float32 result rounded
+/// once, to nearest even.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum FloatType {
+    #[default]
+    Float32,
+    Float16,
+}
+
+impl FloatType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FloatType::Float32 => "float32",
+            FloatType::Float16 => "float16",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FloatType> {
+        match s {
+            "float32" => Some(FloatType::Float32),
+            "float16" => Some(FloatType::Float16),
+            _ => None,
+        }
+    }
+
+    /// The ONNX element type.
+    pub fn onnx(self) -> onnx_protobuf::tensor_proto::DataType {
+        use onnx_protobuf::tensor_proto::DataType;
+        match self {
+            FloatType::Float32 => DataType::FLOAT,
+            FloatType::Float16 => DataType::FLOAT16,
+        }
+    }
+
+    /// `value` as this type holds it (float16: rounded to nearest even), widened back to f32.
+    pub fn round(self, value: f32) -> f32 {
+        match self {
+            FloatType::Float32 => value,
+            FloatType::Float16 => tract_onnx::prelude::f16::from_f32(value).to_f32(),
+        }
+    }
+}
+
+impl Serialize for FloatType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for FloatType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How 0..255 RGB pixels become model input values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preprocess {
@@ -388,6 +444,9 @@ pub struct Provenance {
     /// The normalization prepended to the image input (`--pixels`), under `posefix.input.`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixels: Option<PixelInput>,
+    /// The type of every appended output (`--output-type`), under `posefix.output_type`; the
+    /// entry is written for float16 only, so a model without it has float32 outputs.
+    pub output_type: FloatType,
 }
 
 impl Provenance {
@@ -402,6 +461,7 @@ impl Provenance {
         "poses.scores_output",
     ];
     const PIXEL_KEYS: [&'static str; 3] = ["input.name", "input.pixels", "input.preprocess"];
+    const OUTPUT_TYPE_KEY: &'static str = "output_type";
 
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
@@ -434,6 +494,9 @@ impl Provenance {
             let values = [p.input.clone(), p.pixels.to_string(), p.preprocess.to_string()];
             entries.extend(Self::PIXEL_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
         }
+        if self.output_type != FloatType::Float32 {
+            entries.push((format!("{METADATA_PREFIX}{}", Self::OUTPUT_TYPE_KEY), self.output_type.to_string()));
+        }
         entries
     }
 
@@ -443,6 +506,7 @@ impl Provenance {
         let mut found: [Option<&str>; 7] = [None; 7];
         let mut multi: [Option<&str>; 7] = [None; 7];
         let mut pixel: [Option<&str>; 3] = [None; 3];
+        let mut output_type = Some(FloatType::Float32);
         for (k, v) in entries {
             if let Some(short) = k.strip_prefix(METADATA_PREFIX) {
                 if let Some(i) = Self::KEYS.iter().position(|key| *key == short) {
@@ -451,6 +515,8 @@ impl Provenance {
                     multi[i] = Some(v);
                 } else if let Some(i) = Self::PIXEL_KEYS.iter().position(|key| *key == short) {
                     pixel[i] = Some(v);
+                } else if short == Self::OUTPUT_TYPE_KEY {
+                    output_type = FloatType::parse(v);
                 }
             }
         }
@@ -481,6 +547,7 @@ impl Provenance {
         };
         Some(Provenance {
             pixels,
+            output_type: output_type?,
             tool_version: version?.to_string(),
             settings: DecoderSettings {
                 heatmaps: heatmaps?.to_string(),

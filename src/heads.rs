@@ -8,7 +8,7 @@
 use onnx_protobuf::GraphProto;
 use tract_onnx::prelude::DatumType;
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
+use crate::contract::{FloatType, Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
 use crate::decoders::single_pose::MAX_CELLS_F32;
 use crate::error::printable;
 use crate::error::{Error, HeadCandidate, Result};
@@ -47,6 +47,20 @@ pub struct Displacements {
     pub bwd: String,
 }
 
+/// The head types the decoders read: float32, and float16 (through an exact Cast).
+pub fn float_type(dt: DatumType) -> Option<FloatType> {
+    match dt {
+        DatumType::F32 => Some(FloatType::Float32),
+        DatumType::F16 => Some(FloatType::Float16),
+        _ => None,
+    }
+}
+
+/// The type of head `name` among `outputs`: float32 unless inference settled on float16.
+pub fn head_type(outputs: &[TensorFacts], name: &str) -> FloatType {
+    outputs.iter().find(|o| o.name == name).and_then(|o| o.datum_type).and_then(float_type).unwrap_or_default()
+}
+
 /// One way of reading an output as a head.
 #[derive(Clone, Debug)]
 struct Reading<'a> {
@@ -57,7 +71,7 @@ struct Reading<'a> {
 }
 
 fn readings(output: &TensorFacts, channels: usize) -> Vec<Reading<'_>> {
-    if output.datum_type.is_some_and(|dt| dt != DatumType::F32) {
+    if output.datum_type.is_some_and(|dt| float_type(dt).is_none()) {
         return vec![];
     }
     let Some(dims) = output.shape.as_ref().filter(|d| d.len() == 4) else { return vec![] };
@@ -156,7 +170,7 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
             let reasons: Vec<String> = candidates.filter_map(near_miss).collect();
             Err(Error::HeadsNotFound {
                 reason: format!(
-                    "no pose heads found: {}expected float32 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
+                    "no pose heads found: {}expected float32 or float16 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
                  {OFFSET_CHANNELS} (offsets) channels on the same grid, NCHW or NHWC; outputs: {}{}",
                     reasons.iter().map(|r| format!("{r}; ")).collect::<String>(),
                     list_outputs(outputs),
@@ -191,7 +205,7 @@ pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &Hea
     };
     let (gh, gw) = heads.grid;
     let wanted = format!(
-        "float32 outputs with {DISPLACEMENT_CHANNELS} channels on the heatmaps' {gh}x{gw} {} grid",
+        "float32 or float16 outputs with {DISPLACEMENT_CHANNELS} channels on the heatmaps' {gh}x{gw} {} grid",
         heads.layout
     );
     for (flag, name) in
@@ -284,9 +298,15 @@ fn near_miss(output: &TensorFacts) -> Option<String> {
             output.shape_string()
         ));
     }
-    if let Some(dt) = output.datum_type.filter(|dt| *dt != DatumType::F32) {
+    if let Some(dt) = output.datum_type.filter(|dt| float_type(*dt).is_none()) {
+        // Narrowing float64 to float32 could make distinct scores equal, and the decode inexact.
+        let why = if dt == DatumType::F64 {
+            " (double is not narrowed to float32: that could tie distinct scores)"
+        } else {
+            ""
+        };
         return Some(format!(
-            "output {name} has {channels} channels but type {}: only float32 heads are supported",
+            "output {name} has {channels} channels but type {}: only float32 and float16 heads are supported{why}",
             crate::profiles::datum_type_name(dt)
         ));
     }
@@ -480,13 +500,23 @@ mod tests {
     }
 
     #[test]
+    fn float16_heads_are_found_and_their_types_told() {
+        let outputs = [typed("heatmaps", DatumType::F16, &[1, 17, 9, 9]), out("offsets", &[1, 34, 9, 9])];
+        let heads = detect(&outputs, &HeadChoice::default()).unwrap();
+        assert_eq!((heads.heatmaps.as_str(), heads.offsets.as_str()), ("heatmaps", "offsets"));
+        assert_eq!(head_type(&outputs, "heatmaps"), FloatType::Float16);
+        assert_eq!(head_type(&outputs, "offsets"), FloatType::Float32);
+    }
+
+    #[test]
     fn heads_of_another_type_rank_or_size_are_named() {
         let err = |outputs: &[TensorFacts]| detect(outputs, &HeadChoice::default()).unwrap_err().to_string();
-        let f16 = |name, dims| typed(name, DatumType::F16, dims);
-        let e = err(&[f16("heatmaps", &[1, 17, 9, 9]), f16("offsets", &[1, 34, 9, 9])]);
-        let want = "no pose heads found: output heatmaps has 17 channels but type float16: only float32 heads";
+        let f64 = |name, dims| typed(name, DatumType::F64, dims);
+        let e = err(&[f64("heatmaps", &[1, 17, 9, 9]), f64("offsets", &[1, 34, 9, 9])]);
+        let want = "no pose heads found: output heatmaps has 17 channels but type double: only float32 and float16 \
+                    heads are supported (double is not narrowed to float32: that could tie distinct scores)";
         assert!(e.starts_with(want), "{e}");
-        assert!(e.contains("output offsets has 34 channels but type float16"), "{e}");
+        assert!(e.contains("output offsets has 34 channels but type double"), "{e}");
         let e = err(&[typed("h", DatumType::I32, &[1, 9, 9, 17]), out("o", &[1, 9, 9, 34])]);
         assert!(e.contains("output h has 17 channels but type int32"), "{e}");
         let e = err(&[out("heatmaps", &[1, 17, 81]), out("offsets", &[1, 34, 9, 9])]);

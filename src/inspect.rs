@@ -10,7 +10,7 @@ use std::fmt;
 use onnx_protobuf::GraphProto;
 use serde::Serialize;
 
-use crate::contract::Provenance;
+use crate::contract::{FloatType, Provenance};
 use crate::error::{Error, Result};
 use crate::heads::Displacements;
 use crate::heads::{self, HeadChoice};
@@ -75,6 +75,9 @@ pub enum HeadsReport {
     Found {
         heatmaps: String,
         offsets: String,
+        /// float32, or float16 (read through an exact Cast).
+        heatmaps_type: FloatType,
+        offsets_type: FloatType,
         layout: String,
         /// Heatmap grid `[height, width]`.
         grid: [usize; 2],
@@ -267,6 +270,8 @@ fn heads_report(graph: &GraphProto, inputs: &[TensorFacts], outputs: &[TensorFac
         displacements,
         displacements_error,
         scores: heads::score_mode(graph, &found.heatmaps).to_string(),
+        heatmaps_type: heads::head_type(outputs, &found.heatmaps),
+        offsets_type: heads::head_type(outputs, &found.offsets),
         heatmaps: found.heatmaps,
         offsets: found.offsets,
         layout: found.layout.to_string(),
@@ -321,6 +326,8 @@ impl fmt::Display for Inspection {
             HeadsReport::Found {
                 heatmaps,
                 offsets,
+                heatmaps_type,
+                offsets_type,
                 layout,
                 grid,
                 image,
@@ -336,9 +343,15 @@ impl fmt::Display for Inspection {
                     (None, None) => "stride unknown".to_string(),
                 };
                 let image = image.as_ref().map(|i| format!(", image input {i}")).unwrap_or_default();
+                let types = if heatmaps_type == offsets_type {
+                    heatmaps_type.to_string()
+                } else {
+                    format!("heatmaps {heatmaps_type}, offsets {offsets_type}")
+                };
                 writeln!(
                     f,
-                    "heads: heatmaps {heatmaps}, offsets {offsets}, {layout}, {}x{} grid, {stride}, scores {scores}{image}",
+                    "heads: heatmaps {heatmaps}, offsets {offsets}, {types}, {layout}, {}x{} grid, {stride}, scores \
+                     {scores}{image}",
                     grid[0], grid[1]
                 )?;
                 match (displacements, displacements_error) {
@@ -350,10 +363,11 @@ impl fmt::Display for Inspection {
             HeadsReport::NotFound { reason } => writeln!(f, "heads: not found: {reason}")?,
         }
         match (&self.decoder.provenance, self.decoder.present) {
-            (Some(Provenance { tool_version, settings: p, multi_pose, pixels }), _) => {
+            (Some(Provenance { tool_version, settings: p, multi_pose, pixels, output_type }), _) => {
                 writeln!(
                     f,
-                    "decoder: present, {} nodes, output {} from {} and {} ({}, stride {}, scores {}; {tool_version})",
+                    "decoder: present, {} nodes, output {} ({output_type}) from {} and {} ({}, stride {}, scores {}; \
+                     {tool_version})",
                     self.decoder.nodes, p.output, p.heatmaps, p.offsets, p.layout, p.stride, p.scores
                 )?;
                 if let Some(px) = pixels {

@@ -62,7 +62,7 @@ pub mod tract_bridge;
 #[doc(hidden)]
 pub mod verify;
 
-pub use contract::{DecoderSettings, Layout, Provenance, ScoreMode, KEYPOINT_NAMES, NUM_KEYPOINTS};
+pub use contract::{DecoderSettings, FloatType, Layout, Provenance, ScoreMode, KEYPOINT_NAMES, NUM_KEYPOINTS};
 pub use error::{Error, HeadCandidate, Invalid, Result};
 pub use heads::HeadChoice;
 pub use inspect::{inspect, Inspection};

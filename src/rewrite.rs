@@ -8,9 +8,9 @@ use onnx_protobuf::{GraphProto, ModelProto};
 use protobuf::{Enum, Message};
 
 use crate::contract::{
-    DecoderSettings, MultiPoseSettings, PixelInput, Pixels, Preprocess, Provenance, ScoreMode, DEFAULT_NMS_RADIUS,
-    DEFAULT_OUTPUT_NAME, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS,
-    TOOL_VERSION, VALUES_PER_KEYPOINT,
+    DecoderSettings, FloatType, MultiPoseSettings, PixelInput, Pixels, Preprocess, Provenance, ScoreMode,
+    DEFAULT_NMS_RADIUS, DEFAULT_OUTPUT_NAME, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
+    NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT,
 };
 use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::decoders::multi_pose::{self, MultiPoseSpec};
@@ -43,6 +43,8 @@ pub struct RewriteOptions {
     pub multi_pose: Option<MultiPoseOptions>,
     /// Prepend the normalization: the image input then takes pixels (`--pixels`).
     pub pixels: Option<PixelOptions>,
+    /// The type of every appended output (`--output-type`).
+    pub output_type: FloatType,
 }
 
 /// `--pixels unit|byte` with `--preprocess mobilenet|resnet`.
@@ -90,6 +92,7 @@ impl Default for RewriteOptions {
             target: profiles::PORTABLE.to_string(),
             multi_pose: None,
             pixels: None,
+            output_type: FloatType::Float32,
         }
     }
 }
@@ -282,10 +285,9 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         }
     }
     check_not_decorated(proto, options)?;
-    let target = Profile::by_name(&options.target)?;
     let graph = graph_of(proto);
     let pins = query::resolve_pins(graph, &options.input_shapes)?;
-    let (facts, notes) = shape_facts(model, &pins)?;
+    let (facts, mut notes) = shape_facts(model, &pins)?;
     let heads = heads::detect(&facts.outputs, &options.heads)?;
     let image = heads::image_input(&facts.inputs);
     let stride = match (options.stride, &image) {
@@ -310,16 +312,28 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         stride,
         scores,
     };
+    let head_input = |head: &str| reroute::head_input(graph, head, heads::head_type(&facts.outputs, head));
     let spec = DecoderSpec {
         settings: &settings,
-        heatmaps_read: reroute::head_read(graph, &heads.heatmaps),
-        offsets_read: reroute::head_read(graph, &heads.offsets),
+        heatmaps_read: head_input(&heads.heatmaps),
+        offsets_read: head_input(&heads.offsets),
         grid: heads.grid,
     };
     let displacements = match &options.multi_pose {
         Some(_) => Some(heads::detect_displacements(&facts.outputs, &heads, &options.heads)?),
         None => None,
     };
+    let read = [&heads.heatmaps, &heads.offsets].into_iter().chain(displacements.iter().flat_map(|d| [&d.fwd, &d.bwd]));
+    let head_types: Vec<&str> = read.map(|h| heads::head_type(&facts.outputs, h).as_str()).collect();
+    let (target, left_out) = Profile::for_heads(&options.target, &head_types)?;
+    if !left_out.is_empty() {
+        notes.push(format!(
+            "{} here leaves out {}: they cannot run a model with float16 heads at all (their profiles forbid \
+             float16 tensors)",
+            target.name,
+            left_out.join(", ")
+        ));
+    }
     let pixels = match options.pixels {
         Some(p) => Some(pixel_input(p, image.as_ref(), &facts)?),
         None => None,
@@ -341,10 +355,11 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         _ => (None, vec![], vec![]),
     };
     let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken));
+    builder.set_output_type(options.output_type);
     decoder::build(&mut builder, &spec)?;
     let multi_pose = match (&options.multi_pose, displacements) {
         (Some(m), Some(displacements)) => {
-            let mut read = |hint: &str, head: &str| builder.read_head(hint, head, &reroute::head_read(graph, head));
+            let mut read = |hint: &str, head: &str| builder.read_head(hint, head, &head_input(head));
             let spec = MultiPoseSpec {
                 heatmaps: read("mp_heatmaps_copy", &heads.heatmaps),
                 offsets: read("mp_offsets_copy", &heads.offsets),
@@ -377,7 +392,13 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let nodes_added = nodes.len() + prepended.len();
     initializers.extend(prepended_weights);
 
-    let provenance = Provenance { tool_version: TOOL_VERSION.to_string(), settings, multi_pose, pixels };
+    let provenance = Provenance {
+        tool_version: TOOL_VERSION.to_string(),
+        settings,
+        multi_pose,
+        pixels,
+        output_type: options.output_type,
+    };
     let mut out = proto.clone();
     let graph = out.graph.as_mut().expect("checked above");
     if let (Some(p), Some(normalized)) = (&provenance.pixels, &normalized) {
@@ -396,11 +417,12 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     graph.initializer.extend(initializers);
     let batch = heads.batch.clone();
     let (k, v) = (Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64));
-    graph.output.push(proto::value_info(&options.output_name, DataType::FLOAT, &[batch.clone(), k.clone(), v.clone()]));
+    let output_type = options.output_type.onnx();
+    graph.output.push(proto::value_info(&options.output_name, output_type, &[batch.clone(), k.clone(), v.clone()]));
     if let Some(m) = &provenance.multi_pose {
         let n = Dim::Fixed(m.max_poses as i64);
-        graph.output.push(proto::value_info(&m.poses, DataType::FLOAT, &[batch.clone(), n.clone(), k, v]));
-        graph.output.push(proto::value_info(&m.pose_scores, DataType::FLOAT, &[batch, n]));
+        graph.output.push(proto::value_info(&m.poses, output_type, &[batch.clone(), n.clone(), k, v]));
+        graph.output.push(proto::value_info(&m.pose_scores, output_type, &[batch, n]));
     }
     if !pins.is_empty() {
         write_pinned_shapes(graph, &facts);

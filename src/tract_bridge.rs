@@ -147,12 +147,19 @@ fn pin_inputs(model: &mut InferenceModel, pins: &[(String, Vec<usize>)]) -> Resu
             .position(|n| n == name)
             .ok_or_else(|| Error::Usage(format!("the model has no input called {}", printable(name))))?;
         check_pinned(&format!("input {}", printable(name)), dims)?;
-        let fact = InferenceFact::dt_shape(f32::datum_type(), dims.as_slice());
+        let fact = InferenceFact::dt_shape(declared_type(model, ix), dims.as_slice());
         model.set_input_fact(ix, fact).map_err(|e| {
             Error::Tract(format!("tract rejected the shape pinned on input {}: {}", printable(name), one_line(&e)))
         })?;
     }
     Ok(())
+}
+
+/// The element type input `ix` declares (a float16 model's image is float16), float32 when it
+/// declares none.
+fn declared_type(model: &InferenceModel, ix: usize) -> DatumType {
+    use tract_onnx::tract_hir::infer::Factoid;
+    model.input_fact(ix).ok().and_then(|f| f.datum_type.concretize()).unwrap_or(DatumType::F32)
 }
 
 fn dims_of(shape: &ShapeFact) -> Vec<Dim> {
@@ -226,6 +233,8 @@ pub fn infer_tensor_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result
 pub struct Runner {
     plan: std::sync::Arc<TypedRunnableModel>,
     output_names: Vec<String>,
+    /// What each input takes: [`Runner::run`] casts the tensors it is given to these.
+    input_types: Vec<DatumType>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -240,9 +249,11 @@ impl Runner {
     pub fn new(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Runner, Error> {
         shielded(|| {
             let mut model = load(bytes)?;
+            let mut input_types = vec![];
             for (ix, dims) in input_shapes.iter().enumerate() {
                 check_pinned(&format!("input #{ix}"), dims)?;
-                let fact = InferenceFact::dt_shape(f32::datum_type(), dims.as_slice());
+                input_types.push(declared_type(&model, ix));
+                let fact = InferenceFact::dt_shape(input_types[ix], dims.as_slice());
                 model
                     .set_input_fact(ix, fact)
                     .map_err(|e| Error::Tract(format!("tract rejected the shape of input #{ix}: {}", one_line(&e))))?;
@@ -257,7 +268,7 @@ impl Runner {
                 .into_optimized()
                 .and_then(|m| m.into_runnable())
                 .map_err(|e| Error::Tract(format!("tract could not optimize the model: {}", one_line(&e))))?;
-            Ok(Runner { plan, output_names })
+            Ok(Runner { plan, output_names, input_types })
         })
     }
 
@@ -271,13 +282,30 @@ impl Runner {
     }
 
     /// Runs the model on one set of inputs (in graph-input order) and returns every output.
+    /// Inputs are cast to the types the model takes (float32 to float16 rounds to nearest even);
+    /// float16 outputs come back as float32, which holds every float16 value exactly.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         shielded(|| {
+            let cast_failed = |e: anyhow::Error| Error::Tract(format!("cannot cast an input: {}", one_line(&e)));
+            let inputs = inputs
+                .into_iter()
+                .zip(self.input_types.iter().chain(std::iter::repeat(&DatumType::F32)))
+                .map(|(t, dt)| match t.datum_type() == *dt {
+                    true => Ok(t.into()),
+                    false => t.cast_to_dt(*dt).map(|c| c.into_owned().into()).map_err(cast_failed),
+                })
+                .collect::<Result<TVec<TValue>, Error>>()?;
             let outputs = self
                 .plan
-                .run(inputs.into_iter().map(|t| t.into()).collect())
+                .run(inputs)
                 .map_err(|e| Error::Tract(format!("tract failed to run the model: {}", one_line(&e))))?;
-            Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
+            outputs
+                .into_iter()
+                .map(|v| match v.datum_type() {
+                    DatumType::F16 => v.cast_to::<f32>().map(|c| c.into_owned()).map_err(cast_failed),
+                    _ => Ok(v.into_tensor()),
+                })
+                .collect()
         })
     }
 }

@@ -13,13 +13,15 @@
 //!   and wonnx have no Max or Min to clamp with.
 //! - Reshape: `shape` is an input since opset 5 (`allowzero` from 14 defaults to 0; we never
 //!   emit a 0 in a shape).
+//! - Cast only at the edges, for float16 models: after a float16 head (exact) and before a
+//!   float16 output (`--output-type float16`). The decoders compute in float32 throughout.
 
 use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
-use crate::contract::NAME_PREFIX;
-use crate::decoders::reroute::HeadRead;
+use crate::contract::{FloatType, NAME_PREFIX};
+use crate::decoders::reroute::{HeadInput, HeadRead};
 use crate::model::proto;
 
 /// `2^100`: applied twice, it takes the smallest gap between two f32 values (2^-149) to 2^51.
@@ -82,12 +84,26 @@ pub struct GraphBuilder {
     initializers: Vec<TensorProto>,
     /// Scalar constants already made, by (bits, rank): one initializer serves every reader.
     scalars: HashMap<(u32, usize), String>,
+    /// The type of the outputs [`GraphBuilder::op_into`] writes.
+    output_type: FloatType,
 }
 
 impl GraphBuilder {
     pub fn new(opset: i64, names: NameAllocator) -> Self {
         debug_assert!((MIN_OPSET..=MAX_OPSET).contains(&opset));
-        GraphBuilder { opset, names, nodes: Vec::new(), initializers: Vec::new(), scalars: HashMap::new() }
+        GraphBuilder {
+            opset,
+            names,
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            scalars: HashMap::new(),
+            output_type: FloatType::Float32,
+        }
+    }
+
+    /// Outputs written by [`GraphBuilder::op_into`] from now on are of type `ty`.
+    pub fn set_output_type(&mut self, ty: FloatType) {
+        self.output_type = ty;
     }
 
     pub fn opset(&self) -> i64 {
@@ -115,7 +131,8 @@ impl GraphBuilder {
         self.push(op, hint, inputs, attrs, None)
     }
 
-    /// A node writing to a caller-chosen tensor name (the graph output).
+    /// A node writing to a caller-chosen tensor name (a graph output), through a Cast when the
+    /// outputs are float16.
     pub fn op_into(
         &mut self,
         op: &str,
@@ -124,19 +141,35 @@ impl GraphBuilder {
         attrs: Vec<AttributeProto>,
         output: &str,
     ) -> String {
-        self.push(op, hint, inputs, attrs, Some(output))
+        match self.output_type {
+            FloatType::Float32 => self.push(op, hint, inputs, attrs, Some(output)),
+            FloatType::Float16 => {
+                let value = self.push(op, hint, inputs, attrs, None);
+                let to = vec![proto::attr_int("to", FloatType::Float16.onnx() as i64)];
+                self.push("Cast", &format!("{hint}_f16"), &[&value], to, Some(output))
+            }
+        }
     }
 
-    /// The tensor the decoder reads for `head`: the head, or a copy of the node writing it (same
-    /// op, inputs and attributes), named `posefix/hint`.
-    pub fn read_head(&mut self, hint: &str, head: &str, read: &HeadRead) -> String {
-        match read {
+    /// The float32 tensor the decoder reads for `head`: the head, or a copy of the node writing
+    /// it (same op, inputs and attributes), named `posefix/hint`; a float16 one through a Cast.
+    pub fn read_head(&mut self, hint: &str, head: &str, input: &HeadInput) -> String {
+        let tensor = match &input.read {
             HeadRead::Itself => head.to_string(),
             HeadRead::Recompute(node) => {
                 let inputs: Vec<&str> = node.input.iter().map(String::as_str).collect();
                 self.op(&node.op_type, hint, &inputs, node.attribute.clone())
             }
+        };
+        match input.ty {
+            FloatType::Float32 => tensor,
+            FloatType::Float16 => self.cast(&format!("{hint}_f32"), &tensor, FloatType::Float32),
         }
+    }
+
+    /// `input` cast to `to` (Cast's `to` is an int attribute from opset 6 on).
+    pub fn cast(&mut self, hint: &str, input: &str, to: FloatType) -> String {
+        self.op("Cast", hint, &[input], vec![proto::attr_int("to", to.onnx() as i64)])
     }
 
     pub fn const_f32(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {

@@ -20,13 +20,22 @@ use std::collections::HashMap;
 
 use onnx_protobuf::{GraphProto, NodeProto};
 
+use crate::contract::FloatType;
 use crate::model::query;
 
 /// Ops WebGL fuses into a Conv before them (`Graph.isActivation`); the `ort-web-webgl` profile's
 /// check of that pattern reads the same list.
 pub(crate) const FUSED_ACTIVATIONS: [&str; 3] = ["Relu", "Sigmoid", "Clip"];
 
-/// How the decoder reads one head.
+/// How the decoder reads one head: where from, and as which type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadInput {
+    pub read: HeadRead,
+    /// A float16 head is read through a Cast to float32 (exact).
+    pub ty: FloatType,
+}
+
+/// Where the decoder reads one head from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HeadRead {
     /// The head itself.
@@ -35,7 +44,12 @@ pub enum HeadRead {
     Recompute(Box<NodeProto>),
 }
 
-/// How to read `head` in `graph`.
+/// How to read `head`, of type `ty`, in `graph`.
+pub fn head_input(graph: &GraphProto, head: &str, ty: FloatType) -> HeadInput {
+    HeadInput { read: head_read(graph, head), ty }
+}
+
+/// Where to read `head` from in `graph`.
 pub fn head_read(graph: &GraphProto, head: &str) -> HeadRead {
     read_among(graph, head, |_| false)
 }

@@ -34,7 +34,7 @@
 
 use crate::contract::{DecoderSettings, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
-use crate::decoders::reroute::HeadRead;
+use crate::decoders::reroute::HeadInput;
 use crate::error::{Error, Result};
 
 /// Largest heatmap (in cells) whose ranks are exact integers in f32.
@@ -47,8 +47,8 @@ pub const MAX_CELLS_F16: usize = 2048;
 pub struct DecoderSpec<'a> {
     pub settings: &'a DecoderSettings,
     /// Where the decoder takes each head from (see [`crate::decoders::reroute`]).
-    pub heatmaps_read: HeadRead,
-    pub offsets_read: HeadRead,
+    pub heatmaps_read: HeadInput,
+    pub offsets_read: HeadInput,
     /// Heatmap grid `(height, width)`.
     pub grid: (usize, usize),
 }

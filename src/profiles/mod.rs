@@ -51,6 +51,34 @@ impl Profile {
         Ok(all)
     }
 
+    /// The profile called `name` for a model whose heads have the element types `head_types`
+    /// (ONNX names, e.g. `float16`), and the runtimes `portable` then leaves out: a runtime that
+    /// forbids one of those types cannot run the model at all, whatever the decoder adds, so
+    /// `portable` is the intersection of the others. A runtime named by `name` is kept as it is:
+    /// its check then says which type it lacks.
+    pub fn for_heads(name: &str, head_types: &[&str]) -> Result<(Profile, Vec<String>)> {
+        if name != PORTABLE {
+            return Ok((Profile::by_name(name)?, vec![]));
+        }
+        let all = Profile::all()?;
+        let (able, unable): (Vec<Profile>, Vec<Profile>) =
+            all.into_iter().skip(1).partition(|p| head_types.iter().all(|t| p.holds(t)));
+        let left_out = unable.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        if left_out.is_empty() {
+            return Ok((Profile::by_name(name)?, left_out));
+        }
+        Ok((Profile::intersection(PORTABLE, &able), left_out))
+    }
+
+    /// Whether the runtime can hold tensors of element type `ty` at all (no `forbidden_types`
+    /// rule names it).
+    pub fn holds(&self, ty: &str) -> bool {
+        !self
+            .rules
+            .iter()
+            .any(|r| matches!(&r.kind, RuleKind::ForbiddenTypes { types } if types.iter().any(|t| t == ty)))
+    }
+
     /// The profile called `name` (one of [`PROFILE_NAMES`]).
     pub fn by_name(name: &str) -> Result<Profile> {
         Profile::all()?.into_iter().find(|p| p.name == name).ok_or_else(|| {

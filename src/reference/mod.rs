@@ -19,3 +19,11 @@ pub struct Keypoint {
     /// was read (multi pose).
     pub cell: (usize, usize),
 }
+
+impl Keypoint {
+    /// The keypoint as an output of type `ty` holds it: each value rounded once
+    /// (`--output-type float16`).
+    pub fn rounded(self, ty: crate::contract::FloatType) -> Keypoint {
+        Keypoint { x: ty.round(self.x), y: ty.round(self.y), score: ty.round(self.score), ..self }
+    }
+}

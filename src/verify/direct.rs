@@ -9,11 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto};
 use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
+use crate::contract::{FloatType, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::reroute;
 use crate::model::io as model_io;
 use crate::model::proto::{self, Dim};
@@ -21,7 +20,7 @@ use crate::model::query;
 use crate::model::walk;
 use crate::rng::Rng;
 
-use super::setup::Spec;
+use super::setup::Setup;
 
 /// Why the decoder cannot be cut out of REWRITTEN (the direct checks are then skipped).
 #[derive(Debug, thiserror::Error)]
@@ -38,19 +37,20 @@ pub(crate) enum Uncut {
     Tract(Box<crate::error::Error>),
 }
 
-/// The decoder of `rewritten` that writes `outputs` (name, dims), as a model of its own,
-/// serialized; its inputs are `heads` (name, shape), in that order.
+/// The decoder of `rewritten` that writes `outputs` (name, dims, all of `output_type`), as a
+/// model of its own, serialized; its inputs are `heads` (name, shape, type), in that order.
 pub(crate) fn cut(
     rewritten: &ModelProto,
-    heads: &[(&str, &[usize])],
+    heads: &[(&str, &[usize], FloatType)],
     outputs: &[(&str, Vec<Dim>)],
+    output_type: FloatType,
 ) -> Result<Vec<u8>, Uncut> {
     let graph = rewritten.graph.as_ref().ok_or(Uncut::NoGraph)?;
     let producers: HashMap<&str, usize> =
         graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
-    let head_names: Vec<&str> = heads.iter().map(|(name, _)| *name).collect();
+    let head_names: Vec<&str> = heads.iter().map(|(name, _, _)| *name).collect();
     // Where the decoder reads a head through a copy or behind an Identity (crate::decoders::reroute), the
     // crafted head is fed there.
     let aliases = reroute::aliases(graph, &head_names, query::is_decoder_node);
@@ -78,8 +78,8 @@ pub(crate) fn cut(
     let dims = |shape: &[usize]| shape.iter().map(|d| Dim::Fixed(*d as i64)).collect::<Vec<_>>();
     let mut g = GraphProto::new();
     g.name = "posefix_decoder_cut".to_string();
-    for (name, shape) in heads {
-        g.input.push(proto::value_info(name, DataType::FLOAT, &dims(shape)));
+    for (name, shape, ty) in heads {
+        g.input.push(proto::value_info(name, ty.onnx(), &dims(shape)));
     }
     // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
     g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
@@ -91,7 +91,7 @@ pub(crate) fn cut(
     g.node.extend(graph.node.iter().zip(&keep_nodes).filter(|(_, k)| **k).map(|(n, _)| n.clone()));
     g.initializer = graph.initializer.iter().filter(|t| keep_inits.contains(&t.name)).cloned().collect();
     for (name, dims) in outputs {
-        g.output.push(proto::value_info(name, DataType::FLOAT, dims));
+        g.output.push(proto::value_info(name, output_type.onnx(), dims));
     }
 
     let mut model = ModelProto::new();
@@ -104,19 +104,15 @@ pub(crate) fn cut(
 }
 
 /// [`cut`] at the single-pose decoder: inputs heatmaps then offsets, output `keypoints`.
-pub(crate) fn cut_single_pose(
-    rewritten: &ModelProto,
-    spec: &Spec,
-    heatmaps_shape: &[usize],
-    offsets_shape: &[usize],
-) -> Result<Vec<u8>, Uncut> {
-    let batch = Dim::Fixed(heatmaps_shape[0] as i64);
+pub(crate) fn cut_single_pose(rewritten: &ModelProto, setup: &Setup) -> Result<Vec<u8>, Uncut> {
+    let d = &setup.spec.settings;
+    let batch = Dim::Fixed(setup.heatmaps_shape[0] as i64);
     let out = vec![batch, Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64)];
-    cut(
-        rewritten,
-        &[(&spec.settings.heatmaps, heatmaps_shape), (&spec.settings.offsets, offsets_shape)],
-        &[(&spec.settings.output, out)],
-    )
+    let heads = [
+        (d.heatmaps.as_str(), setup.heatmaps_shape.as_slice(), setup.head_type(&d.heatmaps)),
+        (d.offsets.as_str(), setup.offsets_shape.as_slice(), setup.head_type(&d.offsets)),
+    ];
+    cut(rewritten, &heads, &[(&d.output, out)], setup.output_type)
 }
 
 /// Crafted heads with a name.

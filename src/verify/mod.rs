@@ -33,7 +33,7 @@ use std::time::Instant;
 use tract_onnx::prelude::tract_ndarray::{ArrayD, ArrayViewD};
 use tract_onnx::prelude::*;
 
-use crate::contract::{ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
+use crate::contract::{FloatType, ScoreMode, NUM_KEYPOINTS, TOOL_VERSION};
 use crate::error::{Error, Result};
 use crate::model::io::{self as model_io, LoadedModel, ModelSource};
 use crate::model::proto;
@@ -167,13 +167,7 @@ pub fn verify(
     } else {
         None
     };
-    let cut = direct::cut_single_pose(
-        full_rewritten.as_ref().unwrap_or(&rewritten.proto),
-        &setup.spec,
-        &setup.heatmaps_shape,
-        &setup.offsets_shape,
-    )
-    .and_then(|bytes| {
+    let cut = direct::cut_single_pose(full_rewritten.as_ref().unwrap_or(&rewritten.proto), &setup).and_then(|bytes| {
         Runner::new(&bytes, &[setup.heatmaps_shape.clone(), setup.offsets_shape.clone()])
             .map_err(|e| direct::Uncut::Tract(Box::new(e)))
     });
@@ -328,9 +322,14 @@ fn check_image(
 fn check_direct(
     setup: &setup::Setup,
     runner: &Runner,
-    case: direct::Case,
+    mut case: direct::Case,
     options: &VerifyOptions,
 ) -> Result<InputResult> {
+    // Crafted as float32; a float16 head holds them rounded, and the reference sees that too.
+    let d = &setup.spec.settings;
+    let (heatmaps_type, offsets_type) = (setup.head_type(&d.heatmaps), setup.head_type(&d.offsets));
+    case.heatmaps.mapv_inplace(|v| heatmaps_type.round(v));
+    case.offsets.mapv_inplace(|v| offsets_type.round(v));
     let outputs = runner.run(vec![case.heatmaps.clone().into_tensor(), case.offsets.clone().into_tensor()])?;
     let ix = runner.output_index(&setup.spec.settings.output).unwrap_or(0);
     let keypoints = f32_view(&outputs[ix], "the cut decoder", &setup.spec.settings.output)?;
@@ -355,7 +354,8 @@ fn cut_multi_pose(
     let d = &setup.spec.settings;
     let shapes = [&setup.heatmaps_shape, &setup.offsets_shape, &m.fwd_shape, &m.bwd_shape];
     let names = [&d.heatmaps, &d.offsets, &m.settings.displacement_fwd, &m.settings.displacement_bwd];
-    let heads: Vec<(&str, &[usize])> = names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let heads: Vec<(&str, &[usize], FloatType)> =
+        names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice(), setup.head_type(n))).collect();
     let batch = proto::Dim::Fixed(setup.heatmaps_shape[0] as i64);
     let slots = proto::Dim::Fixed(m.settings.max_poses as i64);
     let k = proto::Dim::Fixed(NUM_KEYPOINTS as i64);
@@ -363,7 +363,7 @@ fn cut_multi_pose(
         (m.settings.poses.as_str(), vec![batch.clone(), slots.clone(), k, proto::Dim::Fixed(3)]),
         (m.settings.pose_scores.as_str(), vec![batch, slots]),
     ];
-    let bytes = direct::cut(rewritten, &heads, &outputs)?;
+    let bytes = direct::cut(rewritten, &heads, &outputs, setup.output_type)?;
     let shapes: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
     let runner = Runner::new(&bytes, &shapes).map_err(|e| direct::Uncut::Tract(Box::new(e)))?;
     let (hy, wx) = d.layout.spatial_axes();
@@ -387,6 +387,13 @@ fn check_direct_multi_pose(
     options: &VerifyOptions,
 ) -> Result<InputResult> {
     let m = setup.multi_pose.as_ref().expect("multi-pose cases come with a multi-pose setup");
+    let d = &setup.spec.settings;
+    let names = [&d.heatmaps, &d.offsets, &m.settings.displacement_fwd, &m.settings.displacement_bwd];
+    let mut case = case;
+    for (head, name) in case.heads.iter_mut().zip(names) {
+        let ty = setup.head_type(name);
+        head.mapv_inplace(|v| ty.round(v));
+    }
     let outputs = runner.run(case.heads.iter().map(|h| h.clone().into_tensor()).collect())?;
     let view = |name: &str| {
         let ix = runner.output_index(name).unwrap_or(0);
@@ -411,7 +418,14 @@ fn judge_poses(
 ) -> PosesResult {
     let d = &setup.spec.settings;
     match poses::reference_poses(heads, d.layout, d.stride, d.scores, &m.settings) {
-        Ok(reference) => poses::compare(&reference, m.settings.max_poses, poses, pose_scores, options.tolerances),
+        Ok(mut reference) => {
+            // A float16 output holds the float32 result rounded once.
+            for pose in reference.iter_mut().flatten() {
+                pose.keypoints = pose.keypoints.map(|k| k.rounded(setup.output_type));
+                pose.score = setup.output_type.round(pose.score);
+            }
+            poses::compare(&reference, m.settings.max_poses, poses, pose_scores, options.tolerances)
+        }
         Err(error) => PosesResult { error: Some(error), ..PosesResult::default() },
     }
 }
@@ -440,6 +454,8 @@ fn judge(
         spec.settings.scores,
     )
     .map_err(|e| Error::Unsupported(format!("ORIGINAL's heads: {e}")))?;
+    // A float16 output holds the float32 result rounded once.
+    let poses: Vec<_> = poses.into_iter().map(|pose| pose.map(|k| k.rounded(setup.output_type))).collect();
     let original_nan = heatmaps.iter().any(|v| v.is_nan());
     let outcome =
         compare::compare(&poses, keypoints, offsets, spec.settings.layout, spec.settings.stride, options.tolerances);

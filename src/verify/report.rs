@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::contract::{DecoderSettings, MultiPoseSettings};
+use crate::contract::{DecoderSettings, FloatType, MultiPoseSettings};
 
 use super::compare::{number, KeypointMismatch, Outcome as Comparison, Position, Tolerances};
 use super::poses::PosesResult;
@@ -58,6 +58,9 @@ pub struct DecoderInfo {
     /// REWRITTEN's multi-pose decoder (always from its provenance), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multi_pose: Option<MultiPoseSettings>,
+    /// The type of REWRITTEN's appended outputs (`--output-type`): float16 ones are compared
+    /// with the reference rounded once to float16.
+    pub output_type: FloatType,
 }
 
 /// The image input both models were fed.

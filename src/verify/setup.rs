@@ -1,7 +1,9 @@
 //! Step 1: what to compare (provenance, flags or detection), at which input shape, with which
 //! tract plans. Everything here fails with a one-line error: without a setup nothing is checked.
 
-use crate::contract::{DecoderSettings, MultiPoseSettings, PixelInput, DEFAULT_OUTPUT_NAME};
+use std::collections::HashMap;
+
+use crate::contract::{DecoderSettings, FloatType, MultiPoseSettings, PixelInput, DEFAULT_OUTPUT_NAME};
 use crate::error::{Error, Result};
 use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
@@ -50,15 +52,26 @@ pub(crate) struct Setup {
     pub multi_pose: Option<MultiPoseSetup>,
     /// REWRITTEN takes pixels and normalizes them itself (`--pixels`, from its provenance).
     pub pixels: Option<PixelInput>,
+    /// The type of REWRITTEN's appended outputs (`--output-type`, from its provenance).
+    pub output_type: FloatType,
+    /// ORIGINAL's float outputs and their types: the crafted heads fed to a cut decoder are of
+    /// the type the decoder reads.
+    pub head_types: HashMap<String, FloatType>,
     pub notes: Vec<String>,
 }
 
 impl Setup {
+    /// The type of ORIGINAL's head `name`.
+    pub fn head_type(&self, name: &str) -> FloatType {
+        self.head_types.get(name).copied().unwrap_or_default()
+    }
+
     pub fn decoder_info(&self) -> DecoderInfo {
         DecoderInfo {
             settings: self.spec.settings.clone(),
             source: self.spec.source,
             multi_pose: self.spec.multi_pose.clone(),
+            output_type: self.output_type,
         }
     }
 }
@@ -163,8 +176,32 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         }),
         _ => None,
     };
+    let provenance = existing_provenance(&rewritten.proto);
+    let output_type = provenance.as_ref().map(|p| p.output_type).unwrap_or_default();
+    if output_type == FloatType::Float16 {
+        notes.push("REWRITTEN's outputs are float16: compared with the reference rounded once to float16".into());
+    }
+    let head_types: HashMap<String, FloatType> =
+        orig_facts.outputs.iter().filter_map(|o| Some((o.name.clone(), heads::float_type(o.datum_type?)?))).collect();
+    let d = &spec.settings;
+    let displacements = spec.multi_pose.iter().flat_map(|m| [&m.displacement_fwd, &m.displacement_bwd]);
+    let float16_heads: Vec<&str> = [&d.heatmaps, &d.offsets]
+        .into_iter()
+        .chain(displacements)
+        .filter(|h| head_types.get(*h) == Some(&FloatType::Float16))
+        .map(String::as_str)
+        .collect();
+    if !float16_heads.is_empty() {
+        notes.push(format!(
+            "heads {} are float16: the reference reads them exactly as float32, and the crafted heads are rounded \
+             to float16 first",
+            float16_heads.join(", ")
+        ));
+    }
     Ok(Setup {
-        pixels: existing_provenance(&rewritten.proto).and_then(|p| p.pixels),
+        output_type,
+        pixels: provenance.and_then(|p| p.pixels),
+        head_types,
         multi_pose,
         heatmaps_ix: index(&original_runner, "ORIGINAL", &spec.settings.heatmaps)?,
         offsets_ix: index(&original_runner, "ORIGINAL", &spec.settings.offsets)?,

@@ -3,6 +3,7 @@
 mod architecture;
 mod cli;
 mod common;
+mod float16;
 mod hostile;
 mod interrupt;
 mod multi_pose_cli;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use onnx_posefix::contract::{
-    Pixels, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
+    FloatType, Pixels, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME,
+    DEFAULT_SCORE_THRESHOLD,
 };
 use onnx_posefix::heads::HeadChoice;
 use onnx_posefix::model::io::Durability;
@@ -209,6 +210,10 @@ pub(crate) struct RewriteArgs {
     /// Name of the appended [B, N] output.
     #[arg(long, value_name = "NAME", requires = "poses", default_value = DEFAULT_POSE_SCORES_NAME, help_heading = "Multi-pose")]
     pub(crate) pose_scores_name: String,
+    /// Type of every appended output: float16 rounds the float32 result once (to nearest even),
+    /// e.g. for a float16 model on a GPU runtime.
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = FloatType::Float32, help_heading = "Output")]
+    pub(crate) output_type: FloatType,
     /// Keep only the appended outputs and drop what no longer feeds them.
     #[arg(long, help_heading = "Output")]
     pub(crate) prune: bool,
@@ -266,6 +271,7 @@ impl RewriteArgs {
                 pose_scores_name: self.pose_scores_name.clone(),
             }),
             pixels,
+            output_type: self.output_type,
         })
     }
 
