@@ -39,8 +39,10 @@ VARIANTS = [
     # The real model as GPU users convert it: float16 in, float16 heads out.
     (f"{REAL}_fp16", REAL, False, []),
     (f"{REAL}_fp16_multi-pose-n5", REAL, False, ["--poses", "5"]),
-    # keypoints (and every appended output) in float16 as well.
-    (f"{REAL}_fp16_output-float16", REAL, False, ["--output-type", "float16"]),
+    # keypoints, poses and pose_scores in float16 as well (Barracuda 1.0.4's profile, part of
+    # `portable`, takes float32 graph outputs only: the README's example target).
+    (f"{REAL}_fp16_multi-pose-n5_output-float16", REAL, False,
+     ["--poses", "5", "--output-type", "float16", "--target", "tensorrt-8.4"]),
     # NHWC image and heads, float16 throughout.
     ("nhwc_logits_op15_b1_257x257_input-nhwc_fp16", "nhwc_logits_op15_b1_257x257_input-nhwc", False, []),
     # keep_io_types=True: float32 image and heads around a float16 body (the heads are Cast outputs).
@@ -89,6 +91,8 @@ def main():
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"fp16_models: {' '.join(cmd[1:])} failed ({proc.returncode}): {proc.stderr.strip()}")
+        for line in proc.stderr.strip().splitlines():  # the rewrite's notes (the runtimes portable left out)
+            print(f"fp16_models: {name}: {line}")
         rewritten = onnx.load(str(args.models_dir / posefix_file), load_external_data=False)
         meta = {p.key[len("posefix."):]: p.value for p in rewritten.metadata_props if p.key.startswith("posefix.")}
         image = next(i for i in model16.graph.input if i.name == src["input"])
