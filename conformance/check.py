@@ -961,6 +961,7 @@ def main():
             outcome = {
                 "exact": sum(r.exact for r in ran),
                 "refused_as_profile_says": sum(r.refused_as_expected for r in ran),
+                "RAN_though_its_profile_forbids": sum(r.ran_despite_profile for r in ran),
                 "not_loaded": sum(not r.loaded and not r.skipped and not r.expected_refusal for r in ran),
                 "run_failed": sum(bool(r.run_failure) and not r.expected_refusal for r in ran),
                 "mismatch": sum(bool(r.mismatches) for r in ran),
