@@ -28,7 +28,20 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    or `byte` (v) floats, and their originals those pixels normalized as `--preprocess` does, in
    float32. Everything else is checked as in 2; how many runs give heads bit-identical to the
    original's is reported (the normalization in the graph is meant to be exact).
-5. A table per model and runtime, a list of load failures with their reasons, and
+5. Float16 models (entries with `fp16`, written by conformance/fp16_models.py: originals
+   converted by onnxconverter-common's `convert_float_to_float16`): fed their input type (a
+   float16 image unless `keep_io_types`), their heads decoded by the same reference after an
+   exact conversion to float32 (every float16 is a float32). `keypoints` (and `poses`,
+   `pose_scores`) are float32, or with `--output-type float16` (`output_type`) float16: then the
+   reference's float32 values are rounded once to float16 (to nearest, ties to even: numpy's
+   cast), and each tolerance grows by one float16 spacing of the value (a runtime's float32 within
+   the tolerance rounds to within one spacing of it); a runtime that returns them as float32
+   arrays of float16 values passes (counted: OpenCV 5's new engine does). A runtime whose profile
+   (profiles/NAME.toml, the runtime's `profile`) has a `forbidden_types` rule listing a type the
+   ORIGINAL model holds must refuse the rewritten model (fail to load it or its first run): it
+   is not run further, and a runtime that loads and runs it fails the suite (the profile's claim
+   is then wrong).
+6. A table per model and runtime, a list of load failures with their reasons, and
    MODELS_DIR/report.json.
 
 Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
@@ -39,7 +52,8 @@ it runs: a subset of the photos on a software GPU; a multi-pose entry names its 
 photos in `subset_photos` for that) and `close()`. `run` returns every graph output under its
 ONNX name (a leg whose runtime renames outputs maps them back).
 
-Exit status 1 when: the ONNX checks reject a rewritten model; onnxruntime fails to load or run a
+Exit status 1 when: the ONNX checks reject a rewritten model; a runtime runs a model its profile
+says it cannot (5); onnxruntime fails to load or run a
 model or gives any mismatch; any runtime loads a model and then gives a mismatch; a leg's runtime
 fails to load or run a rewritten model whose original it loads and runs. OpenCV failing to load or
 run a model is reported (with the op and the reason when OpenCV names them), not fatal.
@@ -57,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +93,9 @@ MISMATCH_LINES_SHOWN = 4  # per model and runtime; report.json has them all
 NOISE_SEED = 20240917
 CHECKER_SQUARE = 24  # pixels; not a multiple of any stride, so squares straddle grid cells
 REPO = Path(__file__).resolve().parent.parent
+PROFILES = REPO / "profiles"
+# A manifest entry's `input_type` / `output_type` (ONNX names) as numpy types; "float" when absent.
+NUMPY_TYPES = {"float": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 DEFAULT_MULTI_POSE_REFERENCE = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug" / "examples" \
     / "decode_multi_pose"
 
@@ -92,7 +110,8 @@ def decode_reference(heatmaps, offsets, layout, stride, scores):
     First-occurrence argmax over each heatmap flattened row-major, once clamped to +-FLT_MAX (so
     +inf ties with FLT_MAX); NaN cells never win; an all-NaN map decodes to cell (0, 0) with a NaN
     score. All arithmetic in float32, one addition per
-    coordinate, like the Rust reference.
+    coordinate, like the Rust reference. Float16 heads are converted to float32 first, which is
+    exact (as the decoder's Cast(to=FLOAT) is).
     """
     hm = np.asarray(heatmaps, dtype=np.float32)
     off = np.asarray(offsets, dtype=np.float32)
@@ -346,9 +365,10 @@ class OpenCvDnn:
 # Checks
 
 
-def check_onnx(path, output_name, multi_pose=None):
+def check_onnx(path, output_name, multi_pose=None, output_type="float"):
     """None when onnx accepts the model, else the reason. With `multi_pose` (a manifest entry's),
-    inference must also find `poses` [*, N, 17, 3] and `pose_scores` [*, N]."""
+    inference must also find `poses` [*, N, 17, 3] and `pose_scores` [*, N]; every one of them of
+    `output_type` (an ONNX type name)."""
     import onnx
     from onnx import checker, shape_inference
 
@@ -372,12 +392,67 @@ def check_onnx(path, output_name, multi_pose=None):
             t = out.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
                 if t.HasField("shape") else None
-            if t.elem_type != onnx.TensorProto.FLOAT or dims is None or dims[1:] != tail:
+            elem = onnx.TensorProto.FLOAT16 if output_type == "float16" else onnx.TensorProto.FLOAT
+            if t.elem_type != elem or dims is None or dims[1:] != tail:
                 shape = ", ".join(["*"] + [str(d) for d in tail])
-                return f"shape inference gives {name} type {t.elem_type} shape {dims}, not float [{shape}]"
+                return f"shape inference gives {name} type {t.elem_type} shape {dims}, not {output_type} [{shape}]"
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
         return one_line(exc)
     return None
+
+
+_PROFILE_TYPES = {}
+_MODEL_TYPES = {}
+
+
+def profile_forbidden_types(name):
+    """{type: the rule's source} of the `forbidden_types` rules of profiles/NAME.toml ({} for None)."""
+    if name is None:
+        return {}
+    if name not in _PROFILE_TYPES:
+        data = tomllib.loads((PROFILES / f"{name}.toml").read_text())
+        found = {}
+        for rule in data.get("rules", []):
+            if rule.get("rule") == "forbidden_types":
+                for t in rule.get("types", []):
+                    found.setdefault(t, rule.get("source", ""))
+        _PROFILE_TYPES[name] = found
+    return _PROFILE_TYPES[name]
+
+
+def model_types(path):
+    """The element types (ONNX names, lowercase as in the profiles) a model's main graph holds:
+    initializers, graph inputs, outputs and value_info, Cast targets, tensor attributes."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    g = model.graph
+    elems = {t.data_type for t in g.initializer}
+    elems |= {v.type.tensor_type.elem_type for v in [*g.input, *g.output, *g.value_info]
+              if v.type.HasField("tensor_type")}
+    for node in g.node:
+        for a in node.attribute:
+            if node.op_type == "Cast" and a.name == "to":
+                elems.add(a.i)
+            if a.type == onnx.AttributeProto.TENSOR:
+                elems.add(a.t.data_type)
+    return {onnx.TensorProto.DataType.Name(e).lower() for e in elems if e}
+
+
+def refusal_expected(runtime, models_dir, entry):
+    """Why the runtime must refuse the entry's models (its profile forbids a type the original
+    holds), or None."""
+    profile = getattr(runtime, "profile", None)
+    forbidden = profile_forbidden_types(profile)
+    if not forbidden:
+        return None
+    key = entry["orig_sha256"]
+    if key not in _MODEL_TYPES:
+        _MODEL_TYPES[key] = model_types(models_dir / entry["orig"])
+    held = sorted(t for t in _MODEL_TYPES[key] if t in forbidden)
+    if not held:
+        return None
+    return f"profiles/{profile}.toml forbids {', '.join(held)}, which the original holds"
 
 
 def load_legs(names):
@@ -426,6 +501,16 @@ class RuntimeResult:
     pose_max_dpos: float = 0.0
     pose_max_dscore: float = 0.0
     pose_max_dpose_score: float = 0.0
+    # Set when the runtime's profile says it cannot run the model (refusal_expected): then the
+    # rewritten model is loaded and run once only, and it must fail.
+    expected_refusal: str | None = None
+    ran_despite_profile: bool = False
+    # Float16 outputs the runtime returned as float32 holding float16 values (see narrowed()).
+    widened_outputs: int = 0
+
+    @property
+    def refused_as_expected(self):
+        return bool(self.expected_refusal) and not self.ran_despite_profile and (not self.loaded or bool(self.run_failure))
 
     @property
     def exact(self):
@@ -436,6 +521,45 @@ def nan_aware_diff(a, b):
     d = np.abs(a.astype(np.float64) - b.astype(np.float64))
     d = np.where(np.isnan(a) & np.isnan(b), 0.0, d)
     return np.where(np.isnan(d), np.inf, d)
+
+
+def bits(a):
+    """The raw bits of a float array (uint16 for float16, uint32 for float32), to count bit-exact values."""
+    a = np.asarray(a)
+    return a.view(f"u{a.itemsize}")
+
+
+def output_dtype(entry):
+    return NUMPY_TYPES[entry.get("output_type") or "float"]
+
+
+def narrowed(a, want_type, res):
+    """A runtime's output in the declared type. A runtime may hand float16 outputs back widened to
+    float32 (OpenCV 5's new engine does): when every value is a float16 value it is narrowed (an
+    exact conversion) and the run counted in `widened_outputs`; otherwise it is left as it is, and
+    the type check reports it."""
+    a = np.asarray(a)
+    if want_type != np.float16 or a.dtype != np.float32:
+        return a
+    with np.errstate(over="ignore"):
+        back = a.astype(np.float16)
+    if not ((back.astype(np.float32) == a) | np.isnan(a)).all():
+        return a
+    res.widened_outputs += 1
+    return back
+
+
+def as_output_type(ref, want_type):
+    """The reference (float32) in the output type, and the slack each comparison gets for it: 0 in
+    float32; in float16 the reference rounded once (to nearest, ties to even) and one float16
+    spacing of the rounded value (a runtime's float32 within a tolerance of the reference rounds to
+    within that tolerance plus one spacing of the rounded reference)."""
+    if want_type == np.float32:
+        return ref, np.zeros(ref.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = ref.astype(want_type)
+        slack = np.abs(np.spacing(rounded)).astype(np.float64)
+    return rounded, np.where(np.isfinite(slack), slack, 0.0)
 
 
 def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
@@ -451,15 +575,19 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
     except ValueError as exc:  # a runtime that returns another tensor under a head's name
         return [f"{label}: {exc}"]
     res.ties += ties
-    if kp.dtype != np.float32 or kp.shape != ref.shape:
-        return [f"{label}: keypoints {kp.dtype} {list(kp.shape)}, expected float32 {list(ref.shape)}"]
+    want_type = output_dtype(entry)
+    kp = narrowed(kp, want_type, res)
+    if kp.dtype != want_type or kp.shape != ref.shape:
+        return [f"{label}: keypoints {kp.dtype} {list(kp.shape)}, expected {want_type} {list(ref.shape)}"]
+    ref, slack = as_output_type(ref, want_type)
     d = nan_aware_diff(kp, ref)
     res.max_dx = max(res.max_dx, float(d[..., 0].max()))
     res.max_dy = max(res.max_dy, float(d[..., 1].max()))
     res.max_dscore = max(res.max_dscore, float(d[..., 2].max()))
     res.keypoints_checked += kp.shape[0] * kp.shape[1]
-    res.bit_exact_positions += int((kp[..., :2].view(np.uint32) == ref[..., :2].view(np.uint32)).all(axis=-1).sum())
-    bad = (d[..., 0] > POS_TOL) | (d[..., 1] > POS_TOL) | (d[..., 2] > SCORE_TOL)
+    res.bit_exact_positions += int((bits(kp[..., :2]) == bits(ref[..., :2])).all(axis=-1).sum())
+    bad = (d[..., 0] > POS_TOL + slack[..., 0]) | (d[..., 1] > POS_TOL + slack[..., 1]) \
+        | (d[..., 2] > SCORE_TOL + slack[..., 2])
     if bad.any():
         off_nchw = off.transpose(0, 3, 1, 2) if entry["layout"] == "NHWC" else off
         for b, k in np.argwhere(bad)[:3]:
@@ -480,7 +608,8 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
         res.heads_runs += 1
         res.heads_bit_identical_runs += all(
             outs.get(h) is not None and orig_outs.get(h) is not None and outs[h].shape == orig_outs[h].shape
-            and np.array_equal(outs[h].view(np.uint32), orig_outs[h].view(np.uint32)) for h in heads)
+            and outs[h].dtype == orig_outs[h].dtype and np.array_equal(bits(outs[h]), bits(orig_outs[h]))
+            for h in heads)
         for head in heads:
             a, b = outs.get(head), orig_outs.get(head)
             if a is None:
@@ -517,11 +646,15 @@ def multi_pose_outputs(entry, label, outs):
 def compare_multi_pose(entry, label, poses, pose_scores, ref, res: RuntimeResult):
     """Checks one run's `poses` and `pose_scores` against the reference's decode of its heads."""
     want_poses, want_scores, found, roots = ref
-    if poses.dtype != np.float32 or poses.shape != want_poses.shape:
-        return [f"{label}: poses {poses.dtype} {list(poses.shape)}, expected float32 {list(want_poses.shape)}"]
-    if pose_scores.dtype != np.float32 or pose_scores.shape != want_scores.shape:
+    want_type = output_dtype(entry)
+    poses, pose_scores = narrowed(poses, want_type, res), narrowed(pose_scores, want_type, res)
+    if poses.dtype != want_type or poses.shape != want_poses.shape:
+        return [f"{label}: poses {poses.dtype} {list(poses.shape)}, expected {want_type} {list(want_poses.shape)}"]
+    if pose_scores.dtype != want_type or pose_scores.shape != want_scores.shape:
         return [f"{label}: pose_scores {pose_scores.dtype} {list(pose_scores.shape)}, "
-                f"expected float32 {list(want_scores.shape)}"]
+                f"expected {want_type} {list(want_scores.shape)}"]
+    want_poses, slack = as_output_type(want_poses, want_type)
+    want_scores, slack_scores = as_output_type(want_scores, want_type)
     problems = []
     got_found = (pose_scores != np.float32(-1.0)).sum(axis=1)
     for b in range(poses.shape[0]):
@@ -538,14 +671,15 @@ def compare_multi_pose(entry, label, poses, pose_scores, ref, res: RuntimeResult
     ds = nan_aware_diff(pose_scores, want_scores)
     res.poses_compared += int(both.sum())
     res.pose_keypoints_checked += int(both.sum()) * NUM_KEYPOINTS
-    bit = (poses[..., :2].view(np.uint32) == want_poses[..., :2].view(np.uint32)).all(axis=-1)
+    bit = (bits(poses[..., :2]) == bits(want_poses[..., :2])).all(axis=-1)
     res.pose_bit_exact_positions += int((bit & both[..., None]).sum())
-    res.pose_scores_bit_exact += int(((pose_scores.view(np.uint32) == want_scores.view(np.uint32)) & both).sum())
+    res.pose_scores_bit_exact += int(((bits(pose_scores) == bits(want_scores)) & both).sum())
     if both.any():
         res.pose_max_dpos = max(res.pose_max_dpos, float(dpos[both].max()))
         res.pose_max_dscore = max(res.pose_max_dscore, float(d[..., 2][both].max()))
         res.pose_max_dpose_score = max(res.pose_max_dpose_score, float(ds[both].max()))
-    bad_kp = both[..., None] & ((dpos > POS_TOL) | (d[..., 2] > SCORE_TOL))
+    bad_kp = both[..., None] & ((dpos > POS_TOL + np.maximum(slack[..., 0], slack[..., 1]))
+                                | (d[..., 2] > SCORE_TOL + slack[..., 2]))
     for b, n, k in np.argwhere(bad_kp)[:3]:
         got, want = poses[b, n, k], want_poses[b, n, k]
         problems.append(f"{label}: item {b} pose {n} (root (k, y, x) {roots[b][n]}) keypoint {k}: got (x, y, score) "
@@ -553,7 +687,7 @@ def compare_multi_pose(entry, label, poses, pose_scores, ref, res: RuntimeResult
                         f"{want[2]:.9g})")
     if bad_kp.sum() > 3:
         problems.append(f"{label}: {int(bad_kp.sum())} pose keypoints differ in all")
-    for b, n in np.argwhere(both & (ds > POSE_SCORE_TOL))[:3]:
+    for b, n in np.argwhere(both & (ds > POSE_SCORE_TOL + slack_scores))[:3]:
         problems.append(f"{label}: item {b} pose {n}: pose score {pose_scores[b, n]:.9g}, "
                         f"reference {want_scores[b, n]:.9g}")
     for b, n in np.argwhere(empty_bad)[:3]:
@@ -589,11 +723,21 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     load_orig()
     # A leg may run a subset of the inputs (the real model's photos on a slow software GPU).
     inputs = getattr(runtime, "select_inputs", lambda _entry, i: i)(entry, inputs)
+    res.expected_refusal = refusal_expected(runtime, models_dir, entry)
     try:
         net = runtime.load(models_dir / entry["posefix"])
         res.loaded = True
     except Exception as exc:  # noqa: BLE001
         res.reason = one_line(exc)
+        return
+    if res.expected_refusal:
+        # The profile says this runtime cannot run the model: it loaded it, so its first run decides.
+        label, x = inputs[0]
+        try:
+            runtime.run(net, entry["input"], x[1] if isinstance(x, tuple) else x)
+            res.ran_despite_profile = True
+        except Exception as exc:  # noqa: BLE001
+            res.run_failure = f"{label}: {one_line(exc)}"
         return
     multi = []  # (index in `problems`, label, heads, poses, pose_scores) of the multi-pose runs
     problems = []  # per run
@@ -647,6 +791,8 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
 def cell_text(res: RuntimeResult):
     if res.skipped:
         return "skip"
+    if res.expected_refusal:
+        return "refused (profile)" if res.refused_as_expected else "RAN (profile: cannot)"
     if not res.loaded:
         return "NOT LOADED"
     if res.run_failure:
@@ -719,8 +865,13 @@ def main():
                 inputs += generated_inputs(shape, entry["input_layout"])
             if real_photos:
                 inputs += photo_inputs(real_photos, entry["input_shapes"][0], entry["input_layout"])
+        in_type = NUMPY_TYPES[entry.get("input_type") or "float"]
+        if in_type != np.float32:  # a float16 model's image: the same values rounded (to nearest even)
+            cast = lambda x: x.astype(in_type)  # noqa: E731
+            inputs = [(label, tuple(map(cast, x)) if isinstance(x, tuple) else cast(x)) for label, x in inputs]
         row = {"name": entry["name"], "entry": entry, "inputs": [label for label, _ in inputs],
-               "onnx_error": check_onnx(models_dir / entry["posefix"], entry["output"], entry.get("multi_pose")),
+               "onnx_error": check_onnx(models_dir / entry["posefix"], entry["output"], entry.get("multi_pose"),
+                                        entry.get("output_type") or "float"),
                "results": {}}
         for runtime in runtimes:
             res = RuntimeResult()
@@ -743,6 +894,11 @@ def main():
             res = row["results"][runtime.name]
             where = f"{row['name']} on {runtime.name}"
             if res.skipped:
+                continue
+            if res.expected_refusal:
+                if not res.refused_as_expected:
+                    failures.append(f"{where}: LOADED AND RAN, but {res.expected_refusal}: the profile's claim "
+                                    "no longer holds (measure the runtime again and fix the profile)")
                 continue
             # A leg fails only where the original runs: then the decoder is to blame.
             original_runs = res.orig_loaded and res.orig_reason is None
@@ -790,8 +946,41 @@ def main():
                    f"poses, {sum(r.pose_bit_exact_positions for r in mp)}/{sum(r.pose_keypoints_checked for r in mp)} "
                    f"positions bit-exact, max |d pose score| {max([r.pose_max_dpose_score for r in mp] or [0]):.2g}"
                    if multi_rows else "")
+        refused = sum(r.refused_as_expected for r in ran)
         print(f"{runtime.name} {runtime.version}: loaded {loaded}/{len(ran)}, exact {exact}/{len(ran)}"
+              + (f", {refused} refused as its profile says" if refused else "")
               + (f", {skipped} skipped" if skipped else "") + mp_text)
+    fp16_rows = [row for row in rows if row["entry"].get("fp16")]
+    fp16_summary = {}
+    if fp16_rows:
+        fp16_seconds = sum(row["seconds"] for row in fp16_rows)
+        print(f"float16 models: {len(fp16_rows)} ({sum(r.runs for row in fp16_rows for r in row['results'].values())} "
+              f"runs, {fp16_seconds:.1f}s), per runtime:")
+        for runtime in runtimes:
+            ran = [row["results"][runtime.name] for row in fp16_rows]
+            outcome = {
+                "exact": sum(r.exact for r in ran),
+                "refused_as_profile_says": sum(r.refused_as_expected for r in ran),
+                "RAN_though_its_profile_forbids": sum(r.ran_despite_profile for r in ran),
+                "not_loaded": sum(not r.loaded and not r.skipped and not r.expected_refusal for r in ran),
+                "run_failed": sum(bool(r.run_failure) and not r.expected_refusal for r in ran),
+                "mismatch": sum(bool(r.mismatches) for r in ran),
+                "skipped": sum(bool(r.skipped) for r in ran),
+                "float16_outputs_returned_as_float32": sum(r.widened_outputs for r in ran),
+                "bit_exact_positions": sum(r.bit_exact_positions for r in ran),
+                "keypoints_checked": sum(r.keypoints_checked for r in ran),
+            }
+            reasons = sorted({(r.reason or r.run_failure or "") for r in ran
+                              if r.refused_as_expected or (not r.exact and not r.skipped)} - {""})
+            outcome["reasons"] = reasons
+            fp16_summary[runtime.name] = outcome
+            text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in outcome.items()
+                             if v and k not in ("reasons", "bit_exact_positions", "keypoints_checked"))
+            print(f"  {runtime.name}: {text or 'nothing ran'}"
+                  + (f"; {outcome['bit_exact_positions']}/{outcome['keypoints_checked']} positions bit-exact"
+                     if outcome["keypoints_checked"] else "")
+                  + (f"; {reasons[0][:300]}" + (f" (+{len(reasons) - 1} other reasons)" if len(reasons) > 1 else "")
+                     if reasons else ""))
     pixel_rows = [row for row in rows if row["entry"].get("pixels")]
     if pixel_rows:
         print("models that take pixels: heads bit-identical to the original's on the normalized input in")
@@ -821,6 +1010,7 @@ def main():
                        "keypoints_checked": pose_kps, "bit_exact_positions": pose_bit,
                        "bit_exact_pose_scores": pose_scores_bit, "seconds": round(multi_seconds, 2),
                        "reference_calls": reference.calls, "reference_seconds": round(reference.seconds, 2)},
+        "float16": {"models": len(fp16_rows), "runtimes": fp16_summary},
         "ok": not failures,
         "failures": failures,
         "findings": findings,
@@ -831,6 +1021,7 @@ def main():
                 "multi_pose": row["entry"].get("multi_pose"),
                 "pixels": row["entry"].get("pixels"),
                 "preprocess": row["entry"].get("preprocess"),
+                **{k: row["entry"].get(k) for k in ("fp16", "input_type", "output_type", "flags")},
                 "seconds": row["seconds"],
                 "inputs": row["inputs"],
                 "onnx_ok": row["onnx_error"] is None,
@@ -840,6 +1031,8 @@ def main():
                         "skipped": res.skipped, "loaded": res.loaded, "reason": res.reason,
                         "orig_loaded": res.orig_loaded, "orig_reason": res.orig_reason,
                         "run_failure": res.run_failure, "exact": res.exact, "seconds": res.seconds,
+                        "expected_refusal": res.expected_refusal, "refused_as_expected": res.refused_as_expected,
+                        "float16_outputs_returned_as_float32": res.widened_outputs,
                         "runs": res.runs, "exact_runs": res.exact_runs,
                         "keypoints_checked": res.keypoints_checked,
                         "bit_exact_positions": res.bit_exact_positions, "tied_heatmaps": res.ties,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cross-runtime conformance suite: rewrites a matrix of generated PoseNet-like models and the real
-# model, then checks the rewritten models with onnx.checker and runs them in onnxruntime and OpenCV
-# DNN against the reference decoders (see conformance/check.py; the multi-pose models' heads are
-# decoded by the Rust reference through the decode_multi_pose example).
+# model (and float16 conversions of some, conformance/fp16_models.py), then checks the rewritten
+# models with onnx.checker and runs them in onnxruntime and OpenCV DNN against the reference
+# decoders (see conformance/check.py; the multi-pose models' heads are decoded by the Rust
+# reference through the decode_multi_pose example).
 #
 # Needs python3 (with venv and pip), cargo and network access to PyPI on the first run. The venv
 # lives in target/conformance-venv and is rebuilt when requirements.txt or the Python changes;
@@ -37,9 +38,12 @@ for leg in ${legs//,/ }; do
 done
 
 rm -rf "$out"
-# One build for both examples: the model writer, and the multi-pose reference check.py runs on the
-# heads of each run of the multi-pose models.
-cargo build --quiet --manifest-path "$root/Cargo.toml" --example conformance_models --example decode_multi_pose
+# One build for the model writer, the multi-pose reference check.py runs on the heads of each run
+# of the multi-pose models, and the binary that rewrites the float16 variants.
+cargo build --quiet --manifest-path "$root/Cargo.toml" --example conformance_models --example decode_multi_pose \
+    --bin onnx-posefix
 "$target/debug/examples/conformance_models" "$out"
+# The float16 variants: originals converted by onnxconverter-common, rewritten by the binary.
+"$venv/bin/python" "$root/conformance/fp16_models.py" "$out" --posefix "$target/debug/onnx-posefix"
 exec "$venv/bin/python" "$root/conformance/check.py" "$out" \
     --multi-pose-reference "$target/debug/examples/decode_multi_pose" "$@"

@@ -98,7 +98,9 @@ def probe(w, backends, model, case, tmp):
     onnx.save(model, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     want = sess.run(None, case.inputs)
-    shapes = ",".join("[" + ",".join(str(d) for d in a.shape) + "]" for a in case.inputs.values())
+    # A float16 input is declared as such, in pnnx's syntax ("[1,4,6,6]f16").
+    shapes = ",".join("[" + ",".join(str(d) for d in a.shape) + "]" + ("f16" if a.dtype == np.float16 else "")
+                      for a in case.inputs.values())
     res = {}
     for be in backends:
         r = {"ok": False}
@@ -175,6 +177,46 @@ def shape_cases():
     return models
 
 
+def type_cases():
+    """float16 models as GPU users' converters write them (onnxconverter-common's
+    convert_float_to_float16): a 1x1 Conv (PoseNet's heads are Convs) with float16 weights, float16
+    in and out (keep_io_types=False); the same between a Cast to float16 and a Cast back (float32
+    in and out, keep_io_types=True); a Cast of float16 heads to float32 (how the decoder reads
+    them); an Add of two float16 tensors (an op pnnx does convert)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
+
+    def model(nodes, inputs, elem_in, elem_out, inits):
+        g = helper.make_graph(nodes, "types", [helper.make_tensor_value_info(k, elem_in, list(v.shape))
+                                               for k, v in inputs.items()],
+                              [helper.make_tensor_value_info("y", elem_out, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+        m.graph.ClearField("output")
+        m.graph.output.extend(inferred.graph.output)
+        return m, opcases.Case([], inputs, {})
+
+    w = (opcases.x(3, 4, 1, 1) / 4).astype(np.float16)
+    b = opcases.x(3).astype(np.float16)
+    conv = lambda i, o: helper.make_node("Conv", [i, "w", "b"], [o], kernel_shape=[1, 1])  # noqa: E731
+    return {
+        "float16_conv": model([conv("a", "y")], {"a": opcases.x(1, 4, 6, 6).astype(np.float16)}, F16, F16,
+                              {"w": w, "b": b}),
+        "float16_conv_keep_io": model(
+            [helper.make_node("Cast", ["a"], ["a16"], to=F16), conv("a16", "y16"),
+             helper.make_node("Cast", ["y16"], ["y"], to=F32)], {"a": opcases.x(1, 4, 6, 6)}, F32, F32,
+            {"w": w, "b": b}),
+        "float16_cast_to_float": model([helper.make_node("Cast", ["a"], ["y"], to=F32)],
+                                       {"a": opcases.x(1, 4, 6, 6).astype(np.float16)}, F16, F32, {}),
+        "float16_add": model([helper.make_node("Add", ["a", "c"], ["y"])],
+                             {"a": opcases.x(1, 4, 6, 6).astype(np.float16)}, F16, F16,
+                             {"c": opcases.x(1, 4, 1, 1).astype(np.float16)}),
+    }
+
+
 def toml_str(s):
     return json.dumps(s, ensure_ascii=False)
 
@@ -219,10 +261,17 @@ def main():
         shapes[key] = probe(w, backends, model, case, tmp)
         print(f"shape {key}: " + " ".join(f"{be}:{'ok' if r['ok'] else r.get('error', '')[:120]}"
                                            for be, r in shapes[key].items()), flush=True)
+    types = {}
+    for key, (model, case) in type_cases().items():
+        if args.only and "float16" not in ops:
+            continue
+        types[key] = probe(w, backends, model, case, tmp)
+        print(f"type {key}: " + " ".join(f"{be}:{'ok' if r['ok'] else r.get('error', '')[:160]}"
+                                          for be, r in types[key].items()), flush=True)
     w.close()
     shutil.rmtree(tmp, ignore_errors=True)
     evidence = {"ncnn": hello["ncnn"], "pnnx": hello["pnnx"], "gpu": hello.get("gpu"), "backends": backends,
-                "options": rt.OPTIONS, "pnnx_fp16": rt.PNNX_FP16, "ops": results, "shapes": shapes,
+                "options": rt.OPTIONS, "pnnx_fp16": rt.PNNX_FP16, "ops": results, "shapes": shapes, "types": types,
                 "seconds": round(time.monotonic() - started, 1)}
     if args.only:
         print(json.dumps(evidence, indent=1)[:20000])
@@ -311,6 +360,23 @@ def render(ev):
             'types = ["bool"]',
             f"source = {toml_str(short + ': no op that makes or reads a bool tensor converts (' + ', '.join(bool_ops) + '); e.g. ' + ex_op + ': ' + (r.get('error') or '')[:200])}",
             'note = "ncnn blobs are float (or fp16/int8 storage of floats): it has no comparison or logic layer, and pnnx leaves them as torch.* ops."',
+            "",
+        ]
+    # float16: forbidden when neither a float16 Conv (with or without Casts around it) nor a Cast of
+    # float16 to float32 (the decoder's read of float16 heads) runs on any backend.
+    types = ev.get("types", {})
+    decisive = {k: v for k, v in types.items() if k in ("float16_conv", "float16_conv_keep_io", "float16_cast_to_float")}
+    if decisive and not any(r["ok"] for v in decisive.values() for r in v.values()):
+        why = "; ".join(f"{k}: {next(r for r in v.values() if not r['ok']).get('error', '')[:220]}"
+                        for k, v in sorted(decisive.items()))
+        add = types.get("float16_add", {})
+        why += "; float16_add: " + ("passes" if add and all(r["ok"] for r in add.values()) else "fails too")
+        lines += [
+            "[[rules]]",
+            'rule = "forbidden_types"',
+            'types = ["float16"]',
+            f"source = {toml_str(short + ': neither a float16 Conv nor a Cast from float16 converts to a net ncnn loads, on any backend (a 1x1 Conv with float16 weights and float16 input, declared inputshape=[...]f16; the same Conv between Casts, float32 in and out; a Cast of a float16 input to float32): ' + why)}",
+            'note = "pnnx converts no float16 Conv (it stays an ONNX Conv that ncnn has no layer for) and leaves a Cast to or from float16 as Tensor.to (an element-wise Add of float16 tensors does convert): a model converted to float16 (onnxconverter-common convert_float_to_float16, with or without keep_io_types) cannot be run; convert the float32 model instead (pnnx stores its weights as fp16 by default anyway). The conformance suite asserts that ncnn refuses its float16 models (conformance/check.py)."',
             "",
         ]
     # Ranks: the highest rank whose Add converted and matched.

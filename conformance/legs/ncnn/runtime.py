@@ -156,6 +156,16 @@ def onnx_signature(path):
     return inp.name, shape, batch, outs
 
 
+def float16_input(path):
+    """Whether the model's image input (its one graph input that is not an initializer) is float16."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    return inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
 class Handle:
     def __init__(self, worker_handle, generation, input_name, batch, outputs, ncnn_outputs, pnnx):
         self.worker_handle = worker_handle
@@ -178,6 +188,8 @@ class Handle:
 
 class Ncnn:
     fatal_load = "if_original"
+    # check.py holds both backends to this profile's forbidden_types (they must refuse such models).
+    profile = "ncnn"
 
     def __init__(self, backend, versions):
         self.backend = backend
@@ -208,8 +220,12 @@ class Ncnn:
         if batch is not None and batch != 1:
             raise RuntimeError(f"batch {batch}: ncnn has no batch axis (pnnx drops axis 0)")
         w = worker()
+        # A float16 image input is declared to pnnx as such (`inputshape=[1,3,257,257]f16`, pnnx's
+        # syntax), as an ncnn user converting a float16 model must: without the suffix pnnx stops
+        # with "input_shapes[0] expect [1,3,257,257]f16 but got [1,3,257,257]f32".
+        shapes = "[" + ",".join(str(int(d)) for d in shape) + "]f16" if float16_input(path) else None
         try:
-            ans = w.request(op="load", path=str(path), inputshape=shape, backend=self.backend,
+            ans = w.request(op="load", path=str(path), inputshape=shape, inputshapes=shapes, backend=self.backend,
                             options=self.options, fp16=PNNX_FP16)
         except RuntimeError as exc:
             self.conversions.append((str(path), {"error": str(exc)}))

@@ -10,6 +10,11 @@ What it reads, all in the package's shipped, unminified dist/ort.webgl.mjs:
   Every ai.onnx op in it is `supported`; each op whose ranges do not cover every opset from 1 gets
   a `registered_opsets` rule (ops with the same ranges share one rule).
 - the Reduce kernels' input check ("Reduce op requires 1 input."): an `axes_attribute` rule.
+- the element types the engine reads a model's tensors in, `ProtoUtil.tensorDataTypeFromProto`
+  (web/lib/onnxjs/util.ts; every value type, initializer and Cast target goes through it when the
+  session is created): every other type of the bundled `onnx.TensorProto.DataType` enum fails
+  with "unsupported data type: NAME", a `forbidden_types` rule (float16 among them, measured on
+  the conformance suite's float16 models, which check.py holds to this rule).
 - the code behind the two known-wrong patterns, which this leg's probes measured (see
   conformance/legs/ort_web/README.md); the generator refuses to write them when that code is no
   longer in the file, so a version bump makes someone re-run the probes.
@@ -103,7 +108,22 @@ def parse(js: str):
     return ops, line
 
 
-def render(version: str, ops: dict[str, list[str]], line: int) -> str:
+def parse_types(js: str):
+    """(types the WebGL engine reads, every type of the bundled TensorProto.DataType enum, line of
+    tensorDataTypeFromProto), names as in the profiles (lowercase ONNX names)."""
+    m = re.search(r"static tensorDataTypeFromProto\(typeProto\) \{(.*?)default:", js, re.S)
+    if not m:
+        sys.exit("gen_profile: ProtoUtil.tensorDataTypeFromProto not found in the dist file")
+    read = re.findall(r"case import_onnx\.onnx\.TensorProto\.DataType\.(\w+):", m.group(1))
+    e = re.search(r"TensorProto\.DataType = \(function\(\) \{(.*?)return values;", js, re.S)
+    if not e or not read:
+        sys.exit("gen_profile: the TensorProto.DataType enum or its cases were not found")
+    enum = [name for _, name in sorted((int(v), n) for v, n in re.findall(r'valuesById\[(\d+)\] = "(\w+)"', e.group(1)))]
+    line = js[: m.start()].count("\n") + 1
+    return [t.lower() for t in read], [t.lower() for t in enum if t != "UNDEFINED"], line
+
+
+def render(version: str, ops: dict[str, list[str]], line: int, types=None) -> str:
     src = f"npm onnxruntime-web@{version}: node_modules/onnxruntime-web/{DIST_FILE}"
     src_rules = f"{src}, WEBGL_OP_RESOLVE_RULES (line {line}; web/lib/onnxjs/backends/webgl/op-resolve-rules.ts)"
     major_minor = ".".join(version.split(".")[:2])
@@ -208,6 +228,22 @@ note = {q("The WebGL backend is the old onnx.js engine: it resolves each node ag
     out.append(f"source = {q(src + ': web/lib/onnxjs/graph.ts (fuseConvActivationNodes, removeAllIdentityNodes, removeAllDropoutNodes, deleteNode, finalizeGraph), execution-plan.ts; measured by conformance/legs/ort_web (probes sig_*, identity_*)')}")
     out.append("")
 
+    if types is not None:
+        read, enum, type_line = types
+        forbidden = [t for t in enum if t not in read]
+        out.append("[[rules]]")
+        out.append('rule = "forbidden_types"')
+        out.append(f"types = {qlist(forbidden)}")
+        out.append("note = " + q(
+            "The WebGL engine (onnx.js) reads every value type, initializer and Cast target of a model through one "
+            "type map when the session is created; any type outside it fails InferenceSession.create with "
+            "'unsupported data type: NAME', so a float16 model (onnxconverter-common's convert_float_to_float16, with "
+            "or without keep_io_types) does not load at all; int64 is read as int32. The wasm backend (ONNX "
+            "Runtime's kernels) runs float16 models. conformance/check.py asserts that WebGL refuses its float16 "
+            "models."))
+        out.append(f"source = {q(src + f': ProtoUtil.tensorDataTypeFromProto (line {type_line}; web/lib/onnxjs/util.ts) maps ' + ', '.join(t.upper() for t in read) + ' and throws `unsupported data type: ${TensorProto.DataType[type]}` for any other; measured by conformance/legs/ort_web (headless Chromium 156, SwiftShader WebGL 2): the real PoseNet and a synthetic one converted by onnxconverter-common 1.16.0 convert_float_to_float16, keep_io_types False and True, fail with ' + json.dumps('unsupported data type: FLOAT16'))}")
+        out.append("")
+
     out.append("[unsupported]")
     for op in NOTABLE_MISSING:
         if op not in ops:
@@ -227,7 +263,7 @@ def main():
             sys.exit(f"gen_profile: {DIST_FILE} of {version} no longer contains {needle!r}: re-run the leg's probes "
                      "and update the known-wrong rules before generating")
     ops, line = parse(js)
-    major_minor, text = render(version, ops, line)
+    major_minor, text = render(version, ops, line, parse_types(js))
     out = args.out or REPO / "profiles" / "ort-web-webgl.toml"
     if args.check:
         same = out.is_file() and out.read_text() == text

@@ -35,7 +35,7 @@ function toB64(bytes) {
 }
 
 const arrays = { float32: Float32Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array,
-  int8: Int8Array, bool: Uint8Array, float64: Float64Array };
+  int8: Int8Array, bool: Uint8Array, float64: Float64Array, float16: Uint16Array };
 
 function message(e) {
   return String(e && e.message ? e.message : e);

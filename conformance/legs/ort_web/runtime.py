@@ -38,9 +38,10 @@ HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "driver.mjs"
 LIVE_SESSIONS = 6  # per backend; older sessions are released and re-created on demand
 DTYPES = {"float32": "<f4", "float64": "<f8", "int32": "<i4", "int64": "<i8", "uint8": "u1",
-          "int8": "i1", "bool": "?"}
+          "int8": "i1", "bool": "?", "float16": "<f2"}
 NP_TO_ORT = {np.dtype("float32"): "float32", np.dtype("int64"): "int64", np.dtype("int32"): "int32",
-             np.dtype("uint8"): "uint8", np.dtype("bool"): "bool", np.dtype("float64"): "float64"}
+             np.dtype("uint8"): "uint8", np.dtype("bool"): "bool", np.dtype("float64"): "float64",
+             np.dtype("float16"): "float16"}
 
 
 def _ort_web_version():
@@ -177,6 +178,9 @@ class OrtWeb:
         self.worker = worker
         self.backend = backend
         self.name = f"ort-web-{backend}"
+        # check.py holds the runtime to its profile's forbidden_types (it must refuse such models);
+        # the wasm backend (ONNX Runtime's own kernels) has no profile.
+        self.profile = "ort-web-webgl" if backend == "webgl" else None
         self.version = f"{_ort_web_version()} ({_chromium_version()}" + (
             ", SwiftShader WebGL 2)" if backend == "webgl" else ", wasm, 1 thread)")
         self.live = OrderedDict()  # id(handle) -> handle, least recently used first

@@ -173,6 +173,8 @@ def _symbolic_batch(path: Path) -> bool:
 class Wonnx:
     name = "wonnx"
     fatal_load = "if_original"
+    # check.py holds the runtime to this profile's forbidden_types (it must refuse such models).
+    profile = "wonnx"
 
     def __init__(self, simplify=True):
         self.simplify = simplify
