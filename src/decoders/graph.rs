@@ -13,8 +13,9 @@
 //!   and wonnx have no Max or Min to clamp with.
 //! - Reshape: `shape` is an input since opset 5 (`allowzero` from 14 defaults to 0; we never
 //!   emit a 0 in a shape).
-//! - Cast only at the edges, for float16 models: after a float16 head (exact) and before a
-//!   float16 output (`--output-type float16`). The decoders compute in float32 throughout.
+//! - Cast only at the edges, for float16 models: after a float16 head (exact; behind a no-op
+//!   Reshape, see [`GraphBuilder::read_head`]) and before a float16 output (`--output-type
+//!   float16`). The decoders compute in float32 throughout.
 
 use std::collections::{HashMap, HashSet};
 
@@ -167,7 +168,8 @@ impl GraphBuilder {
                 // onnxruntime's CPU backend (and wasm) runs a float16 Conv in float32 and casts
                 // to float16 only for the graph output; it then fuses that Cast with ours and
                 // the decoder would read the unrounded values. A Reshape in between (a no-op,
-                // run in float16) keeps the rounding (measured on onnxruntime 1.32.0).
+                // run in float16) keeps the rounding (measured on onnxruntime 1.32.0). WebGL, which
+                // reads a reshaped head wrong, cannot load a float16 model at all.
                 let same = self.reshape(&format!("{hint}_f16"), &tensor, &input.dims);
                 self.cast(&format!("{hint}_f32"), &same, FloatType::Float32)
             }
