@@ -1,6 +1,5 @@
-//! The multi-pose decoder appended to a model (work in progress: built and checked in tract
-//! against [`crate::reference::multi_pose`], not yet offered by the command line, which waits for
-//! its cost to come down: see `docs/multi-pose-decoder.md`).
+//! The multi-pose decoder appended to a model (`--poses N`), checked against
+//! [`crate::reference::multi_pose`]; its design and measured cost: `docs/multi-pose-decoder.md`.
 //!
 //! `poses [B, N, 17, 3]` (x, y, score per keypoint, model-input pixels) and `pose_scores [B, N]`,
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
@@ -33,11 +32,12 @@
 //! channel of zeros) read at
 //! the root's cell: its position, the cell of its position, and the candidate's own cell (where
 //! the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
-//! static: for each root keypoint the reference decodes each keypoint from one source, at a
-//! depth known when the graph is built (`schedule`), so a level holds only the edges that some
-//! root decodes there (16, 10, 4, 2 backward; 16, 12, 6, 2 forward; padded with never-active
-//! edges to a count not a multiple of 4, see `padded_edges`), and which of them are active is
-//! a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at once:
+//! static: the reference decodes each keypoint once, from its child going backward and from its
+//! parent going forward, so a level holds the edges whose child lies at one depth of the chain's
+//! tree (`schedule`: 2, 4, 6, 4 backward, deepest first; 4, 6, 4, 2 forward; padded with
+//! never-active edges to a count not a multiple of 4, see `padded_edges`), and which of them
+//! are active (the reference's replay for each root keypoint) is a 1x1 Conv of the root's
+//! keypoint one-hot. A level, for all its edges at once:
 //! the displacement read at the source's cell and added to the source (`p'`), the
 //! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
 //! (the second refinement's position and its cell, the target's traversal and score cell);
@@ -122,34 +122,41 @@ fn padded_edges(n: usize) -> usize {
 }
 
 /// The reference's traversal for every root keypoint, level by level: `[backward, forward]`.
-/// Backward (edges 15..0, child to parent) decodes the root's ancestors, one per level; forward
-/// (edges 0..15, parent to child) every other keypoint, a level after its parent. Each keypoint
-/// is decoded once, from the source the reference decodes it from, so level by level is the
-/// reference's arithmetic.
+/// Backward (edges 15..0, child to parent) decodes the root's ancestors up to the nose; forward
+/// (edges 0..15, parent to child) every other keypoint from its parent. Each keypoint is decoded
+/// once, from the one source the reference decodes it from, so the levels need only respect
+/// that order: an edge's level is its child's depth in the chain (deepest first going backward,
+/// shallowest first going forward), which puts every source a level before its targets for any
+/// root. So each level holds only the edges at one depth (2, 4, 6, 4 backward; 4, 6, 4, 2
+/// forward: 32 in all, as many as a traversal has, instead of every edge some root decodes at
+/// that step of its own replay), and which of them decode is the replay's per root.
 fn schedule() -> [Vec<Level>; 2] {
-    let mut by_level: [Vec<BTreeMap<usize, [bool; K]>>; 2] = [vec![], vec![]];
-    let mut mark = |dir: usize, level: usize, edge: usize, root: usize| {
-        let levels = &mut by_level[dir];
-        if levels.len() <= level {
-            levels.resize_with(level + 1, BTreeMap::new);
-        }
-        levels[level].entry(edge).or_insert([false; K])[root] = true;
-    };
+    // Depth in the chain's tree (the nose 0): POSE_CHAIN lists every parent before its children.
+    let mut depth = [0usize; K];
+    for &(parent, child) in &POSE_CHAIN {
+        depth[child] = depth[parent] + 1;
+    }
+    let deepest = *depth.iter().max().expect("keypoints");
+    let mut by_level: [Vec<BTreeMap<usize, [bool; K]>>; 2] =
+        [vec![BTreeMap::new(); deepest], vec![BTreeMap::new(); deepest]];
+    for (e, &(_, child)) in POSE_CHAIN.iter().enumerate() {
+        by_level[0][deepest - depth[child]].insert(e, [false; K]);
+        by_level[1][depth[child] - 1].insert(e, [false; K]);
+    }
     for root in 0..K {
-        // The level after which each keypoint is known (0: before the direction starts).
-        let mut known: [Option<usize>; K] = [None; K];
-        known[root] = Some(0);
+        // The reference's passes, replayed: which edges decode for this root.
+        let mut known = [false; K];
+        known[root] = true;
         for (e, &(parent, child)) in POSE_CHAIN.iter().enumerate().rev() {
-            if let (Some(l), None) = (known[child], known[parent]) {
-                mark(0, l, e, root);
-                known[parent] = Some(l + 1);
+            if known[child] && !known[parent] {
+                by_level[0][deepest - depth[child]].get_mut(&e).expect("placed")[root] = true;
+                known[parent] = true;
             }
         }
-        let mut known = known.map(|l| l.map(|_| 0));
         for (e, &(parent, child)) in POSE_CHAIN.iter().enumerate() {
-            if let (Some(l), None) = (known[parent], known[child]) {
-                mark(1, l, e, root);
-                known[child] = Some(l + 1);
+            if known[parent] && !known[child] {
+                by_level[1][depth[child] - 1].get_mut(&e).expect("placed")[root] = true;
+                known[child] = true;
             }
         }
     }
@@ -691,8 +698,8 @@ mod tests {
     fn the_schedule_decodes_every_keypoint_once_from_its_reference_source() {
         let [back, forth] = schedule();
         let edges = |levels: &[Level]| levels.iter().map(|l| l.edges.len()).collect::<Vec<_>>();
-        assert_eq!(edges(&back), [16, 10, 4, 2]);
-        assert_eq!(edges(&forth), [16, 12, 6, 2]);
+        assert_eq!(edges(&back), [2, 4, 6, 4]);
+        assert_eq!(edges(&forth), [4, 6, 4, 2]);
         for root in 0..K {
             // The level after which each keypoint is known, over both directions.
             let mut known: [Option<usize>; K] = [None; K];
