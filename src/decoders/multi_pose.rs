@@ -27,11 +27,11 @@
 //!
 //! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
 //! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks less
-//! a penalty that is 0 at the best value and 2^51 or more below it, then the top rank);
+//! a penalty that is 0 at the best value and 2^51 or more below it, then the top rank, which
+//! gives back the root's cell and keypoint by exact arithmetic, see `RANK_BLOCK`);
 //! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
-//! channel of zeros) read at
-//! the root's cell: its position, the cell of its position, and the candidate's own cell (where
-//! the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
+//! channel of zeros) holds the root's: its position and the cell of its position (read at its
+//! cell), and the candidate's own cell (where the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
 //! static: the reference decodes each keypoint once, from its child going backward and from its
 //! parent going forward, so a level holds the edges whose child lies at one depth of the chain's
 //! tree (`schedule`: 2, 4, 6, 4 backward, deepest first; 4, 6, 4, 2 forward; padded with
@@ -55,9 +55,8 @@
 //!
 //! A cell is read by a lookup: the map minus the square of the difference between the cell's
 //! flat index and every cell's, the indices scaled by 2^64 so that the square is 0 at the cell
-//! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly. Only
-//! the root is read the single-pose way (its one-hot times the map, summed by a depthwise Conv
-//! of ones). (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
+//! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly.
+//! (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
 //! any position, displacement, index or score does.) A non-finite value anywhere in a map that
 //! is read turns the read NaN or infinite, where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
 //! are out of the contract.
@@ -83,6 +82,10 @@ const SCORE_CELL: usize = 3 * K;
 /// is 0 or past FLT_MAX (+inf): "infinitely far" unless equal. Exact: integers below 2^24 times
 /// a power of two.
 const INDEX_SCALE: f32 = 18446744073709551616.0;
+/// A candidate's rank is `RANK_BLOCK * (cells - i) - k` (cell i, keypoint k): scan order
+/// `(y, x, k)`, and a power of two at least K so that the top rank gives back i and k exactly
+/// (a division by a power of two, and a floor).
+const RANK_BLOCK: usize = 32;
 
 /// What to decode and where to put it.
 #[derive(Clone, Debug, PartialEq)]
@@ -301,25 +304,6 @@ impl Builder<'_> {
         self.b.max_over(hint, &kept, cells)
     }
 
-    /// The value of `map` (`[B, C, H, W]`, `channels` = C) at the one cell `onehot` marks,
-    /// `[B, C, 1, 1]`: the product summed over the map by a depthwise Conv with a kernel of ones
-    /// the size of the map (every other term is an exact zero, so the sum is the term).
-    fn read(&mut self, hint: &str, map: &str, onehot: &str, channels: usize) -> String {
-        let picked = self.b.op("Mul", &format!("{hint}_picked"), &[map, onehot], vec![]);
-        let (h, w) = (self.h, self.w);
-        let ones = self.b.const_f32(
-            &format!("sum_over_grid_{channels}"),
-            &[channels as i64, 1, h as i64, w as i64],
-            &vec![1.0; channels * h * w],
-        );
-        self.b.op(
-            "Conv",
-            hint,
-            &[&picked, &ones],
-            vec![proto::attr_ints("kernel_shape", &[h as i64, w as i64]), proto::attr_int("group", channels as i64)],
-        )
-    }
-
     /// The largest value over channels and cells, `[B, 1, 1, 1]`.
     fn global_max(&mut self, hint: &str, x: &str, channels: usize) -> String {
         let cells = self.cells();
@@ -336,6 +320,48 @@ impl Builder<'_> {
         let d2 = self.b.op("Mul", &format!("{hint}_d_sq"), &[&d, &d], vec![]);
         let pairs: Vec<(usize, usize)> = (0..K).flat_map(|k| [(k, Y + k), (k, X + k)]).collect();
         self.mix(hint, &d2, 2 * K, K, &pairs)
+    }
+
+    /// The root's keypoint one-hot `[B, 17, 1, 1]` and its pose state `[B, STATE, 1, 1]` from
+    /// the top rank (`top`, `[B, 1, 1, 1]`): the rank's cell i and keypoint k, exactly (see
+    /// `RANK_BLOCK`); the root's position and cell are `refined` (`[y | x | cell]` per keypoint)
+    /// read at i, its score cell is i itself. Nothing live (top 0) reads as keypoint
+    /// `RANK_BLOCK - 1`, which is none: the one-hot and the state are zeros.
+    fn root_state(&mut self, p: &str, top: &str, refined: &str, cells: usize) -> (String, String) {
+        let last_rank = (RANK_BLOCK * cells) as f32;
+        let top = self.b.clip(&format!("{p}_top_clamped"), top, 1.0, last_rank);
+        let last_rank = self.b.scalar_f32("mp_last_rank", last_rank, 1);
+        let place = self.b.op("Sub", &format!("{p}_root_place"), &[&last_rank, &top], vec![]);
+        let block = self.b.scalar_f32("mp_rank_block_inverse", 1.0 / RANK_BLOCK as f32, 1);
+        let place = self.b.op("Mul", &format!("{p}_root_place_blocks"), &[&place, &block], vec![]);
+        let cell = self.b.op("Floor", &format!("{p}_root_cell"), &[&place], vec![]);
+        let keypoint = self.b.op("Sub", &format!("{p}_root_keypoint_fraction"), &[&place, &cell], vec![]);
+        let block = self.b.scalar_f32("mp_rank_block", RANK_BLOCK as f32, 1);
+        let keypoint = self.b.op("Mul", &format!("{p}_root_keypoint_index"), &[&keypoint, &block], vec![]);
+        // One-hot: 1 - clip((k - keypoint)^2, -1, 1) over the keypoints k (integers).
+        let keypoints =
+            self.b.const_f32("mp_keypoint_index", &[1, K as i64, 1, 1], &(0..K).map(|k| k as f32).collect::<Vec<_>>());
+        let d = self.b.op("Sub", &format!("{p}_root_keypoint_gap"), &[&keypoints, &keypoint], vec![]);
+        let d2 = self.b.op("Mul", &format!("{p}_root_keypoint_gap_sq"), &[&d, &d], vec![]);
+        let other = self.b.clip(&format!("{p}_root_keypoint_other"), &d2, -1.0, 1.0);
+        let one = self.b.scalar_f32("one", 1.0, 1);
+        let root_keypoint = self.b.op("Sub", &format!("{p}_root_keypoint"), &[&one, &other], vec![]);
+
+        let scale = self.b.scalar_f32("mp_index_scale", INDEX_SCALE, 1);
+        let at = self.b.op("Mul", &format!("{p}_root_index"), &[&cell, &scale], vec![]);
+        let values = self.lookup(&format!("{p}_root_values"), refined, &at);
+        let thrice: Vec<usize> = (0..3 * K).map(|c| c % K).collect();
+        let mask = self.pick(&format!("{p}_root_mask"), &root_keypoint, &thrice, K);
+        let values = self.b.op("Mul", &format!("{p}_root_state_values"), &[&values, &mask], vec![]);
+        let score_cell = self.b.op("Mul", &format!("{p}_root_score_cell"), &[&root_keypoint, &at], vec![]);
+        let into_state = |first: usize, n: usize| -> Vec<Option<usize>> {
+            (0..STATE).map(|c| (first..first + n).contains(&c).then(|| c - first)).collect()
+        };
+        let values = self.b.pick_channels(&format!("{p}_root_state_yxc"), &values, &into_state(Y, 3 * K), 3 * K);
+        let score_cell =
+            self.b.pick_channels(&format!("{p}_root_state_score_cell"), &score_cell, &into_state(SCORE_CELL, K), K);
+        let state = self.b.op("Add", &format!("{p}_root_state"), &[&values, &score_cell], vec![]);
+        (root_keypoint, state)
     }
 
     /// One level: every edge of `level` that is active for the root (`root_keypoint`,
@@ -382,7 +408,7 @@ impl Builder<'_> {
 pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let (h, w) = spec.grid;
     let cells = h * w;
-    if cells == 0 || NUM_KEYPOINTS * cells > 1 << 24 || spec.max_poses == 0 {
+    if cells == 0 || RANK_BLOCK * cells > 1 << 24 || spec.max_poses == 0 {
         return Err(Error::Unsupported(format!(
             "a {h}x{w} grid or {} poses is outside the decoder's range",
             spec.max_poses
@@ -460,24 +486,9 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         K,
     );
     let refined = g.b.op("Add", "mp_refined", &[&refined, &refined_cells], vec![]);
-    // The root's state, read at its candidate cell: its position and cell, and the candidate
-    // cell's own index (where its score is).
-    let root_map = g.b.pick_channels(
-        "mp_root_map_channels",
-        &refined,
-        &(0..STATE).map(|c| (c < 3 * K).then_some(c)).collect::<Vec<_>>(),
-        3 * K,
-    );
-    let index: Vec<f32> = (0..STATE)
-        .flat_map(|c| {
-            (0..cells)
-                .map(move |i| if (SCORE_CELL..SCORE_CELL + K).contains(&c) { i as f32 * INDEX_SCALE } else { 0.0 })
-        })
-        .collect();
-    let index = g.b.const_f32("mp_score_cell_index", &[1, STATE as i64, h as i64, w as i64], &index);
-    let root_map = g.b.op("Add", "mp_root_map", &[&root_map, &index], vec![]);
-    // Scan order (y, x, k): the first candidate gets the largest rank.
-    let ranks: Vec<f32> = (0..K).flat_map(|kp| (0..cells).map(move |i| (K * cells - (i * K + kp)) as f32)).collect();
+    // Scan order (y, x, k): the first candidate gets the largest rank (see `RANK_BLOCK`).
+    let ranks: Vec<f32> =
+        (0..K).flat_map(|kp| (0..cells).map(move |i| (RANK_BLOCK * (cells - i) - kp) as f32)).collect();
     let ranks = g.b.const_f32("mp_scan_rank", &[1, K as i64, h as i64, w as i64], &ranks);
 
     let levels = schedule();
@@ -562,21 +573,10 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, &ranks], vec![]);
         let ranked = g.b.op("Sub", &format!("{p}_ranked"), &[&live_ranks, &penalty], vec![]);
         let top = g.global_max(&format!("{p}_top"), &ranked, K);
-        // relu(rank - (top - 1)): 1 at the top rank, 0 below it (integers); every cell may pass
-        // when nothing is live (top 0, or wonnx's MaxPool floor), which the product with `live`
-        // clears. `found` is 1, or 0 (or below, clipped and taken to 0 by the Relu).
-        let below_top = g.b.op("Sub", &format!("{p}_below_top"), &[&top, &one], vec![]);
-        let root = g.b.op("Sub", &format!("{p}_rank_gap"), &[&ranked, &below_top], vec![]);
-        let root = g.b.op("Relu", &format!("{p}_root_any"), &[&root], vec![]);
-        let root = g.b.op("Mul", &format!("{p}_root"), &[&root, &live], vec![]);
+        // `found` is 1, or 0 when nothing is live (top 0: every cell's ranked value is 0 then).
         let found = g.b.clip(&format!("{p}_found_clipped"), &top, -1.0, 1.0);
         let found = g.b.op("Relu", &format!("{p}_found"), &[&found], vec![]);
-
-        let cells_axes = g.cells();
-        let root_keypoint = g.b.max_over(&format!("{p}_root_keypoint"), &root, cells_axes);
-        let repeat: Vec<usize> = (0..STATE).map(|c| c % K).collect();
-        let root_onehot = g.pick(&format!("{p}_root_onehot"), &root, &repeat, K);
-        let mut state = g.read(&format!("{p}_root_state"), &root_map, &root_onehot, STATE);
+        let (root_keypoint, mut state) = g.root_state(&p, &top, &refined, cells);
         for maps in &plan {
             state = g.level(&format!("{p}_{}", &maps.hint[3..]), &state, &root_keypoint, maps);
         }
