@@ -191,6 +191,8 @@ struct Builder<'a> {
     h: usize,
     w: usize,
     stride: f32,
+    /// The scaled flat index of every cell, `[1, 1, H, W]`: made once, read by every lookup.
+    cell_index: Option<String>,
 }
 
 impl Builder<'_> {
@@ -295,8 +297,14 @@ impl Builder<'_> {
     /// element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
     fn lookup(&mut self, hint: &str, map: &str, at: &str) -> String {
         let (h, w) = (self.h, self.w);
-        let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
-        let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
+        let index = match &self.cell_index {
+            Some(index) => index.clone(),
+            None => {
+                let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
+                let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
+                self.cell_index.insert(index).clone()
+            }
+        };
         let d = self.b.op("Sub", &format!("{hint}_diff"), &[&index, at], vec![]);
         let far = self.b.op("Mul", &format!("{hint}_far"), &[&d, &d], vec![]);
         let kept = self.b.op("Sub", &format!("{hint}_kept"), &[map, &far], vec![]);
@@ -414,7 +422,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.max_poses
         )));
     }
-    let mut g = Builder { b, h, w, stride: spec.stride as f32 };
+    let mut g = Builder { b, h, w, stride: spec.stride as f32, cell_index: None };
 
     // Per frame.
     // NHWC heads are taken to NCHW first (see `Builder::nhwc_as_nchw`); the heatmaps clamped before,
