@@ -49,13 +49,30 @@ fn constant(t: &TensorProto) -> String {
 /// Renders the nodes and initializers named under `posefix/`, the graph outputs and the
 /// `posefix.` metadata of a rewritten model.
 pub fn appended_subgraph(model: &ModelProto) -> String {
+    appended_nodes(model, NAME_PREFIX, |t| t.name.starts_with(NAME_PREFIX))
+}
+
+/// As [`appended_subgraph`], for the nodes named under `prefix` (`posefix/mp_`: the multi-pose
+/// decoder) and the constants they read.
+pub fn appended_subgraph_under(model: &ModelProto, prefix: &str) -> String {
+    let read: HashSet<&str> = model
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .filter(|n| n.name.starts_with(prefix))
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    appended_nodes(model, prefix, |t| t.name.starts_with(NAME_PREFIX) && read.contains(t.name.as_str()))
+}
+
+fn appended_nodes(model: &ModelProto, prefix: &str, listed: impl Fn(&TensorProto) -> bool) -> String {
     let mut s = String::new();
     let Some(graph) = model.graph.as_ref() else { return s };
     let opset = crate::model::query::default_opset(model).unwrap_or(0);
     let _ = writeln!(s, "opset {opset}");
     let _ = writeln!(s, "outputs: {}", graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "));
     let ours: HashSet<&str> =
-        graph.node.iter().filter(|n| n.name.starts_with(NAME_PREFIX)).map(|n| n.name.as_str()).collect();
+        graph.node.iter().filter(|n| n.name.starts_with(prefix)).map(|n| n.name.as_str()).collect();
     let _ = writeln!(s, "nodes:");
     for n in graph.node.iter().filter(|n| ours.contains(n.name.as_str())) {
         let attrs = n.attribute.iter().map(attribute).collect::<Vec<_>>();
@@ -63,7 +80,7 @@ pub fn appended_subgraph(model: &ModelProto) -> String {
         let _ = writeln!(s, "  {} = {}({}){attrs}", n.output.join(", "), n.op_type, n.input.join(", "));
     }
     let _ = writeln!(s, "constants:");
-    for t in graph.initializer.iter().filter(|t| t.name.starts_with(NAME_PREFIX)) {
+    for t in graph.initializer.iter().filter(|t| listed(t)) {
         let _ = writeln!(s, "  {}", constant(t));
     }
     let _ = writeln!(s, "metadata:");

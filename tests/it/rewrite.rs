@@ -10,7 +10,7 @@ use onnx_posefix::model::proto::{declared_tensor, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
 use onnx_posefix::reference;
 use onnx_posefix::render;
-use onnx_posefix::rewrite::{rewrite, InputShape, RewriteOptions, Rewritten};
+use onnx_posefix::rewrite::{rewrite, InputShape, MultiPoseOptions, RewriteOptions, Rewritten};
 use onnx_posefix::testing::rng::Rng;
 use onnx_posefix::testing::synthetic::{self, Head, SyntheticSpec};
 use onnx_posefix::tract_bridge::Runner;
@@ -119,6 +119,19 @@ fn matrix_rewrites_match_snapshots_and_the_reference() {
         total += assert_matches_reference(&spec, &original, &rewritten, batch);
     }
     assert!(total > 0);
+}
+
+/// The multi-pose decoder (`--poses 2`: the frame, a first round and one that reads an earlier
+/// pose) over the matrix, as text. Its values are checked in `multi_pose_graph` and
+/// `multi_pose_cli`.
+#[test]
+fn matrix_multi_pose_rewrites_match_snapshots() {
+    for spec in synthetic::matrix() {
+        let options = RewriteOptions { multi_pose: Some(MultiPoseOptions::new(2)), ..RewriteOptions::default() };
+        let (_, rewritten) = rewrite_spec(&spec, &options);
+        let text = render::appended_subgraph_under(&rewritten.model, "posefix/mp_");
+        snapshot_settings().bind(|| insta::assert_snapshot!(format!("multi_pose_decoder_{}", spec.label()), text));
+    }
 }
 
 #[test]
