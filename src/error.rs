@@ -10,8 +10,13 @@ use crate::profiles::schema::{Violation, PORTABLE};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}", path = .path.display())]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{action} {path}: {cause}", path = .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        // Not `source`: the message already ends with it, and a chain would say it twice.
+        cause: std::io::Error,
+    },
 
     /// The bytes are not a usable ONNX model: they do not decode, or break ONNX's own rules.
     #[error("{}{reason}", match path { Some(p) => format!("{} is not a valid ONNX model: ", p.display()), None => "the model is not valid ONNX: ".to_string() })]
@@ -125,7 +130,7 @@ fn target_text(profile: &str, violations: &[Violation]) -> String {
 
 impl Error {
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
-        Error::Io { action, path: path.to_path_buf(), source }
+        Error::Io { action, path: path.to_path_buf(), cause: source }
     }
 
     pub fn invalid(reason: Invalid) -> Error {

@@ -362,8 +362,11 @@ fn write_with(
         _ => Path::new("."),
     };
     let failed = |e| Error::io("cannot write", path, e);
+    // The directory first: tempfile's errors name its temporary file, not the user's.
+    fs::metadata(dir).map_err(failed)?;
     let replaced = fs::metadata(path).ok().filter(|m| m.is_file());
-    let mut tmp = Temporary::create_in(dir).map_err(failed)?;
+    let mut tmp = Temporary::create_in(dir)
+        .map_err(|e| failed(e.raw_os_error().map_or_else(|| e.kind().into(), std::io::Error::from_raw_os_error)))?;
     fill(tmp.file_mut()).map_err(failed)?;
     if let Some(old) = &replaced {
         keep_owner_and_mode(tmp.file(), old).map_err(failed)?;

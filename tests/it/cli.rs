@@ -68,6 +68,7 @@ fn unreadable_and_invalid_files() {
     let out = dir.path().join("out.onnx");
     let err = refuse(&dir.path().join("missing.onnx"), &out, &[]);
     assert!(err.contains("missing.onnx"), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
 
     let empty = write(&dir, "empty.onnx", b"");
     assert!(refuse(&empty, &out, &[]).contains("empty"));
@@ -170,6 +171,9 @@ fn output_paths() {
 
     let err = refuse(&input, &dir.path().join("no/such/dir/out.onnx"), &[]);
     assert!(err.contains("cannot write"), "{err}");
+    // The cause once, and no temporary file's name: the user named out.onnx.
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert!(!err.contains(".posefix-"), "{err}");
     let err = refuse(&input, dir.path(), &[]);
     assert!(err.contains("cannot write"), "{err}");
 

@@ -123,6 +123,22 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     run_verification(input, output, &options, cli.verification.json.as_deref()).map(Exit::Verified)
 }
 
+/// The error and its causes on one line, whatever a hostile model's names hold, each cause
+/// once: the library's messages already end with their cause, which `{:#}` would repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ctrl-C or SIGTERM mid-write: the temporary file goes, OUT stays whole or absent.
@@ -134,8 +150,7 @@ fn main() -> ExitCode {
         Ok(Exit::Verified(Outcome::Mismatch)) => ExitCode::from(1),
         Ok(Exit::Verified(Outcome::Unreadable)) => ExitCode::from(2),
         Err(e) => {
-            // One line, whatever a hostile model's names hold.
-            eprintln!("error: {}", format!("{e:#}").replace(['\n', '\r'], " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
