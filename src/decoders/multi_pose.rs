@@ -131,8 +131,8 @@ fn padded_edges(n: usize) -> usize {
 /// that order: an edge's level is its child's depth in the chain (deepest first going backward,
 /// shallowest first going forward), which puts every source a level before its targets for any
 /// root. So each level holds only the edges at one depth (2, 4, 6, 4 backward; 4, 6, 4, 2
-/// forward: 32 in all, as many as a traversal has, instead of every edge some root decodes at
-/// that step of its own replay), and which of them decode is the replay's per root.
+/// forward: 32 in all, each edge once each way, instead of every edge some root decodes at that
+/// step of its own replay), and which of them decode is the replay's per root.
 fn schedule() -> [Vec<Level>; 2] {
     // Depth in the chain's tree (the nose 0): POSE_CHAIN lists every parent before its children.
     let mut depth = [0usize; K];
