@@ -338,6 +338,19 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
             left_out.join(", ")
         ));
     }
+    // The model's own tensors too: a float16 body behind float32 heads (onnxconverter-common's
+    // keep_io_types) does not load on a runtime without float16, whatever the decoder; the
+    // target's check covers the appended nodes only.
+    let own = profiles::Facts::propagate(model.proto(), &[]);
+    let refusing = Profile::refusing_types(&target.name, &own.element_types(), &left_out)?;
+    if !refusing.is_empty() {
+        let said: Vec<String> = refusing.iter().map(|(runtime, ty)| format!("{runtime} ({ty})")).collect();
+        notes.push(format!(
+            "the model's own tensors hold types that {} cannot hold at all, so the model will not load there \
+             whatever the decoder (`inspect --target NAME` lists its nodes)",
+            said.join(", ")
+        ));
+    }
     let pixels = match options.pixels {
         Some(p) => Some(pixel_input(p, image.as_ref(), &facts)?),
         None => None,

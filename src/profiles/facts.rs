@@ -2,7 +2,7 @@
 //! from tract's shape inference ([`Facts::from_tensors`]) or propagated through the few ops the
 //! decoders emit ([`Facts::propagate`]), and the constants a graph holds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
@@ -88,6 +88,11 @@ impl Facts {
     /// The ONNX element type name (`float`, `int64`, ...).
     pub fn element_type(&self, tensor: &str) -> Option<&str> {
         self.types.get(tensor).map(String::as_str)
+    }
+
+    /// Every element type the facts know a tensor of.
+    pub fn element_types(&self) -> BTreeSet<&str> {
+        self.types.values().map(String::as_str).collect()
     }
 
     /// The output rank of one node from its inputs', when its op makes that plain.

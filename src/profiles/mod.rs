@@ -18,6 +18,8 @@
 //! from tract's shape inference, [`Facts::propagate`] computes them statically from a few known
 //! tensors (enough for the appended decoder). A rule whose facts are unknown is not judged.
 
+use std::collections::BTreeSet;
+
 use crate::error::{Error, Result};
 
 mod check;
@@ -68,6 +70,22 @@ impl Profile {
             return Ok((Profile::by_name(name)?, left_out));
         }
         Ok((Profile::intersection(PORTABLE, &able), left_out))
+    }
+
+    /// The runtimes behind the profile called `name` (itself, or every runtime file for
+    /// `portable`, less `left_out`) that cannot hold one of `types` (ONNX names) at all, each with
+    /// the first such type: a model holding it does not load there, whatever the decoder adds.
+    pub fn refusing_types(name: &str, types: &BTreeSet<&str>, left_out: &[String]) -> Result<Vec<(String, String)>> {
+        let runtimes = if name == PORTABLE {
+            Profile::all()?.into_iter().skip(1).collect()
+        } else {
+            vec![Profile::by_name(name)?]
+        };
+        Ok(runtimes
+            .into_iter()
+            .filter(|p| !left_out.contains(&p.name))
+            .filter_map(|p| types.iter().find(|t| !p.holds(t)).map(|t| (p.name.clone(), t.to_string())))
+            .collect())
     }
 
     /// Whether the runtime can hold tensors of element type `ty` at all (no `forbidden_types`

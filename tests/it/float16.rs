@@ -67,6 +67,7 @@ fn float16_heads_are_decoded_exactly_single_and_multi_pose() {
         assert_eq!(out.status.code(), Some(0), "{}: {}", spec.label(), stderr(&out));
         // wonnx and ncnn hold no float16 tensors: portable is what the others accept.
         assert!(stdout(&out).contains("note: portable here leaves out ort-web-webgl, ncnn, wonnx"), "{}", stdout(&out));
+        assert!(!stdout(&out).contains("own tensors hold"), "said once: {}", stdout(&out));
         let rewritten = read(&output);
         for name in ["keypoints", "poses", "pose_scores"] {
             assert_eq!(output_type(&rewritten, name), DataType::FLOAT as i32, "{name}");
@@ -92,6 +93,10 @@ fn float16_heads_are_decoded_exactly_single_and_multi_pose() {
     let out = run_cli(&[path(&input), path(&output)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stdout(&out).contains("leaves out"), "{}", stdout(&out));
+    // Its body is float16 all the same: the rewrite says where it cannot load.
+    let said = "the model's own tensors hold types that ort-web-webgl (float16), ncnn (float16), wonnx (float16) \
+                cannot hold at all";
+    assert!(stdout(&out).contains(said), "{}", stdout(&out));
     assert_equal(&verify(&input, &output, &sample), "keep_io_types");
 }
 
