@@ -14,6 +14,8 @@ started=$SECONDS
 bash conformance/legs/ort_web/setup.sh
 bash web/build.sh
 echo "web test: page built in $((SECONDS - started))s"
+# The wasm crate's own lints (the library's run in .ci/run; this crate builds only for wasm32).
+(cd web/wasm && cargo clippy --locked --target wasm32-unknown-unknown -- -D warnings)
 cargo build --locked --bin onnx-posefix --example decode_page
 target="${CARGO_TARGET_DIR:-target}"
 node web/test/run.mjs --cli "$target/debug/onnx-posefix" --decode "$target/debug/examples/decode_page" \
