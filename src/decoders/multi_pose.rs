@@ -31,13 +31,14 @@
 //! gives back the root's cell and keypoint by exact arithmetic, see `RANK_BLOCK`);
 //! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
 //! channel of zeros) holds the root's: its position and the cell of its position (read at its
-//! cell), and the candidate's own cell (where the reference reads the root's score). Then 4 backward and 4 forward levels. The levels are
-//! static: the reference decodes each keypoint once, from its child going backward and from its
-//! parent going forward, so a level holds the edges whose child lies at one depth of the chain's
-//! tree (`schedule`: 2, 4, 6, 4 backward, deepest first; 4, 6, 4, 2 forward; padded with
-//! never-active edges to a count not a multiple of 4, see `padded_edges`), and which of them
-//! are active (the reference's replay for each root keypoint) is a 1x1 Conv of the root's
-//! keypoint one-hot. A level, for all its edges at once:
+//! cell), and the candidate's own cell (where the reference reads the root's score). Then 4
+//! backward and 4 forward levels. The levels are static: the reference decodes each keypoint
+//! once, from its child going backward and from its parent going forward, so a level holds the
+//! edges whose child lies at one depth of the chain's tree (`schedule`: 2, 4, 6, 4 backward,
+//! deepest first; 4, 6, 4, 2 forward; padded with never-active edges to a count not a multiple
+//! of 4, see `padded_edges`), and which of them are active (the reference's replay for each
+//! root keypoint) is a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at
+//! once:
 //! the displacement read at the source's cell and added to the source (`p'`), the
 //! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
 //! (the second refinement's position and its cell, the target's traversal and score cell);
