@@ -13,12 +13,7 @@ const $ = (id) => document.getElementById(id);
 const page = (window.posefixPage = { ready: false, errors: [] });
 let ort, posefix, about;
 
-// --draw's look (src/verify/draw.rs): left orange, right blue, the nose magenta, edges green,
-// black outlines; faint below the threshold; sizes from the photo's smaller side.
-const STYLE = {
-  left: [255, 140, 0], right: [0, 190, 255], middle: [255, 60, 200], edge: [120, 255, 80],
-  opaque: 0.95, faint: 0.3, threshold: 0.5,
-};
+// --draw's look comes from the library (about.style: onnx_posefix::render::DRAW_STYLE).
 
 async function loadOrt() {
   // The pinned onnxruntime-web staged by web/build.sh (conformance/legs/ort_web's node_modules);
@@ -266,18 +261,22 @@ async function run() {
 const css = (c, a) => `rgba(${c[0]},${c[1]},${c[2]},${a})`;
 
 function colour(k) {
-  return k === 0 ? STYLE.middle : k % 2 === 1 ? STYLE.left : STYLE.right;
+  const style = about.style;
+  return k === 0 ? style.middle : k % 2 === 1 ? style.left : style.right;
 }
 
-function drawPose(ctx, pose, sx, sy, size) {
-  const lineR = Math.max(size / 300, 1.5);
-  const dot = Math.max(size / 90, 3);
-  const pts = pose.map(([x, y, s]) => (Number.isFinite(x) && Number.isFinite(y) ? [x * sx, y * sy, s >= STYLE.threshold] : null));
+// One pose as src/verify/draw.rs draws it: edges, then keypoints on a black outline, faint below
+// the threshold. `keypoint(k)` and `edge` are its colours.
+function drawPose(ctx, pose, sx, sy, size, keypoint, edge) {
+  const style = about.style;
+  const lineR = Math.max(size * style.line_per_side, style.line_min);
+  const dot = Math.max(size * style.dot_per_side, style.dot_min);
+  const pts = pose.map(([x, y, s]) => (Number.isFinite(x) && Number.isFinite(y) ? [x * sx, y * sy, s >= style.threshold] : null));
   ctx.lineCap = "round";
   ctx.lineWidth = 2 * lineR;
   for (const [a, b] of about.skeleton) {
     if (!pts[a] || !pts[b]) continue;
-    ctx.strokeStyle = css(STYLE.edge, pts[a][2] && pts[b][2] ? STYLE.opaque : STYLE.faint);
+    ctx.strokeStyle = css(edge, pts[a][2] && pts[b][2] ? style.opaque : style.faint);
     ctx.beginPath();
     ctx.moveTo(pts[a][0], pts[a][1]);
     ctx.lineTo(pts[b][0], pts[b][1]);
@@ -285,16 +284,17 @@ function drawPose(ctx, pose, sx, sy, size) {
   }
   pts.forEach((p, k) => {
     if (!p) return;
-    const alpha = p[2] ? STYLE.opaque : STYLE.faint;
-    ctx.fillStyle = css([0, 0, 0], alpha * 0.8);
+    const alpha = p[2] ? style.opaque : style.faint;
+    ctx.fillStyle = css(style.outline, alpha * style.outline_opacity);
     ctx.beginPath();
-    ctx.arc(p[0], p[1], dot + 1.5, 0, 2 * Math.PI);
+    ctx.arc(p[0], p[1], dot + style.outline_width, 0, 2 * Math.PI);
     ctx.fill();
-    ctx.fillStyle = css(colour(k), alpha);
+    ctx.fillStyle = css(keypoint(k), alpha);
     ctx.beginPath();
     ctx.arc(p[0], p[1], dot, 0, 2 * Math.PI);
     ctx.fill();
   });
+  return { pts: pts.filter(Boolean), dot };
 }
 
 function draw(keypoints, poses, input) {
@@ -307,9 +307,41 @@ function draw(keypoints, poses, input) {
   // Model-input pixels to photo pixels, per axis (as tfjs posenet scales poses back).
   const sx = photo.width / input.w, sy = photo.height / input.h;
   const size = Math.min(photo.width, photo.height);
+  const style = about.style;
   const found = poses ? poses.filter((p) => p.score >= 0) : [];
-  if (found.length) for (const p of found) drawPose(ctx, p.keypoints, sx, sy, size);
-  else drawPose(ctx, keypoints, sx, sy, size);
+  if (found.length) {
+    // As --draw: pose i in the i-th pose colour, the last drawn first (the better on top), then
+    // each score above its pose.
+    const poseColour = (i) => style.poses[i % style.poses.length];
+    const drawn = [];
+    for (let i = found.length - 1; i >= 0; i--) {
+      drawn[i] = drawPose(ctx, found[i].keypoints, sx, sy, size, () => poseColour(i), poseColour(i));
+    }
+    const unit = Math.round(Math.max(size * style.label_per_side, style.label_min));
+    ctx.font = `bold ${5 * unit}px monospace`;
+    ctx.textBaseline = "top";
+    ctx.lineWidth = unit;
+    const placed = [];
+    found.forEach((p, i) => {
+      const { pts, dot } = drawn[i];
+      if (!pts.length) return;
+      const text = p.score.toFixed(2);
+      const width = 4 * text.length * unit;
+      const x = Math.max(unit, Math.min(photo.width - width, ...pts.map((q) => q[0])));
+      let y = Math.max(unit, Math.min(...pts.map((q) => q[1])) - dot - 7 * unit);
+      // Moved down past the labels of better poses it would cover (as --draw places them).
+      for (let hit; (hit = placed.find((q) => x < q.x + q.width && q.x < x + width && Math.abs(y - q.y) < 7 * unit - 0.5)); ) {
+        y = hit.y + 7 * unit;
+      }
+      placed.push({ x, y, width });
+      ctx.strokeStyle = css(style.outline, style.opaque);
+      ctx.strokeText(text, x, y);
+      ctx.fillStyle = css(poseColour(i), 1);
+      ctx.fillText(text, x, y);
+    });
+  } else {
+    drawPose(ctx, keypoints, sx, sy, size, colour, style.edge);
+  }
   $("posesInfo").textContent = poses ? `${found.length} pose(s) found, scores ${found.map((p) => p.score.toFixed(3)).join(", ")}` : "";
 }
 

@@ -241,11 +241,16 @@ pub fn verify(
                     Some(_) => inputs::photo_tensor(&image, shape, layout, fed),
                     None => original.clone(),
                 };
-                let (mut result, keypoints) =
+                let (mut result, found) =
                     check_image(&setup, &photo.name, InputKind::Photo, [original, rewritten], options)?;
                 if let Some(dir) = &draw_dir {
                     let file = dir.join(draw::file_name(&photo.stem, &mut drawn_names));
-                    let picture = draw::draw_pose(&image, &keypoints, setup.image.size);
+                    let picture = match &found.poses {
+                        Some(poses) if poses.iter().any(|(_, score)| *score >= 0.0) => {
+                            draw::draw_poses(&image, poses, setup.image.size)
+                        }
+                        _ => draw::draw_pose(&image, &found.keypoints, setup.image.size),
+                    };
                     picture
                         .save_with_format(&file, image::ImageFormat::Png)
                         .map_err(|e| Error::io("cannot write", &file, std::io::Error::other(e)))?;
@@ -285,13 +290,28 @@ pub fn verify(
 /// Runs both models on one image (as each takes it: `[ORIGINAL's, REWRITTEN's]`, which differ
 /// only for a model that takes pixels) and compares; also returns REWRITTEN's pose of batch
 /// item 0 (for drawing).
+/// What REWRITTEN found on an input (batch item 0), for `--draw`.
+struct Found {
+    keypoints: [[f32; 3]; NUM_KEYPOINTS],
+    /// With `--poses`: every slot, empty ones included (score -1).
+    poses: Option<Vec<draw::Pose>>,
+}
+
+/// Batch item 0's rows `[x, y, score]` of a `[.., 17, 3]` tensor, from flat index `first`.
+fn rows_at(values: &ArrayViewD<f32>, first: usize) -> [[f32; 3]; NUM_KEYPOINTS] {
+    std::array::from_fn(|k| {
+        let at = |v: usize| values.as_slice().and_then(|s| s.get(first + k * 3 + v).copied()).unwrap_or(f32::NAN);
+        [at(0), at(1), at(2)]
+    })
+}
+
 fn check_image(
     setup: &setup::Setup,
     name: &str,
     kind: InputKind,
     inputs: [ArrayD<f32>; 2],
     options: &VerifyOptions,
-) -> Result<(InputResult, [[f32; 3]; NUM_KEYPOINTS])> {
+) -> Result<(InputResult, Found)> {
     let [original_input, rewritten_input] = inputs.map(IntoTensor::into_tensor);
     // The two plans are independent: run them side by side (each tract run is single-threaded).
     let (heads, outputs) = std::thread::scope(|scope| {
@@ -304,19 +324,19 @@ fn check_image(
     let offsets = f32_view(&heads[setup.offsets_ix], "ORIGINAL", &setup.spec.settings.offsets)?;
     let keypoints = f32_view(&outputs[setup.keypoints_ix], "REWRITTEN", &setup.spec.settings.output)?;
     let mut result = judge(setup, name, kind, heatmaps.view(), offsets.view(), keypoints.view(), options)?;
+    let mut found = Found { keypoints: rows_at(&keypoints, 0), poses: None };
     if let Some(m) = &setup.multi_pose {
         let fwd = f32_view(&heads[m.fwd_ix], "ORIGINAL", &m.settings.displacement_fwd)?;
         let bwd = f32_view(&heads[m.bwd_ix], "ORIGINAL", &m.settings.displacement_bwd)?;
         let poses = f32_view(&outputs[m.poses_ix], "REWRITTEN", &m.settings.poses)?;
         let pose_scores = f32_view(&outputs[m.pose_scores_ix], "REWRITTEN", &m.settings.pose_scores)?;
+        let slots = m.settings.max_poses;
+        let score = |i: usize| pose_scores.as_slice().and_then(|s| s.get(i).copied()).unwrap_or(-1.0);
+        found.poses = Some((0..slots).map(|i| (rows_at(&poses, i * NUM_KEYPOINTS * 3), score(i))).collect());
         result =
             result.with_poses(judge_poses(setup, m, [&heatmaps, &offsets, &fwd, &bwd], poses, pose_scores, options));
     }
-    let first_pose = std::array::from_fn(|k| {
-        let at = |v: usize| keypoints.as_slice().and_then(|s| s.get(k * 3 + v).copied()).unwrap_or(f32::NAN);
-        [at(0), at(1), at(2)]
-    });
-    Ok((result, first_pose))
+    Ok((result, found))
 }
 
 fn check_direct(

@@ -10,6 +10,7 @@ use std::process::Output;
 use onnx_posefix::model::io::parse_model;
 use onnx_posefix::model::proto;
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
+use onnx_posefix::render::DRAW_STYLE;
 use onnx_posefix::testing::synthetic::{self, HeadNames, SyntheticSpec};
 use tempfile::TempDir;
 
@@ -67,7 +68,8 @@ fn real_model_with_poses_verifies_equal_on_multi_person_photos() {
     let out_path = dir.path().join("poses.onnx");
     let photos = multi_person_photos();
     let mut args = vec![path(&real_model_path()).to_string(), path(&out_path).to_string()];
-    args.extend(["--poses", "5", "--verify", "--images"].map(String::from));
+    let drawn = dir.path().join("drawn");
+    args.extend(["--poses", "5", "--verify", "--draw", path(&drawn), "--images"].map(String::from));
     args.extend(photos.iter().map(|p| path(p).to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&args);
@@ -85,6 +87,12 @@ fn real_model_with_poses_verifies_equal_on_multi_person_photos() {
         let skiing = line(&text, &photos[0].display().to_string());
         let found: usize = skiing.rsplit(": ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
         assert!(found >= 2, "{skiing}");
+        // --draw: each pose in its own colour, its score labelled in that colour (opaque).
+        let picture = image::open(drawn.join("multi_skiing.png")).unwrap().to_rgb8();
+        for (i, colour) in DRAW_STYLE.poses.iter().take(2).enumerate() {
+            let painted = picture.pixels().filter(|p| p.0 == *colour).count();
+            assert!(painted >= 10, "pose {i}'s colour {colour:?}: {painted} pixels");
+        }
     }
     for crafted in ["poses-root-at-nms-radius", "poses-no-candidate", "poses-half-cells"] {
         assert!(line(&text, &format!("direct:{crafted}")).starts_with("OK "), "{text}");

@@ -250,13 +250,15 @@ pub unsafe extern "C" fn posefix_resize(model: *const u8, model_len: usize, size
     }
 }
 
-/// What the page draws with, from the library: keypoint names, skeleton edges, the version.
+/// What the page draws with, from the library: keypoint names, skeleton edges, `--draw`'s
+/// style, the version.
 #[no_mangle]
 pub extern "C" fn posefix_about() {
     set_reply(json!({
         "version": onnx_posefix::contract::TOOL_VERSION,
         "keypoints": KEYPOINT_NAMES,
         "skeleton": SKELETON,
+        "style": onnx_posefix::render::DRAW_STYLE,
         "profiles": onnx_posefix::PROFILE_NAMES,
     }));
 }
