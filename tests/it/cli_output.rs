@@ -2,10 +2,12 @@
 //! snapshots (`snapshots/cli_*.snap`), so that a changed word, a line too many or a wrong exit code
 //! shows in review (`cargo insta review`, or `INSTA_UPDATE=always` and `git diff snapshots/`).
 //!
-//! What varies from run to run or with the decoder's build is masked before the snapshot: the
-//! temporary folder (`[TMP]`), the repository (`[REPO]`), timings, and the count of nodes a
-//! rewrite appends (the decoders' internals, snapshotted as graphs in `rewrite.rs`). `--help` is
-//! left out: its text is its own.
+//! What varies from run to run, from machine to machine or with the decoder's build is masked
+//! before the snapshot: the temporary folder (`[TMP]`), the repository (`[REPO]`), timings, the
+//! count of nodes a rewrite appends (the decoders' internals, snapshotted as graphs in
+//! `rewrite.rs`), score errors (float noise) and what a MISMATCH line says of each keypoint (which
+//! `verify.rs` checks on exact heads). `inspect`'s profile reports are left to `profiles.rs`, and
+//! `--help` is left out: its text is its own.
 
 use std::ffi::OsStr;
 use std::fs;
