@@ -59,9 +59,11 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
 7. A table per model and runtime, a list of load failures with their reasons, and
    MODELS_DIR/report.json.
 
-Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
-`setup.sh` that installs the runtime (run.sh runs it) and a `runtime.py` whose `runtimes()` gives
-objects with the same interface as the classes below, plus `accepts(entry)` (None, or why the leg
+Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx,onnx2tf`): each folder
+conformance/legs/LEG/ has a `setup.sh` that installs the runtime (run.sh runs it) and a
+`runtime.py` whose `runtimes()` gives objects with the same interface as the classes below (and
+optionally `fp16_arithmetic` with `exact_setting`, or `float16_constants`: 6. above), plus
+`accepts(entry)` (None, or why the leg
 skips a model: a batch it cannot hold, say), optionally `select_inputs(entry, inputs)` (the inputs
 it runs: a subset of the photos on a software GPU; a multi-pose entry names its multi-person
 photos in `subset_photos` for that) and `close()`. `run` returns every graph output under its
@@ -901,7 +903,7 @@ def main():
     parser.add_argument("--sample", type=Path, action="append", default=None,
                         help="extra photo for the real model (default: samples/astronaut.png)")
     parser.add_argument("--report", type=Path, default=None, help="JSON report (default: MODELS_DIR/report.json)")
-    parser.add_argument("--legs", default="", help="thin-runtime legs to run too, comma-separated (ort_web,ncnn,wonnx)")
+    parser.add_argument("--legs", default="", help="thin-runtime legs to run too, comma-separated (ort_web,ncnn,wonnx,onnx2tf)")
     parser.add_argument("--multi-pose-reference", type=Path, default=DEFAULT_MULTI_POSE_REFERENCE,
                         help="the decode_multi_pose example binary (default: target/debug/examples/decode_multi_pose)")
     parser.add_argument("--models", default=None, metavar="REGEX",
