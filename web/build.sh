@@ -2,7 +2,8 @@
 # Builds the page's WebAssembly (web/wasm, release) and stages what the page loads into web/pkg/:
 # posefix_wasm.wasm, the bundled model and photo, and onnxruntime-web's dist (a link to
 # conformance/legs/ort_web's pinned node_modules, installed there with `npm ci` when npm is on
-# the PATH; without it the page takes the same version from jsDelivr). The first build compiles
+# the PATH; without it the page takes the same version from jsDelivr), and for web/bench.mjs a
+# link to conformance/tfjs's posenet package when it is installed. The first build compiles
 # tract for wasm32: about 10 minutes on 2 cores (measured: 10 min 0 s cold); then seconds.
 set -euo pipefail
 web="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,4 +24,11 @@ fi
 rm -f "$web/pkg/ort"
 if [[ -d "$ort_web/node_modules/onnxruntime-web/dist" ]]; then
     ln -s "$ort_web/node_modules/onnxruntime-web/dist" "$web/pkg/ort"
+fi
+# For web/bench.mjs (the bench's web section): @tensorflow-models/posenet 2.2.2's published
+# decoders, pinned in conformance/tfjs (installed there by its `npm ci`); the page does not use them.
+rm -f "$web/pkg/posenet"
+posenet="$root/conformance/tfjs/node_modules/@tensorflow-models/posenet/dist"
+if [[ -d "$posenet" ]]; then
+    ln -s "$posenet" "$web/pkg/posenet"
 fi

@@ -7,8 +7,10 @@
 //! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench posefix -- [--quick] [--full] [SECTION...]
 //! ```
 //!
-//! SECTION is `rewrite`, `scaling`, `inference`, `multipose`, `verify` or `web` (the browser page's
-//! saving, in headless Chromium; only when named) (default: all but `web`). `--quick` runs fewer
+//! SECTION is `rewrite`, `scaling`, `inference`, `multipose`, `verify`, `nodes` (the decoders'
+//! node counts and critical paths) or `web` (in headless Chromium, only when named: the per-node
+//! cost per backend, the decoder alone against read-back + JS, the page's saving) (default: all
+//! but `web`). `--quick` runs fewer
 //! rounds (a smoke test); `--full` adds the ResNet50-sized models at 1025x1025 to `inference`.
 //! Markdown goes to stdout; a full run also writes `benchmarks/results.md` and the plots
 //! `benchmarks/*.png`. Environment: `POSEFIX_BIN` (the binary under test; default the one cargo
@@ -19,6 +21,7 @@ mod inference;
 mod measure;
 mod models;
 mod multi_pose;
+mod nodes;
 mod peer;
 mod plot;
 mod report;
@@ -32,10 +35,11 @@ use std::process::Command;
 
 use models::Workspace;
 
-const SECTIONS: [&str; 6] = ["rewrite", "scaling", "inference", "multipose", "verify", "web"];
+const SECTIONS: [&str; 7] = ["rewrite", "scaling", "inference", "multipose", "verify", "nodes", "web"];
 /// What runs when no section is named: all but `web`, which needs Chromium and the npm packages
-/// of conformance/legs/ort_web (its setup.sh installs them) and takes about 8 minutes.
-const DEFAULT_SECTIONS: usize = 5;
+/// of conformance/legs/ort_web and conformance/tfjs (their setup installs them) and takes about
+/// 15 minutes on 2 cores (6 without the page's whole-model saving: `POSEFIX_WEB_SAVING=0`).
+const DEFAULT_SECTIONS: usize = 6;
 
 /// `--copy IN OUT [--fsync]`, the floor: the bytes through memory, written the way the tool
 /// writes.
@@ -129,7 +133,11 @@ fn main() {
                 "Verification throughput",
                 throughput::section(&ws, &repo.join("../shared/images"), if quick { 1 } else { 3 }),
             ),
-            "web" => ("The browser page: the saving in onnxruntime-web", web::section(&ws, if quick { 3 } else { 10 })),
+            "nodes" => ("The decoders' nodes and critical path", nodes::section(&ws)),
+            "web" => (
+                "The browser: per-node cost, the decoder alone against read-back + JS, the page's saving",
+                web::section(&ws, if quick { 3 } else { 10 }, if quick { 5 } else { 20 }),
+            ),
             _ => unreachable!(),
         };
         let text = format!("### {title}\n\n{body}\n");

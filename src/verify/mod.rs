@@ -19,7 +19,7 @@
 //! done, and the [`Report`] at the end.
 
 mod compare;
-mod direct;
+pub(crate) mod direct;
 mod draw;
 mod inputs;
 mod poses;
