@@ -70,6 +70,7 @@ impl Profile {
             op_rules,
             unsupported,
             derived_from: names,
+            narrow_default: None,
         }
     }
 }
