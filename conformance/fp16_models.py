@@ -40,7 +40,7 @@ VARIANTS = [
     (f"{REAL}_fp16", REAL, False, []),
     (f"{REAL}_fp16_multi-pose-n5", REAL, False, ["--poses", "5"]),
     # keypoints, poses and pose_scores in float16 as well (Barracuda 1.0.4's profile, part of
-    # `portable`, takes float32 graph outputs only: the README's example target).
+    # `portable`, takes float32 graph outputs only: docs/float16.md's example target).
     (f"{REAL}_fp16_multi-pose-n5_output-float16", REAL, False,
      ["--poses", "5", "--output-type", "float16", "--target", "tensorrt-8.4"]),
     # NHWC image and heads, float16 throughout.

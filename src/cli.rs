@@ -19,66 +19,79 @@ use crate::rewrite::{InputShape, MultiPoseOptions, OutputOptions, PixelOptions, 
 #[derive(Args, Debug)]
 #[command(rename_all = "kebab-case")]
 pub struct RewriteArgs {
-    /// Graph output holding the heatmaps (17 channels), when detection cannot tell.
+    /// Graph output holding the heatmaps (17 channels), when detection cannot tell (an ambiguous
+    /// model's error lists the choices).
     #[arg(long, value_name = "NAME", help_heading = "Heads")]
     pub heatmaps: Option<String>,
-    /// Graph output holding the offsets (34 channels), when detection cannot tell.
+    /// Graph output holding the offsets (34 channels), when detection cannot tell (an ambiguous
+    /// model's error lists the choices).
     #[arg(long, value_name = "NAME", help_heading = "Heads")]
     pub offsets: Option<String>,
-    /// Graph output holding the forward displacements (32 channels), when names cannot tell.
+    /// With --poses: the graph output holding the forward displacements (32 channels), when their
+    /// names cannot tell (one of the two flags is enough when only two are left).
     #[arg(long, value_name = "NAME", requires = "poses", help_heading = "Heads")]
     pub displacement_fwd: Option<String>,
-    /// Graph output holding the backward displacements (32 channels), when names cannot tell.
+    /// With --poses: the graph output holding the backward displacements (32 channels), when
+    /// their names cannot tell (one of the two flags is enough when only two are left).
     #[arg(long, value_name = "NAME", requires = "poses", help_heading = "Heads")]
     pub displacement_bwd: Option<String>,
-    /// Pin symbolic input dims, e.g. 1,3,257,257 or image:1,3,257,257 (repeat for several inputs).
+    /// Pin symbolic input dims, e.g. 1,3,257,257 or image:1,3,257,257 (repeat for several inputs);
+    /// the pinned dims are written into OUT. A symbolic batch may stay symbolic.
     #[arg(long, value_name = "[NAME:]DIMS", help_heading = "Heads")]
     pub input_shape: Vec<InputShape>,
-    /// Output stride in input pixels per heatmap cell, when it cannot be derived.
+    /// Output stride in input pixels per heatmap cell, when it cannot be derived from the input and
+    /// grid sizes.
     #[arg(long, value_name = "N", help_heading = "Heads")]
     pub stride: Option<u32>,
-    /// Score = sigmoid(heatmap max) or the max itself; detected from a final Sigmoid by default.
+    /// Score = sigmoid(heatmap max), or the max itself (raw); detected by default (raw when the
+    /// heatmaps already end in a Sigmoid).
     #[arg(long, value_enum, help_heading = "Output")]
     pub scores: Option<ScoreMode>,
-    /// Name of the appended output.
-    #[arg(long, default_value = crate::contract::DEFAULT_OUTPUT_NAME, help_heading = "Output")]
+    /// Name of the appended keypoints output, float [N, 17, 3] of (x, y, score) in model-input
+    /// pixels.
+    #[arg(long, value_name = "NAME", default_value = crate::contract::DEFAULT_OUTPUT_NAME, help_heading = "Output")]
     pub output_name: String,
-    /// Also decode up to N people (tfjs posenet's decodeMultiplePoses): appends poses
-    /// [B, N, 17, 3] and pose_scores [B, N]; needs the displacement heads.
+    /// Also decode up to N people, N >= 1 (tfjs posenet's decodeMultiplePoses): appends poses
+    /// [B, N, 17, 3] and pose_scores [B, N] (-1 for an empty slot); needs the displacement heads.
     #[arg(long, value_name = "N", help_heading = "Multi-pose")]
     pub poses: Option<usize>,
-    /// A pose's root keypoint needs at least this score, in [0, 1].
+    /// With --poses: a pose's root keypoint needs at least this score, in [0, 1].
     #[arg(long, value_name = "T", requires = "poses", default_value_t = DEFAULT_SCORE_THRESHOLD, help_heading = "Multi-pose")]
     pub score_threshold: f32,
-    /// Keypoints of two poses within R model-input pixels (inclusive) are one (part-based NMS).
+    /// With --poses: keypoints of two poses within R model-input pixels (d^2 <= R^2) are one
+    /// (part-based NMS); R > 0.
     #[arg(long, value_name = "R", requires = "poses", default_value_t = DEFAULT_NMS_RADIUS, help_heading = "Multi-pose")]
     pub nms_radius: f32,
-    /// Name of the appended [B, N, 17, 3] output.
+    /// With --poses: name of the appended [B, N, 17, 3] output.
     #[arg(long, value_name = "NAME", requires = "poses", default_value = DEFAULT_POSES_NAME, help_heading = "Multi-pose")]
     pub poses_name: String,
-    /// Name of the appended [B, N] output.
+    /// With --poses: name of the appended [B, N] output.
     #[arg(long, value_name = "NAME", requires = "poses", default_value = DEFAULT_POSE_SCORES_NAME, help_heading = "Multi-pose")]
     pub pose_scores_name: String,
     /// Type of every appended output: float16 rounds the float32 result once (to nearest even),
-    /// e.g. for a float16 model on a GPU runtime.
+    /// e.g. for a float16 model on a GPU runtime (see docs/float16.md).
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = FloatType::Float32, help_heading = "Output")]
     pub output_type: FloatType,
-    /// Keep only the appended outputs and drop what no longer feeds them.
+    /// Keep only the appended outputs and drop what no longer feeds them (the displacement heads,
+    /// unless --poses reads them).
     #[arg(long, help_heading = "Output")]
     pub prune: bool,
-    /// CHANGES WHAT THE MODEL'S INPUT MEANS: the image input takes pixels, 0..1 (unit, as a
-    /// texture) or 0..255 (byte), and the model applies --preprocess (mobilenet or resnet) itself,
-    /// as its first nodes. Feed it the texture as it is.
+    /// CHANGES WHAT THE MODEL'S INPUT MEANS: the image input takes pixels, 0..1 (unit, a texture
+    /// as Barracuda, Sentis or WebGL hand it over) or 0..255 (byte, an 8-bit image buffer), and
+    /// the model applies --preprocess (mobilenet or resnet, required) itself, as its first nodes.
+    /// Feed it the texture as it is (see docs/pixels.md).
     #[arg(long, value_enum, value_name = "RANGE", help_heading = "Input")]
     pub pixels: Option<Pixels>,
     /// Allow OUT to be IN (it is then replaced atomically).
     #[arg(long, help_heading = "Output")]
     pub force: bool,
     /// Flush OUT to the disk before it replaces anything, so that it survives a power loss
-    /// (slower: the whole file is written through).
+    /// (slower: the whole file is written through, about 2x the time of a 95 MB rewrite).
     #[arg(long, help_heading = "Output")]
     pub fsync: bool,
-    /// Runtime profile the appended decoder must satisfy (see `inspect`).
+    /// Runtime profile the appended decoder must satisfy; the rewrite stops with the rules it
+    /// would break. portable: the rules of every runtime profile together (see `inspect` and
+    /// docs/profiles.md).
     #[arg(
         long,
         value_name = "PROFILE",

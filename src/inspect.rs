@@ -1,8 +1,9 @@
 //! `inspect`: what a model is made of and who would run it. Inputs and outputs with tract's
 //! shapes, an op histogram, the pose heads the rewrite would find (layout, grid, stride, score
-//! mode), whether a decoder is already there, and for each profile the nodes of the whole model
-//! it would reject, with the rule and its source. The result serializes to JSON and renders as
-//! text; nothing here prints.
+//! mode), whether a decoder is already there, and for each profile what backs it (a run that
+//! proved it, or the documentation only) and the nodes of the whole model it would reject, with
+//! the rule and its source. The result serializes to JSON and renders as text; nothing here
+//! prints.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -17,7 +18,7 @@ use crate::heads::{self, HeadChoice};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
 use crate::model::query::{self, InputShape};
-use crate::profiles::{self, datum_type_name, Facts, Profile, Violation};
+use crate::profiles::{self, datum_type_name, Facts, Profile, Proof, Violation};
 use crate::tract_bridge::{self, TensorFacts};
 
 /// Everything `inspect` reports.
@@ -121,6 +122,12 @@ pub struct ProfileReport {
     pub name: String,
     pub runtime: String,
     pub version: String,
+    /// What backs the profile: `status` `proven` (with `runtime_version`, `how`, `in_ci`,
+    /// `single_pose`, `multi_pose`), `documentation-only` (with `why`), or `derived` (`portable`).
+    pub proof: Proof,
+    /// For `portable`: the proven profiles it is the intersection of.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub derived_from: Vec<String>,
     /// Distinct nodes with at least one violation.
     pub rejected_nodes: usize,
     /// Whether a rule on the whole model (its opset) is broken.
@@ -178,6 +185,8 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
                 name: p.name.clone(),
                 runtime: p.runtime.clone(),
                 version: p.version.clone(),
+                proof: p.proof.clone(),
+                derived_from: p.derived_from.clone(),
                 rejected_nodes: rejected.len(),
                 violations,
             }
@@ -405,6 +414,14 @@ impl fmt::Display for Inspection {
                 (0, true) => writeln!(f, "  {}: rejects the model", p.name)?,
                 (n, false) => writeln!(f, "  {}: rejects {n} of {} nodes", p.name, self.nodes)?,
                 (n, true) => writeln!(f, "  {}: rejects the model and {n} of {} nodes", p.name, self.nodes)?,
+            }
+            match &p.proof {
+                Proof::Derived => writeln!(
+                    f,
+                    "    proof: derived, the intersection of the proven profiles {}",
+                    p.derived_from.join(", ")
+                )?,
+                proof => writeln!(f, "    proof: {proof}")?,
             }
             for v in &p.violations {
                 writeln!(f, "    {v}")?;

@@ -13,7 +13,10 @@
 //!
 //! Two environment variables exist for the tests of this (`tests/it/interrupt.rs`) and do nothing
 //! else: `POSEFIX_TEST_NAMED_TEMPORARY` forces the named form, and `POSEFIX_TEST_PAUSE_MS` sleeps
-//! that long once the temporary file exists, so that a signal can be sent while it does.
+//! that long once the temporary file exists, so that a signal can be sent while it does. Both are
+//! read only with the `testing` feature, which the crate's dev-dependency on itself turns on for
+//! test builds (and so for the binary `cargo test` runs); a `cargo build` or `cargo install`
+//! binary does not know them: their names are not even in it.
 
 use std::fs;
 use std::io;
@@ -88,16 +91,14 @@ impl Temporary {
                 Temporary::Named { listing: Listing(file.path().to_path_buf()), file }
             }
         };
-        if let Some(ms) = std::env::var("POSEFIX_TEST_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
+        test_hooks::pause();
         Ok(temporary)
     }
 
     #[cfg(target_os = "linux")]
     fn unnamed_in(dir: &Path) -> Option<Temporary> {
         use std::os::unix::fs::OpenOptionsExt;
-        if std::env::var_os("POSEFIX_TEST_NAMED_TEMPORARY").is_some() || !Path::new("/proc/self/fd").is_dir() {
+        if test_hooks::named_temporary() || !Path::new("/proc/self/fd").is_dir() {
             return None;
         }
         // The mode, less the umask, is the file's from the start, as for a named file.
@@ -162,5 +163,34 @@ fn link(file: &fs::File, at: &Path) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// The hooks `tests/it/interrupt.rs` drives through the environment, with the `testing` feature.
+#[cfg(feature = "testing")]
+mod test_hooks {
+    /// Sleeps `POSEFIX_TEST_PAUSE_MS` milliseconds, if set: the temporary file exists meanwhile.
+    pub(super) fn pause() {
+        if let Some(ms) = std::env::var("POSEFIX_TEST_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
+    /// `POSEFIX_TEST_NAMED_TEMPORARY` set: the named form even where the unnamed one works.
+    #[cfg(target_os = "linux")]
+    pub(super) fn named_temporary() -> bool {
+        std::env::var_os("POSEFIX_TEST_NAMED_TEMPORARY").is_some()
+    }
+}
+
+/// Without the `testing` feature (the shipped binary) the hooks are nothing: the variables are
+/// never read, and their names are not in the binary.
+#[cfg(not(feature = "testing"))]
+mod test_hooks {
+    pub(super) fn pause() {}
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn named_temporary() -> bool {
+        false
     }
 }

@@ -1,4 +1,4 @@
-//! Judging nodes against a profile: each rule kind, WebGL's known-wrong patterns, and the check
+//! Judging nodes against a profile: each rule kind, the known-wrong patterns, and the check
 //! of a whole model or of the decoder a rewrite appended.
 
 use std::collections::{HashMap, HashSet};
@@ -195,6 +195,9 @@ impl RuleKind {
             RuleKind::KnownWrong { pattern: Pattern::MatmulBlockShapes } => matmul_block_shapes(node, cx),
             RuleKind::KnownWrong { pattern: Pattern::ConcatAfterNonUnitDims } => concat_after_non_unit_dims(node, cx),
             RuleKind::KnownWrong { pattern: Pattern::ClipBoundsRounded } => clip_bounds_rounded(node, cx),
+            RuleKind::KnownWrong { pattern: Pattern::NonSquarePoolKernel } => non_square_pool_kernel(node),
+            RuleKind::KnownWrong { pattern: Pattern::NonSquareStrides } => non_square_strides(node),
+            RuleKind::KnownWrong { pattern: Pattern::NonSquareDilations } => non_square_dilations(node),
         }
     }
 }
@@ -394,6 +397,38 @@ fn clip_bounds_rounded(node: &NodeProto, cx: &Context) -> Option<String> {
     let inputs = node.input.iter().skip(1).filter(|i| !i.is_empty()).filter_map(|i| cx.constants.f32_value(i));
     let bound = attrs.chain(inputs).find(|v| format!("{v:.1}").parse::<f32>().ok() != Some(*v))?;
     Some(format!("a Clip bound of {bound}, which reads {bound:.1} with one decimal"))
+}
+
+/// A 2-D attribute `name` of the node, `[height, width]`, when its two values differ.
+fn unequal_pair(node: &NodeProto, name: &str) -> Option<(i64, i64)> {
+    match node.attribute.iter().find(|a| a.name == name)?.ints.as_slice() {
+        [h, w] if h != w => Some((*h, *w)),
+        _ => None,
+    }
+}
+
+fn non_square_pool_kernel(node: &NodeProto) -> Option<String> {
+    if !matches!(node.op_type.as_str(), "MaxPool" | "AveragePool") {
+        return None;
+    }
+    let (h, w) = unequal_pair(node, "kernel_shape")?;
+    Some(format!("kernel_shape [{h}, {w}] ({h} high, {w} wide), which the runtime pools as {w} high and {h} wide"))
+}
+
+fn non_square_strides(node: &NodeProto) -> Option<String> {
+    let (h, w) = unequal_pair(node, "strides")?;
+    Some(format!("strides [{h}, {w}] ({h} down, {w} across), which the runtime steps as {w} down and {h} across"))
+}
+
+fn non_square_dilations(node: &NodeProto) -> Option<String> {
+    if node.op_type != "Conv" {
+        return None;
+    }
+    let (h, w) = unequal_pair(node, "dilations")?;
+    Some(format!(
+        "dilations [{h}, {w}], which the runtime sizes right but places the kernel's taps {w} apart down and {h} \
+         apart across"
+    ))
 }
 
 /// Ops that change a tensor's shape without moving its data.

@@ -7,12 +7,18 @@
 //! as unsupported. [`check_model`] judges nodes against one profile and returns one
 //! [`Violation`] per broken rule.
 //!
-//! `portable` is computed when the profiles load, never written by hand: the ops every runtime
-//! supports, with every rule of every runtime on them, except the rules a runtime file marks
-//! `portable = false`. Those depend on what the rewrite cannot choose (the model's opset, the
-//! heads' layout) and apply only when that runtime is targeted by name: Barracuda 1.0's
-//! channel-axis-only reductions (NHWC heads need Barracuda 1.2 or later) and its attribute-only
-//! `axes` (opsets before 13 and 18), and TensorRT 8.4's opset 13 ceiling.
+//! Each runtime file says what backs it (`[proof]`, [`Proof`]): a run of the rewritten models
+//! (which runtime version, which conformance leg or check, single and multi-pose) or the
+//! documentation alone.
+//!
+//! `portable` is computed when the profiles load, never written by hand: the ops every proven
+//! runtime supports, with every rule of every proven runtime on them, except the rules a runtime
+//! file marks `portable = false`. A documentation-only profile (Barracuda 2.0, TensorRT 8.4,
+//! OpenCV 4.x today) does not shape it. The rules left out depend on what the rewrite cannot
+//! choose (the model's opset, the heads' layout) and apply only when that runtime is targeted by
+//! name: Barracuda 1.0's channel-axis-only reductions (NHWC heads need Barracuda 1.2 or later) and
+//! its attribute-only `axes` (opsets before 13 and 18), wonnx's Clip-6 attributes (opsets before
+//! 11); and, until the square-kernel decoder lands, Barracuda 1.0.4's non-square pools and strides.
 //!
 //! Rank and axis rules need the ranks of intermediate tensors: [`Facts::from_tensors`] takes them
 //! from tract's shape inference, [`Facts::propagate`] computes them statically from a few known
@@ -48,9 +54,15 @@ impl Profile {
     pub fn all() -> Result<Vec<Profile>> {
         let runtimes =
             RUNTIME_FILES.iter().map(|(file, text)| Profile::parse(file, text)).collect::<Result<Vec<_>>>()?;
-        let mut all = vec![Profile::intersection(PORTABLE, &runtimes)];
+        let proven: Vec<Profile> = runtimes.iter().filter(|p| p.proof.is_proven()).cloned().collect();
+        let mut all = vec![Profile::intersection(PORTABLE, &proven)];
         all.extend(runtimes);
         Ok(all)
+    }
+
+    /// The runtime profiles `portable` is the intersection of: the proven ones.
+    pub fn proven() -> Result<Vec<Profile>> {
+        Ok(Profile::all()?.into_iter().skip(1).filter(|p| p.proof.is_proven()).collect())
     }
 
     /// The profile called `name` for a model whose heads have the element types `head_types`
@@ -62,9 +74,8 @@ impl Profile {
         if name != PORTABLE {
             return Ok((Profile::by_name(name)?, vec![]));
         }
-        let all = Profile::all()?;
         let (able, unable): (Vec<Profile>, Vec<Profile>) =
-            all.into_iter().skip(1).partition(|p| head_types.iter().all(|t| p.holds(t)));
+            Profile::proven()?.into_iter().partition(|p| head_types.iter().all(|t| p.holds(t)));
         let left_out = unable.into_iter().map(|p| p.name).collect::<Vec<_>>();
         if left_out.is_empty() {
             return Ok((Profile::by_name(name)?, left_out));
@@ -72,15 +83,11 @@ impl Profile {
         Ok((Profile::intersection(PORTABLE, &able), left_out))
     }
 
-    /// The runtimes behind the profile called `name` (itself, or every runtime file for
+    /// The runtimes behind the profile called `name` (itself, or every proven runtime for
     /// `portable`, less `left_out`) that cannot hold one of `types` (ONNX names) at all, each with
     /// the first such type: a model holding it does not load there, whatever the decoder adds.
     pub fn refusing_types(name: &str, types: &BTreeSet<&str>, left_out: &[String]) -> Result<Vec<(String, String)>> {
-        let runtimes = if name == PORTABLE {
-            Profile::all()?.into_iter().skip(1).collect()
-        } else {
-            vec![Profile::by_name(name)?]
-        };
+        let runtimes = if name == PORTABLE { Profile::proven()? } else { vec![Profile::by_name(name)?] };
         Ok(runtimes
             .into_iter()
             .filter(|p| !left_out.contains(&p.name))
@@ -138,8 +145,25 @@ impl Profile {
         if file.strip_suffix(".toml") != Some(profile.name.as_str()) {
             return Err(bad(format!("it is called {}", profile.name)));
         }
-        if !profile.derived_from.is_empty() {
+        if !profile.derived_from.is_empty() || profile.proof == Proof::Derived {
             return Err(bad("a runtime file cannot be derived".into()));
+        }
+        match &profile.proof {
+            Proof::Proven { runtime_version, how, single_pose, multi_pose, in_ci, evidence, .. } => {
+                if runtime_version.trim().is_empty() || how.trim().is_empty() {
+                    return Err(bad("a proven profile names the runtime version and how it was proven".into()));
+                }
+                if !single_pose && !multi_pose {
+                    return Err(bad("a proven profile proves the single-pose or the multi-pose decoder".into()));
+                }
+                if !in_ci && evidence.as_deref().is_none_or(|e| e.trim().is_empty()) {
+                    return Err(bad("a profile proven outside CI gives its evidence".into()));
+                }
+            }
+            Proof::DocumentationOnly { why } if why.trim().is_empty() => {
+                return Err(bad("a documentation-only profile says why no run backs it".into()));
+            }
+            _ => {}
         }
         let rules = profile.rules.iter().chain(profile.op_rules.iter().map(|r| &r.rule));
         for rule in rules {

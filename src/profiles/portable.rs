@@ -1,5 +1,7 @@
-//! The derived `portable` profile: the ops every runtime supports, with the rules every runtime
-//! states on them, except those a runtime marks `portable = false`.
+//! The derived `portable` profile: the ops every proven runtime supports, with the rules every
+//! proven runtime states on them, except those a runtime marks `portable = false`. The caller
+//! ([`Profile::all`]) passes the proven runtimes only: a documentation-only profile's rules do not
+//! shape it.
 
 use std::collections::BTreeSet;
 
@@ -57,12 +59,12 @@ impl Profile {
             .collect();
         Profile {
             name: name.to_string(),
-            runtime: format!("every runtime profiled ({})", names.join(", ")),
+            runtime: format!("every proven runtime ({})", names.join(", ")),
             version: "derived".to_string(),
-            source: format!("the intersection of {}", names.join(", ")),
+            source: format!("the intersection of the proven profiles {}", names.join(", ")),
             note: Some(
-                "Rules that depend on the model's opset or the heads' layout are left out; target a runtime by name \
-                 to check them."
+                "Rules that depend on the model's opset or the heads' layout are left out, and so are the \
+                 documentation-only profiles; target a runtime by name to check them."
                     .to_string(),
             ),
             supported: Supported { source: format!("the ops supported by all of {}", names.join(", ")), ops },
@@ -71,6 +73,7 @@ impl Profile {
             unsupported,
             derived_from: names,
             narrow_default: None,
+            proof: Proof::Derived,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Profile {
     /// The profiles a derived profile is computed from; empty for a runtime's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub derived_from: Vec<String>,
+    /// What shows the profile right: a run of the rewritten models, or the documentation alone.
+    pub proof: Proof,
     /// Where the runtime computes in a type narrower than float32 at its default settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrow_default: Option<NarrowDefault>,
@@ -61,6 +63,65 @@ pub struct NarrowDefault {
 impl fmt::Display for NarrowDefault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "computes in {} by default {}", self.arithmetic, self.applies)
+    }
+}
+
+/// What a profile's "accepts" rests on (the `[proof]` table of a runtime file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Proof {
+    /// Rewritten models were run on the runtime and matched the reference.
+    Proven {
+        /// The runtime that ran them, its version, and what it ran on.
+        runtime_version: String,
+        /// What ran them: a conformance leg or check, or a run outside CI.
+        how: String,
+        /// Whether CI runs it (`.ci/run`). A run outside CI says what it showed in `evidence`.
+        in_ci: bool,
+        /// Single-pose decoders were run and matched.
+        single_pose: bool,
+        /// Multi-pose decoders (`--poses`) were run and matched.
+        multi_pose: bool,
+        /// The figures of a run outside CI.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
+        /// What the runs left out (models skipped, settings changed from the runtime's defaults).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Read from the runtime's documentation or source only: no run has checked it. It does not
+    /// shape `portable`.
+    DocumentationOnly {
+        /// Why no run backs it.
+        why: String,
+    },
+    /// A derived profile (`portable`): the intersection of the proven ones. Not for runtime files.
+    Derived,
+}
+
+impl Proof {
+    pub fn is_proven(&self) -> bool {
+        matches!(self, Proof::Proven { .. })
+    }
+}
+
+impl fmt::Display for Proof {
+    /// One line: the status, what ran, and which decoders it covered.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proof::Proven { runtime_version, how, in_ci, single_pose, multi_pose, .. } => {
+                let decoders = match (single_pose, multi_pose) {
+                    (true, true) => "single and multi-pose",
+                    (true, false) => "single pose only (multi-pose not proven)",
+                    (false, true) => "multi-pose only (single pose not proven)",
+                    (false, false) => "no decoder",
+                };
+                let ci = if *in_ci { "in CI" } else { "outside CI" };
+                write!(f, "proven {ci} on {runtime_version}, {decoders}: {how}")
+            }
+            Proof::DocumentationOnly { why } => write!(f, "documentation only: {why}"),
+            Proof::Derived => write!(f, "derived"),
+        }
     }
 }
 
@@ -220,6 +281,16 @@ pub enum Pattern {
     ConcatAfterNonUnitDims,
     /// A Clip bound that is not exact with one decimal (wonnx 0.5.1 prints it with `{:.1}`).
     ClipBoundsRounded,
+    /// A MaxPool or AveragePool whose `kernel_shape` has a height other than its width: Barracuda
+    /// 1.0.4's importer hands ONNX's (height, width) to a pool array ordered (x, y), so the window
+    /// is transposed. (A Conv's kernel comes from its weights and is read right.)
+    NonSquarePoolKernel,
+    /// A pool or convolution whose `strides` differ in height and width: Barracuda 1.0.4's importer
+    /// hands them, like the pool kernel, to an (x, y) array unswapped.
+    NonSquareStrides,
+    /// A Conv whose `dilations` differ in height and width: Barracuda 1.0.4 sizes the dilated
+    /// kernel right but places its taps with the height's dilation along the width.
+    NonSquareDilations,
 }
 
 impl fmt::Display for Pattern {
@@ -234,6 +305,11 @@ impl fmt::Display for Pattern {
             }
             Pattern::ConcatAfterNonUnitDims => "Concat only where every dim before the axis is 1",
             Pattern::ClipBoundsRounded => "Clip bounds exact with one decimal",
+            Pattern::NonSquarePoolKernel => {
+                "pool kernels as high as they are wide (the runtime swaps height and width)"
+            }
+            Pattern::NonSquareStrides => "strides equal in height and width (the runtime swaps them)",
+            Pattern::NonSquareDilations => "dilations equal in height and width (the runtime misplaces the taps)",
         })
     }
 }

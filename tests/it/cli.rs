@@ -1,6 +1,7 @@
 //! The binary on good and bad input: one clear line on stderr and exit code 2 for every bad
 //! input, no panic, IN untouched, and no partial OUT.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -226,12 +227,56 @@ fn fsync_writes_the_same_bytes() {
     assert_eq!(names.len(), 2, "temporary files left: {names:?}");
 }
 
+/// `onnx-posefix args... bad...` on the real model (IN present, OUT free) exits 2 with `message`
+/// in the first line of stderr and writes no `out`, and the same run without `bad` succeeds: the
+/// refusal is `bad`'s, not a missing file's.
+fn usage_error(args: &[&OsStr], out: Option<&Path>, bad: &[&str], message: &str) {
+    let with_bad: Vec<&OsStr> = args.iter().copied().chain(bad.iter().map(OsStr::new)).collect();
+    let run = run_cli(&with_bad);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{bad:?}: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: ") && first.contains(message), "{bad:?}: wanted {message:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(stdout(&run).is_empty(), "{bad:?}: {}", stdout(&run));
+    assert!(out.is_none_or(|out| !out.exists()), "{bad:?}: OUT was written");
+    let control = run_cli(args);
+    assert_eq!(control.status.code(), Some(0), "without {bad:?}: {}", stderr(&control));
+    if let Some(out) = out {
+        fs::remove_file(out).expect("the control run wrote OUT");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2() {
-    let out = run_cli(&["--scores", "maybe", "a.onnx", "b.onnx"]);
-    assert_eq!(out.status.code(), Some(2));
-    let out = run_cli::<&str>(&[]);
-    assert_eq!(out.status.code(), Some(2));
+    let dir = TempDir::new().unwrap();
+    let real = real_model_path();
+    let out = dir.path().join("out.onnx");
+    let rewrite: [&OsStr; 2] = [real.as_os_str(), out.as_os_str()];
+    let cases: [(&[&str], &str); 4] = [
+        (&["--scores", "maybe"], "invalid value 'maybe' for '--scores"),
+        (&["--target", "nope"], "invalid value 'nope' for '--target"),
+        (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        // Parsed by clap, refused by the binary: verification flags without --verify.
+        (&["--images", "samples"], "--images only applies with --verify"),
+    ];
+    for (bad, message) in cases {
+        usage_error(&rewrite, Some(&out), bad, message);
+    }
+    // inspect refuses its own bad flags the same way.
+    let inspect: [&OsStr; 2] = ["inspect".as_ref(), real.as_os_str()];
+    usage_error(&inspect, None, &["--target", "nope"], "invalid value 'nope' for '--target");
+    usage_error(&inspect, None, &["--input-shape", "1,x"], "--input-shape");
+    // Missing arguments: nothing to run without the bad part, so no control run.
+    for (args, message) in [
+        (vec![], "the following required arguments were not provided"),
+        (vec![real.as_os_str()], "the following required arguments were not provided"),
+        (vec!["verify".as_ref(), real.as_os_str()], "the following required arguments were not provided"),
+    ] {
+        let run = run_cli(&args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
+        assert!(stderr(&run).lines().next().unwrap_or_default().contains(message), "{args:?}: {}", stderr(&run));
+    }
 }
 
 #[test]

@@ -23,10 +23,32 @@ pub fn real_model_path() -> PathBuf {
     repo_path("models/posenet-mobilenet075-257.onnx")
 }
 
-/// `../shared/images` when it exists (CI has it; a fresh clone elsewhere does not).
+/// Whether this is a CI run (`CI` set, as CI services set it, and not `false` or `0`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// `../shared/RELATIVE`, the data kept beside the repository (photos, models) that some tests
+/// need. Without it: `None` and a note on stderr naming the test that does less, for a fresh clone
+/// elsewhere; a panic when `CI` is set, since CI has the shared data and a test that silently
+/// skipped there would prove nothing.
+pub fn shared_data(relative: &str) -> Option<PathBuf> {
+    let path = repo_path("../shared").join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let shown = Path::new("../shared").join(relative);
+    if in_ci() {
+        panic!("{test}: {} is missing, and CI must have it (CI is set)", shown.display());
+    }
+    eprintln!("note: {test}: {} is missing; skipped what needs it (CI fails on this)", shown.display());
+    None
+}
+
+/// `../shared/images`, through [`shared_data`]: `None` (with a note) without it, a panic in CI.
 pub fn shared_images() -> Option<PathBuf> {
-    let dir = repo_path("../shared/images");
-    dir.is_dir().then_some(dir)
+    shared_data("images")
 }
 
 /// A model as the rewrite reads it from disk: its structure, weights left in the bytes.
@@ -48,7 +70,8 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The shared photos (`.jpg`, `.png`), sorted; `None` without `../shared/images`.
+/// The shared photos (`.jpg`, `.png`), sorted; `None` (or a panic in CI) without
+/// `../shared/images`, as [`shared_data`] says.
 pub fn shared_photos() -> Option<Vec<PathBuf>> {
     let mut photos: Vec<PathBuf> = std::fs::read_dir(shared_images()?)
         .ok()?
@@ -68,4 +91,30 @@ pub fn real_model_input(path: &Path) -> onnx_posefix::tract_onnx::prelude::Tenso
         image.get_pixel(x as u32, y as u32)[c] as f32 / 127.5 - 1.0
     })
     .into_tensor()
+}
+
+/// The real model's four heads, in this order (NCHW, a 17x17 grid), and their channels.
+pub const REAL_HEADS: [&str; 4] = ["heatmaps", "offsets", "displacement_fwd", "displacement_bwd"];
+pub const REAL_HEAD_CHANNELS: [usize; 4] = [17, 34, 32, 32];
+
+/// The real model's heads on each photo (in [`REAL_HEADS`] order, flattened CHW), as tract computes
+/// them.
+pub fn real_model_heads(photos: &[PathBuf]) -> Vec<Vec<Vec<f32>>> {
+    use onnx_posefix::tract_bridge::Runner;
+    let runner = Runner::new(&std::fs::read(real_model_path()).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
+    let index: Vec<usize> = REAL_HEADS.iter().map(|h| runner.output_index(h).unwrap()).collect();
+    photos
+        .iter()
+        .map(|photo| {
+            let outputs = runner.run(vec![real_model_input(photo)]).unwrap();
+            let heads: Vec<Vec<f32>> = index
+                .iter()
+                .map(|&i| outputs[i].to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+                .collect();
+            for (head, channels) in heads.iter().zip(REAL_HEAD_CHANNELS) {
+                assert_eq!(head.len(), channels * 17 * 17, "{}", photo.display());
+            }
+            heads
+        })
+        .collect()
 }

@@ -1,7 +1,9 @@
 //! An interrupted rewrite leaves OUT whole or absent and no temporary file behind
 //! (`src/model/temporary.rs`). The binary is paused while its temporary file exists
 //! (`POSEFIX_TEST_PAUSE_MS`) and signalled then, in both forms of the file: unnamed (`O_TMPFILE`,
-//! Linux) and named (`POSEFIX_TEST_NAMED_TEMPORARY`, the fallback elsewhere).
+//! Linux) and named (`POSEFIX_TEST_NAMED_TEMPORARY`, the fallback elsewhere). The binary knows
+//! both variables only with the `testing` feature, which `cargo test` turns on (the crate's
+//! dev-dependency on itself) for the binary it builds for these tests too.
 #![cfg(unix)]
 
 use std::path::Path;
@@ -44,7 +46,8 @@ fn wait_for_temporary(child: &Child, dir: &Path, named: bool) {
             .any(|target| target.starts_with(dir) && target.to_string_lossy().ends_with("(deleted)"))
     };
     while !made() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no temporary file appeared");
+        // The pause is the `testing` feature's (src/model/temporary.rs), which test builds have.
+        assert!(started.elapsed() < Duration::from_secs(30), "no temporary file appeared, or the binary did not pause");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod cli;
+mod cli_output;
 mod common;
 mod float16;
 mod hostile;

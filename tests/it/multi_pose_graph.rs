@@ -279,10 +279,8 @@ fn with_heads_in(graph: &mut GraphProto, mut spec: MultiPoseSpec) -> MultiPoseSp
 /// The real model with the decoder appended (for NHWC, to Transpose nodes of the test's own that
 /// give it NHWC heads), judged against the reference on the model's NCHW heads.
 fn real_model_poses_match(layout: Layout) {
-    let Some(photos) = crate::common::shared_photos() else {
-        eprintln!("skipped: ../shared/images is missing");
-        return;
-    };
+    // Without the photos: a note, or a failure in CI.
+    let Some(photos) = crate::common::shared_photos() else { return };
     let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
     let n = 5;
     let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_in((17, 17), n, layout));

@@ -578,32 +578,28 @@ fn queue_and_unrolled_forms_agree_on_random_heads() {
     assert!(total > 500, "only {total} poses");
 }
 
+/// Both forms on the heads the real model computes (tract) for every shared photo: real heatmaps
+/// have plateaus, near-ties and many candidates that the crafted and random heads above lack.
 #[test]
 fn queue_and_unrolled_forms_agree_on_the_real_heads() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("heads");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("no heads dir; skipped");
-        return;
-    };
-    let mut n = 0;
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "bin") {
-            continue;
-        }
-        let bytes = std::fs::read(&p).unwrap();
-        let d: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let c = 17 * 17;
-        let heads =
-            Heads::new(&d[..17 * c], &d[17 * c..51 * c], &d[51 * c..83 * c], &d[83 * c..], 17, 17, ScoreMode::Sigmoid)
-                .unwrap();
+    // Without the photos: a note, or a failure in CI.
+    let Some(photos) = crate::common::shared_photos() else { return };
+    assert!(photos.len() >= 20, "{} shared photos", photos.len());
+    let (mut decoded, mut crowded) = (0, 0);
+    for (photo, heads) in photos.iter().zip(crate::common::real_model_heads(&photos)) {
+        let heads = Heads::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
         for max_poses in [1, 5, 10, 50] {
             for nms_radius in [10.0, 20.0, 30.0] {
                 let prm = MultiPoseParams { max_poses, nms_radius, ..MultiPoseParams::default() };
-                assert_eq!(decode_multiple_poses(&heads, &prm), decode_multiple_poses_unrolled(&heads, &prm));
+                let queue = decode_multiple_poses(&heads, &prm);
+                let unrolled = decode_multiple_poses_unrolled(&heads, &prm);
+                assert_eq!(queue, unrolled, "{}, N = {max_poses}, R = {nms_radius}", photo.display());
+                decoded += queue.len();
+                crowded += usize::from(max_poses == 5 && nms_radius == 20.0 && queue.len() >= 2);
             }
         }
-        n += 1;
     }
-    assert_eq!(n, 25);
+    eprintln!("{} photos: {decoded} poses over 12 settings, {crowded} photos with several at N = 5", photos.len());
+    // Agreement on nothing would prove nothing: the photos give many poses, several per photo.
+    assert!(decoded >= 500 && crowded >= 10, "{decoded} poses, {crowded} photos with several at N = 5");
 }

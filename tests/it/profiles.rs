@@ -7,12 +7,13 @@ use onnx_posefix::contract::Layout;
 use onnx_posefix::inspect::{self, HeadsReport};
 use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
+use onnx_posefix::onnx_protobuf::Message;
 use onnx_posefix::onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto};
-use onnx_posefix::profiles::{self, Facts, Profile, RuleKind, Violation, PORTABLE, PROFILE_NAMES};
+use onnx_posefix::profiles::{self, Facts, Pattern, Profile, Proof, RuleKind, Violation, PORTABLE, PROFILE_NAMES};
 use onnx_posefix::rewrite::{rewrite, RewriteOptions, Rewritten};
 use onnx_posefix::testing::synthetic::{self, SyntheticSpec};
 
-use crate::common::{loaded, real_model_path, snapshot_settings};
+use crate::common::{loaded, real_model_path, run_cli, snapshot_settings, stdout};
 
 fn runtimes() -> Vec<Profile> {
     Profile::all().unwrap().into_iter().filter(|p| p.derived_from.is_empty()).collect()
@@ -68,6 +69,8 @@ fn malformed_profiles_are_refused() {
             "name = \"x\"\nruntime = \"r\"\nversion = \"1\"\nsource = \"s\"\n[supported]\nsource = \"list\"\n{file}\n{extra}"
         )
     };
+    let proven = "[proof]\nstatus = \"documentation-only\"\nwhy = \"read only\"\n";
+    let text = |extra: &str| text(&format!("{proven}{extra}"));
     assert!(Profile::parse("x.toml", &text("")).is_ok());
     let no_source = "[[op_rules]]\nops = [\"Add\"]\nrule = \"constant_input\"\ninput = 1\nsource = \"\"\n";
     assert!(Profile::parse("x.toml", &text(no_source)).unwrap_err().to_string().contains("no source"));
@@ -78,11 +81,74 @@ fn malformed_profiles_are_refused() {
     assert!(Profile::parse("y.toml", &text("")).unwrap_err().to_string().contains("called x"));
 }
 
-/// Recomputes `portable` from the runtime profiles, independently of `Profile::intersection`.
 #[test]
-fn portable_is_the_intersection_of_the_runtimes() {
-    let runtimes = runtimes();
+fn a_profile_says_what_backs_it() {
+    let text = |proof: &str| {
+        format!(
+            "name = \"x\"\nruntime = \"r\"\nversion = \"1\"\nsource = \"s\"\n[supported]\nsource = \"list\"\nops = \
+             [\"Add\"]\n{proof}"
+        )
+    };
+    let refused = |proof: &str| Profile::parse("x.toml", &text(proof)).unwrap_err().to_string();
+    assert!(refused("").contains("proof"), "{}", refused(""));
+    let run = |extra: &str| {
+        format!("[proof]\nstatus = \"proven\"\nruntime_version = \"r 1\"\nhow = \"a leg\"\nsingle_pose = true\n{extra}")
+    };
+    let in_ci = run("in_ci = true\nmulti_pose = false\n");
+    let proof = Profile::parse("x.toml", &text(&in_ci)).unwrap().proof;
+    assert!(proof.is_proven(), "{proof:?}");
+    assert_eq!(proof.to_string(), "proven in CI on r 1, single pose only (multi-pose not proven): a leg");
+    // A run outside CI gives its evidence; a proof proves a decoder; documentation says why.
+    assert!(refused(&run("in_ci = false\nmulti_pose = false\n")).contains("evidence"));
+    let outside = run("in_ci = false\nmulti_pose = true\nevidence = \"17 of 17 exact\"\n");
+    assert!(Profile::parse("x.toml", &text(&outside)).is_ok());
+    let neither = in_ci.replace("single_pose = true", "single_pose = false");
+    assert!(refused(&neither).contains("single-pose or the multi-pose"), "{}", refused(&neither));
+    assert!(refused("[proof]\nstatus = \"documentation-only\"\nwhy = \" \"\n").contains("why"));
+    assert!(refused("[proof]\nstatus = \"derived\"\n").contains("derived"));
+    assert!(refused("[proof]\nstatus = \"maybe\"\n").contains("maybe"));
+    assert!(refused(&run("in_ci = true\nmulti_pose = true\nfigures = 3\n")).contains("figures"));
+
+    // The profiles: the runtimes the conformance legs run are proven in CI, Barracuda 1.0.4 by a
+    // run outside it, the rest by documentation only.
+    let proof = |name: &str| Profile::by_name(name).unwrap().proof;
+    for name in ["ort-web-webgl", "ncnn", "wonnx"] {
+        match proof(name) {
+            Proof::Proven { in_ci: true, single_pose: true, multi_pose: true, how, .. } => {
+                assert!(how.contains("conformance leg"), "{name}: {how}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    match proof("barracuda-1.0.4") {
+        Proof::Proven { in_ci: false, single_pose: true, evidence: Some(e), runtime_version, .. } => {
+            assert!(!e.trim().is_empty() && runtime_version.contains("1.0.4"), "{runtime_version}")
+        }
+        other => panic!("barracuda-1.0.4: {other:?}"),
+    }
+    for name in ["barracuda-2.0", "tensorrt-8.4", "opencv-4.x"] {
+        assert!(matches!(proof(name), Proof::DocumentationOnly { .. }), "{name}: {:?}", proof(name));
+    }
+    assert_eq!(proof(PORTABLE), Proof::Derived);
+}
+
+/// Recomputes `portable` from the proven runtime profiles, independently of
+/// `Profile::intersection`.
+#[test]
+fn portable_is_the_intersection_of_the_proven_runtimes() {
+    let (runtimes, documented): (Vec<Profile>, Vec<Profile>) =
+        runtimes().into_iter().partition(|p| p.proof.is_proven());
+    assert_eq!(
+        runtimes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx"]
+    );
     let portable = Profile::by_name(PORTABLE).unwrap();
+    assert_eq!(Profile::proven().unwrap(), runtimes);
+    // A documentation-only profile shapes nothing: no rule of portable comes from one.
+    for r in portable.rules.iter().chain(portable.op_rules.iter().map(|r| &r.rule)) {
+        assert!(r.origin.iter().all(|o| documented.iter().all(|d| &d.name != o)), "{}: {:?}", r.kind, r.origin);
+    }
+    assert!(portable.source.contains("proven"), "{}", portable.source);
     assert_eq!(portable.derived_from, runtimes.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
     let everywhere: BTreeSet<String> = runtimes[0]
         .supported
@@ -264,6 +330,20 @@ fn inspect_reports_the_nodes_each_profile_rejects_and_why() {
     assert!(text.contains("barracuda-1.0.4: rejects 3 of 4 nodes"), "{text}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["profiles"][1]["name"], "barracuda-1.0.4");
+    // Each profile says what backs it.
+    assert_eq!(json["profiles"][1]["proof"]["status"], "proven");
+    assert_eq!(json["profiles"][1]["proof"]["in_ci"], false);
+    assert_eq!(json["profiles"][2]["proof"]["status"], "documentation-only");
+    assert_eq!(json["profiles"][0]["proof"]["status"], "derived");
+    assert_eq!(
+        json["profiles"][0]["derived_from"],
+        serde_json::json!(["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx"])
+    );
+    assert!(text.contains("  barracuda-2.0: accepts all 4 nodes\n    proof: documentation only: "), "{text}");
+    assert!(
+        text.contains("    proof: derived, the intersection of the proven profiles barracuda-1.0.4, ort-web-webgl"),
+        "{text}"
+    );
     assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 3, 8, 8]));
     assert_eq!(json["heads"]["status"], "not_found");
     // With a target, only that profile is judged.
@@ -284,8 +364,8 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
     assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
     assert_eq!(report.decoder.provenance.as_ref().unwrap().settings.layout, Layout::Nhwc);
     assert_eq!(report.profile(PORTABLE).unwrap().rejected_nodes, 0, "{report}");
-    let barracuda = report.profile("barracuda-1.0.4").unwrap();
-    assert_eq!(barracuda.rejected_nodes, 0, "{report}");
+    // Square pools and unit strides: Barracuda 1.0.4 takes the NHWC decoder too.
+    assert_eq!(report.profile("barracuda-1.0.4").unwrap().rejected_nodes, 0, "{report}");
 }
 
 #[test]
@@ -374,4 +454,115 @@ fn thin_runtime_profiles_name_each_defect_of_the_old_decoder_with_its_source() {
     let wonnx = rules("wonnx");
     has(&wonnx, "posefix/is_max_eq", "no tensors of type");
     has(&wonnx, "posefix/is_max", "no tensors of type");
+}
+
+/// `image [1,3,8,8]` -> one `posefix/` node: a MaxPool of `kernel` or a Conv with a `kernel`-sized
+/// weight, at `strides`, no padding.
+fn window_model(op: &str, kernel: [i64; 2], strides: [i64; 2]) -> ModelProto {
+    let mut graph = GraphProto::new();
+    graph.name = "window".into();
+    graph.input.push(proto::value_info("image", DataType::FLOAT, &[1, 3, 8, 8].map(Dim::Fixed)));
+    let mut attributes = vec![proto::attr_ints("strides", &strides)];
+    let (inputs, channels): (&[&str], i64) = if op == "Conv" {
+        let weights = vec![0.5; (4 * 3 * kernel[0] * kernel[1]) as usize];
+        graph.initializer.push(proto::tensor_f32("w", &[4, 3, kernel[0], kernel[1]], &weights));
+        (&["image", "w"], 4)
+    } else {
+        attributes.push(proto::attr_ints("kernel_shape", &kernel));
+        (&["image"], 3)
+    };
+    graph.node.push(proto::node(op, "posefix/window", inputs, &["out"], attributes));
+    let dims = [1, channels, (8 - kernel[0]) / strides[0] + 1, (8 - kernel[1]) / strides[1] + 1];
+    graph.output.push(proto::value_info("out", DataType::FLOAT, &dims.map(Dim::Fixed)));
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 11;
+    let mut model = ModelProto::new();
+    model.ir_version = 6;
+    model.opset_import = vec![opset];
+    model.graph = Some(graph).into();
+    model
+}
+
+/// An op, its kernel and strides, and the rule and detail Barracuda 1.0.4 refuses it with.
+type Window = (&'static str, [i64; 2], [i64; 2], Option<(Pattern, &'static str)>);
+
+#[test]
+fn barracuda_1_0_4_refuses_non_square_pool_kernels_and_strides() {
+    let barracuda = Profile::by_name("barracuda-1.0.4").unwrap();
+    let portable = Profile::by_name(PORTABLE).unwrap();
+    let cases: [Window; 6] = [
+        (
+            "MaxPool",
+            [3, 1],
+            [1, 1],
+            Some((
+                Pattern::NonSquarePoolKernel,
+                "kernel_shape [3, 1] (3 high, 1 wide), which the runtime pools as 1 high and 3 wide",
+            )),
+        ),
+        (
+            "Conv",
+            [1, 1],
+            [1, 2],
+            Some((
+                Pattern::NonSquareStrides,
+                "strides [1, 2] (1 down, 2 across), which the runtime steps as 2 down and 1 across",
+            )),
+        ),
+        (
+            "MaxPool",
+            [2, 2],
+            [2, 1],
+            Some((
+                Pattern::NonSquareStrides,
+                "strides [2, 1] (2 down, 1 across), which the runtime steps as 1 down and 2 across",
+            )),
+        ),
+        ("MaxPool", [2, 2], [2, 2], None),
+        ("Conv", [3, 3], [2, 2], None),
+        // A Conv's kernel comes from its weights, which the importer reads right.
+        ("Conv", [1, 3], [1, 1], None),
+    ];
+    let dir = tempfile::TempDir::new().unwrap();
+    for (op, kernel, strides, refused) in cases {
+        let model = window_model(op, kernel, strides);
+        let label = format!("{op} kernel {kernel:?} strides {strides:?}");
+        // `inspect --target barracuda-1.0.4`, and the check `--target` runs on a rewrite's decoder.
+        let inspected = |p: &Profile| -> Vec<String> {
+            let report = inspect::inspect(&loaded(&model), Some(p), &[]).unwrap();
+            report.profiles[0].violations.iter().map(|v| v.to_string()).collect()
+        };
+        let target = |p: &Profile| -> Vec<String> {
+            let found = profiles::check_decoder(&model, &[], p).err().unwrap_or_default();
+            found.iter().map(|v| v.to_string()).collect()
+        };
+        let path = dir.path().join("window.onnx");
+        std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+        let cli =
+            stdout(&run_cli(&["inspect".as_ref(), path.as_os_str(), "--target".as_ref(), "barracuda-1.0.4".as_ref()]));
+        let Some((pattern, detail)) = refused else {
+            assert!(inspected(&barracuda).is_empty(), "{label}: {:?}", inspected(&barracuda));
+            assert!(target(&barracuda).is_empty() && target(&portable).is_empty(), "{label}");
+            assert!(cli.contains("barracuda-1.0.4: accepts all 1 nodes"), "{label}: {cli}");
+            continue;
+        };
+        let expected = format!("node posefix/window ({op}): {detail} breaks \"{pattern}\" of barracuda-1.0.4 (");
+        for found in [inspected(&barracuda), target(&barracuda)] {
+            assert_eq!(found.len(), 1, "{label}: {found:#?}");
+            assert!(found[0].starts_with(&expected), "{label}: {}", found[0]);
+            // The source is the importer's lines at release/1.0.4.
+            assert!(found[0].contains("barracuda-release/blob/0f5faef2"), "{label}: {}", found[0]);
+        }
+        assert!(cli.contains("barracuda-1.0.4: rejects 1 of 1 nodes") && cli.contains(detail), "{label}: {cli}");
+        // `portable` must hold on Barracuda 1.0.4: it refuses the same.
+        let rule = barracuda
+            .rules_for(op)
+            .find(|r| r.kind == RuleKind::KnownWrong { pattern })
+            .unwrap_or_else(|| panic!("{label}: no {pattern:?} rule on {op}"));
+        assert!(rule.portable, "{label}: {pattern:?} left out of portable");
+        let expected = format!("node posefix/window ({op}): {detail} breaks \"{pattern}\" of portable (");
+        for found in [inspected(&portable), target(&portable)] {
+            assert!(found.iter().any(|v| v.starts_with(&expected)), "{label}: {found:#?}");
+        }
+    }
 }

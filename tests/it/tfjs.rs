@@ -9,19 +9,17 @@
 //! README states; on these photos the nearest is 100 times farther than the error.
 //!
 //! Needs `node` and `npm ci` in `conformance/tfjs`; skipped without them unless
-//! `POSEFIX_REQUIRE_TFJS` is set (CI sets it).
+//! `POSEFIX_REQUIRE_TFJS` is set (CI sets it). Needs `../shared/images` too: skipped without it
+//! unless `CI` is set (`common::shared_data`).
 
 use std::process::Command;
 
 use onnx_posefix::contract::ScoreMode;
 use onnx_posefix::reference::multi_pose::{decode_multiple_poses, Heads, MultiPoseParams, Pose};
-use onnx_posefix::tract_bridge::Runner;
 use serde_json::Value;
 
-use crate::common::{real_model_input, real_model_path, repo_path, shared_photos};
+use crate::common::{real_model_heads, repo_path, shared_photos, REAL_HEAD_CHANNELS as CHANNELS};
 
-const HEADS: [&str; 4] = ["heatmaps", "offsets", "displacement_fwd", "displacement_bwd"];
-const CHANNELS: [usize; 4] = [17, 34, 32, 32];
 const MAX_POSES: [usize; 2] = [5, 10];
 
 fn skip_or_fail(why: &str) {
@@ -57,10 +55,9 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     if !harness.join("node_modules/@tensorflow-models/posenet").is_dir() {
         return skip_or_fail("conformance/tfjs has no node_modules (run npm ci there)");
     }
-    let Some(photos) = shared_photos() else { return skip_or_fail("../shared/images is missing") };
+    // Without the photos: a note, or a failure in CI.
+    let Some(photos) = shared_photos() else { return };
 
-    let runner = Runner::new(&std::fs::read(real_model_path()).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
-    let index: Vec<usize> = HEADS.iter().map(|h| runner.output_index(h).unwrap()).collect();
     // POSEFIX_TFJS_KEEP=DIR keeps the heads and tfjs's answer there, to look into a difference.
     let temp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("POSEFIX_TFJS_KEEP").map_or_else(|| temp.path().to_path_buf(), Into::into);
@@ -68,14 +65,8 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     let params = MultiPoseParams::default();
     let mut heads_of = vec![];
     let mut manifest = vec![];
-    for photo in &photos {
+    for (photo, heads) in photos.iter().zip(real_model_heads(&photos)) {
         let name = photo.file_stem().unwrap().to_string_lossy().into_owned();
-        let outputs = runner.run(vec![real_model_input(photo)]).unwrap();
-        let heads: Vec<Vec<f32>> =
-            index.iter().map(|&i| outputs[i].to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect();
-        for (h, c) in heads.iter().zip(CHANNELS) {
-            assert_eq!(h.len(), c * 17 * 17);
-        }
         let bytes: Vec<u8> = heads.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(dir.as_path().join(format!("{name}.bin")), bytes).unwrap();
         manifest.push(serde_json::json!({ "name": name, "height": 17, "width": 17 }));

@@ -276,7 +276,7 @@ try {
       }
       if (label === "--poses 3") await page.screenshot({ path: path.join(out, "page-poses.png"), fullPage: true });
     }
-    // The page as a newcomer sees it, for the README: defaults, run, drawn.
+    // The page as a newcomer sees it, for docs/web-page.md: defaults, run, drawn.
     await page.evaluate(async (b64) => {
       await posefixPage.setModel(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), "posenet-mobilenet075-257.onnx");
       posefixPage.setOptions({});

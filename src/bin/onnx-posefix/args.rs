@@ -20,8 +20,14 @@ use onnx_posefix::verify::{DecoderOverrides, Preprocess, Tolerances, VerifyOptio
     rename_all = "kebab-case",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "A model file named like a subcommand (verify, inspect) is given as ./verify, or after --: \
-                  onnx-posefix -- verify out.onnx"
+    after_help = "Exit codes:\n  \
+                  0         rewritten (and, with --verify, verified equal)\n  \
+                  1         verification found a mismatch\n  \
+                  2         bad usage or bad input: one line on stderr saying why; IN untouched\n  \
+                  130, 143  interrupted by SIGINT or SIGTERM: no temporary file left\n\n\
+                  A model file named like a subcommand (verify, inspect) is given as ./verify, or after --:\n  \
+                  onnx-posefix -- verify out.onnx\n\n\
+                  The output contract, the runtime profiles and verification: docs/ in the repository."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -34,7 +40,8 @@ pub(crate) struct Cli {
     pub(crate) output: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) rewrite: RewriteArgs,
-    /// After writing OUT, verify it against IN with tract (see the verify subcommand).
+    /// After writing OUT, verify it against IN with tract (see the verify subcommand); a mismatch
+    /// exits 1.
     #[arg(long, help_heading = "Verification")]
     pub(crate) verify: bool,
     #[command(flatten)]
@@ -46,11 +53,14 @@ pub(crate) enum Command {
     /// Verify a rewritten model against its original, with tract
     ///
     /// Both models run on photos and adversarial inputs, and REWRITTEN's decoder alone on crafted
-    /// heads; its keypoints are compared with a reference decoder on ORIGINAL's heads. Exit 0
-    /// all equal, 1 mismatch, 2 bad usage or unreadable inputs.
+    /// heads; its keypoints (and, for a multi-pose model, its poses) are compared with a reference
+    /// decoder on ORIGINAL's heads. Exit 0 all equal, 1 mismatch, 2 bad usage, a model that cannot
+    /// be read or run, or an unreadable photo (2 wins over 1: the run is incomplete).
     Verify(Box<VerifyCommand>),
     /// Describe a model: inputs and outputs, op histogram, pose heads, decoder, and for each
     /// runtime profile the nodes it would reject
+    ///
+    /// Exit 0 whatever the profiles say, 2 on an unreadable model.
     Inspect(InspectCommand),
 }
 
@@ -111,7 +121,8 @@ pub(crate) struct DecoderArgs {
 #[derive(Args, Debug)]
 #[command(rename_all = "kebab-case")]
 pub(crate) struct VerificationArgs {
-    /// Photos to check: JPEG or PNG files, or folders of them [default: the bundled sample].
+    /// Photos to check: JPEG or PNG files, or folders of them (scanned, not recursively, for .jpg,
+    /// .jpeg and .png) [default: the sample photo bundled into the binary].
     #[arg(long, value_name = "PATH", num_args = 1.., help_heading = "Verification")]
     pub(crate) images: Vec<PathBuf>,
     /// Pixel normalization: mobilenet x/127.5-1, resnet x+[-123.15,-115.90,-103.06], unit x/255,
@@ -119,16 +130,17 @@ pub(crate) struct VerificationArgs {
     /// normalization the rewrite prepends (mobilenet or resnet).
     #[arg(long, value_enum, help_heading = "Verification")]
     pub(crate) preprocess: Option<Preprocess>,
-    /// Largest |dx| or |dy| accepted, in model-input pixels [default: 0.001].
+    /// Largest |dx| or |dy| accepted, in model-input pixels; NaN never matches [default: 0.001].
     #[arg(long, value_name = "PX", help_heading = "Verification")]
     pub(crate) tol_px: Option<f32>,
-    /// Largest |dscore| accepted [default: 0.00001].
+    /// Largest |dscore| accepted, for keypoint and pose scores [default: 0.00001].
     #[arg(long, value_name = "D", help_heading = "Verification")]
     pub(crate) tol_score: Option<f32>,
-    /// Also write the report as JSON (schema in the README).
+    /// Also write the report as JSON (schema version 1, described in docs/verification.md).
     #[arg(long, value_name = "FILE", help_heading = "Verification")]
     pub(crate) json: Option<PathBuf>,
-    /// Write each photo with the rewritten model's pose drawn over it, as DIR/<name>.png.
+    /// Write each photo with the rewritten model's pose drawn over it (for a multi-pose model,
+    /// every pose found, each in its own colour with its score), as DIR/<name>.png.
     #[arg(long, value_name = "DIR", help_heading = "Verification")]
     pub(crate) draw: Option<PathBuf>,
 }
