@@ -41,12 +41,29 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    ORIGINAL model holds must refuse the rewritten model (fail to load it or its first run): it
    is not run further, and a runtime that loads and runs it fails the suite (the profile's claim
    is then wrong).
-6. A table per model and runtime, a list of load failures with their reasons, and
+6. Runtimes that compute in fp16 at their defaults (a runtime with `fp16_arithmetic = True`, e.g.
+   ncnn on Vulkan with ncnn's default options): the heads come back as that runtime computed them
+   (rounded to fp16), the reference decodes them in float32 as everywhere else, and `keypoints`
+   must pick the same cells: each position, rounded to fp16, equal to the reference's rounded to
+   fp16 (`np.float16(ref) == np.float16(got)`), each score within FP16_SCORE_TOL (or two fp16
+   spacings); the heads within FP16_HEADS_TOL of the original's (not compared for a model that
+   takes pixels: its normalization runs in fp16 too, the original's ran in check.py in float32). The
+   multi-pose decoder is not expected to be exact there: its outputs are compared as in 3, but a
+   mismatch is reported as "not exact at fp16 defaults (expected)" with the setting that makes it
+   exact (the runtime's `exact_setting`), not as a failure; the leg checks that setting exactly
+   in another runtime. A runtime with `float16_constants = True` (it stores the model's float
+   constants in float16 and computes in float32: onnx2tf's float16 .tflite) is held to the float32
+   rules, except that a model that takes pixels has its heads compared with the original's within
+   FP16_HEADS_TOL (its in-graph normalization's constants are rounded too; counted in the line on
+   bit-identical heads).
+7. A table per model and runtime, a list of load failures with their reasons, and
    MODELS_DIR/report.json.
 
-Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx`): each folder conformance/legs/LEG/ has a
-`setup.sh` that installs the runtime (run.sh runs it) and a `runtime.py` whose `runtimes()` gives
-objects with the same interface as the classes below, plus `accepts(entry)` (None, or why the leg
+Thin runtimes come as legs (`--legs ort_web,ncnn,wonnx,onnx2tf`): each folder
+conformance/legs/LEG/ has a `setup.sh` that installs the runtime (run.sh runs it) and a
+`runtime.py` whose `runtimes()` gives objects with the same interface as the classes below (and
+optionally `fp16_arithmetic` with `exact_setting`, or `float16_constants`: 6. above), plus
+`accepts(entry)` (None, or why the leg
 skips a model: a batch it cannot hold, say), optionally `select_inputs(entry, inputs)` (the inputs
 it runs: a subset of the photos on a software GPU; a multi-pose entry names its multi-person
 photos in `subset_photos` for that) and `close()`. `run` returns every graph output under its
@@ -85,6 +102,17 @@ HEADS_TOL = 1e-4
 # reference's, summed in an order the runtime chooses: 16 f32 additions of a sum below 17 round
 # off at most 16 * 2^-20 (< 1.6e-5), 1e-6 after the division by 17.
 POSE_SCORE_TOL = SCORE_TOL + 1e-6
+# A runtime that computes in fp16 (its `fp16_arithmetic` attribute; see compare_run): a score
+# within FP16_SCORE_TOL, or FP16_SCORE_SPACINGS fp16 spacings of the reference's where that is
+# more, passes (on top of SCORE_TOL). A Sigmoid evaluated in fp16 rounds exp(-x), 1 + exp(-x) and
+# the quotient: sigmoid(x) (1 - sigmoid(x)) (|x| + 2) 2^-10 at most, under 2^-8 for |x| <= 14;
+# numpy's fp16 chain on the real model's fp16 heads at ncnn's defaults was off by 6.4e-4. A
+# logit score is a head value: exact up to the rounding of the output. The heads may differ from
+# the original model's on the same runtime by FP16_HEADS_TOL relative (the same Convs in fp16,
+# maybe fused or ordered differently by the converter: a few fp16 roundings of 2^-11).
+FP16_SCORE_TOL = 2.0 ** -8
+FP16_SCORE_SPACINGS = 2
+FP16_HEADS_TOL = 2.0 ** -7
 # Photos with several people (and poses above 0.15 each, from tfjs), which legs that run a subset
 # of the photos (software GPUs) run for the multi-pose models.
 # In this order: a leg that runs fewer takes the first ones.
@@ -193,14 +221,19 @@ class MultiPoseReference:
         return out
 
 
-def cells_matching(off_nchw, stride, b, k, x, y):
-    """Heatmap cells whose decoded position is (x, y) within tolerance: where a mismatching
-    runtime most likely pointed."""
+def cells_matching(off_nchw, stride, b, k, x, y, fp16=False):
+    """Heatmap cells whose decoded position is (x, y) within tolerance (with `fp16`: equal once
+    both are rounded to fp16): where a mismatching runtime most likely pointed."""
     _, _, h, w = off_nchw.shape
     gy, gx = np.mgrid[0:h, 0:w]
-    py = (gy * stride).astype(np.float32) + off_nchw[b, k]
-    px = (gx * stride).astype(np.float32) + off_nchw[b, k + NUM_KEYPOINTS]
-    found = np.argwhere((np.abs(py - y) <= POS_TOL) & (np.abs(px - x) <= POS_TOL))
+    py = (gy * stride).astype(np.float32) + np.asarray(off_nchw[b, k], dtype=np.float32)
+    px = (gx * stride).astype(np.float32) + np.asarray(off_nchw[b, k + NUM_KEYPOINTS], dtype=np.float32)
+    if fp16:
+        with np.errstate(over="ignore", invalid="ignore"):
+            near = (py.astype(np.float16) == np.float16(y)) & (px.astype(np.float16) == np.float16(x))
+    else:
+        near = (np.abs(py - y) <= POS_TOL) & (np.abs(px - x) <= POS_TOL)
+    found = np.argwhere(near)
     return [tuple(int(v) for v in cell) for cell in found[:3]]
 
 
@@ -507,6 +540,12 @@ class RuntimeResult:
     ran_despite_profile: bool = False
     # Float16 outputs the runtime returned as float32 holding float16 values (see narrowed()).
     widened_outputs: int = 0
+    # A runtime computing in fp16 (`fp16_arithmetic`): positions compared rounded to fp16, and
+    # the multi-pose runs' mismatches kept here (expected), not in `mismatches`.
+    fp16: bool = False
+    multi_pose_runs: int = 0
+    multi_pose_exact_runs: int = 0
+    expected_inexact: list = field(default_factory=list)
 
     @property
     def refused_as_expected(self):
@@ -515,6 +554,11 @@ class RuntimeResult:
     @property
     def exact(self):
         return self.loaded and self.run_failure is None and self.runs > 0 and self.exact_runs == self.runs
+
+    @property
+    def multi_pose_inexact(self):
+        """Multi-pose runs that were not exact where that is expected (fp16 arithmetic)."""
+        return self.multi_pose_runs - self.multi_pose_exact_runs if self.fp16 else 0
 
 
 def nan_aware_diff(a, b):
@@ -562,8 +606,13 @@ def as_output_type(ref, want_type):
     return rounded, np.where(np.isfinite(slack), slack, 0.0)
 
 
-def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
-    """Checks one run's keypoints against the reference on its own heads."""
+def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, fp16=False, float16_constants=False):
+    """Checks one run's keypoints against the reference on its own heads. With `fp16` (a runtime
+    that computes in fp16): positions equal once both are rounded to fp16, scores within
+    FP16_SCORE_TOL or FP16_SCORE_SPACINGS fp16 spacings (plus SCORE_TOL), heads within
+    FP16_HEADS_TOL. With `float16_constants` (a runtime that stores the model's float constants in
+    float16 and computes in float32), a model that takes pixels has its heads compared within
+    FP16_HEADS_TOL too: the normalization's constants are rounded like every weight."""
     problems = []
     kp = outs.get(entry["output"])
     hm, off = outs.get(entry["heatmaps"]), outs.get(entry["offsets"])
@@ -585,19 +634,35 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
     res.max_dy = max(res.max_dy, float(d[..., 1].max()))
     res.max_dscore = max(res.max_dscore, float(d[..., 2].max()))
     res.keypoints_checked += kp.shape[0] * kp.shape[1]
-    res.bit_exact_positions += int((bits(kp[..., :2]) == bits(ref[..., :2])).all(axis=-1).sum())
-    bad = (d[..., 0] > POS_TOL + slack[..., 0]) | (d[..., 1] > POS_TOL + slack[..., 1]) \
-        | (d[..., 2] > SCORE_TOL + slack[..., 2])
+    if fp16:
+        # The runtime adds cell * stride and the offset in fp16: the reference's float32 sum,
+        # rounded to fp16, is what it must give (the same cell, the same offset).
+        with np.errstate(over="ignore", invalid="ignore"):
+            got16, ref16 = kp.astype(np.float16), ref.astype(np.float16)
+            score_slack = np.nan_to_num(np.abs(np.spacing(ref16[..., 2])).astype(np.float64), nan=0.0, posinf=0.0)
+        same = (got16[..., :2] == ref16[..., :2]) | (np.isnan(got16[..., :2]) & np.isnan(ref16[..., :2]))
+        res.bit_exact_positions += int(same.all(axis=-1).sum())
+        score_tol = np.maximum(FP16_SCORE_TOL, FP16_SCORE_SPACINGS * score_slack)
+        bad = ~same.all(axis=-1) | (d[..., 2] > SCORE_TOL + np.maximum(slack[..., 2], score_tol))
+    else:
+        res.bit_exact_positions += int((bits(kp[..., :2]) == bits(ref[..., :2])).all(axis=-1).sum())
+        bad = (d[..., 0] > POS_TOL + slack[..., 0]) | (d[..., 1] > POS_TOL + slack[..., 1]) \
+            | (d[..., 2] > SCORE_TOL + slack[..., 2])
     if bad.any():
         off_nchw = off.transpose(0, 3, 1, 2) if entry["layout"] == "NHWC" else off
         for b, k in np.argwhere(bad)[:3]:
             got, want = kp[b, k], ref[b, k]
             cell = tuple(int(v) for v in cells[b, k])
-            took = cells_matching(off_nchw, entry["stride"], b, k, got[0], got[1])
+            took = cells_matching(off_nchw, entry["stride"], b, k, got[0], got[1], fp16)
+            if fp16:
+                w16 = want.astype(np.float16)
+                want_text = (f"reference rounded to fp16 ({float(w16[0]):.6g}, {float(w16[1]):.6g}, "
+                             f"{float(w16[2]):.6g}) (float32 ({want[0]:.6g}, {want[1]:.6g}, {want[2]:.6g}))")
+            else:
+                want_text = f"reference ({want[0]:.6g}, {want[1]:.6g}, {want[2]:.6g})"
             problems.append(
                 f"{label}: item {b} keypoint {k}: got (x, y, score) ({got[0]:.6g}, {got[1]:.6g}, {got[2]:.6g}), "
-                f"reference ({want[0]:.6g}, {want[1]:.6g}, {want[2]:.6g}) at cell {cell}; "
-                f"runtime's position fits cells {took or 'none'}"
+                f"{want_text} at cell {cell}; runtime's position fits cells {took or 'none'}"
             )
         if bad.sum() > 3:
             problems.append(f"{label}: {int(bad.sum())} keypoints differ in all")
@@ -620,7 +685,11 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult):
                 continue
             diff = nan_aware_diff(a, b) / (1.0 + np.abs(b))
             res.heads_max_diff = max(res.heads_max_diff, float(diff.max()))
-            if diff.max() > HEADS_TOL:
+            if fp16 and entry.get("pixels"):
+                # The in-graph normalization itself runs in fp16 there, the original's input was
+                # normalized by check.py in float32: the heads differ (counted, not compared).
+                continue
+            if diff.max() > (FP16_HEADS_TOL if fp16 or (float16_constants and entry.get("pixels")) else HEADS_TOL):
                 problems.append(f"{label}: head {head} differs from the original model's by {float(diff.max()):.3g}")
     return problems
 
@@ -724,6 +793,7 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     # A leg may run a subset of the inputs (the real model's photos on a slow software GPU).
     inputs = getattr(runtime, "select_inputs", lambda _entry, i: i)(entry, inputs)
     res.expected_refusal = refusal_expected(runtime, models_dir, entry)
+    res.fp16 = bool(getattr(runtime, "fp16_arithmetic", False))
     try:
         net = runtime.load(models_dir / entry["posefix"])
         res.loaded = True
@@ -765,7 +835,8 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
         except Exception as exc:  # noqa: BLE001
             res.run_failure = f"{label}: {one_line(exc)}"
             break
-        problems.append(compare_run(entry, label, outs, orig_outs, res))
+        problems.append(compare_run(entry, label, outs, orig_outs, res, res.fp16,
+                                    bool(getattr(runtime, "float16_constants", False))))
         if entry.get("multi_pose"):
             got, problem = multi_pose_outputs(entry, label, outs)
             if problem:
@@ -775,7 +846,13 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     # The multi-pose reference decodes every run's heads in one call.
     decoded = reference.decode(entry, [heads for _, _, heads, _, _ in multi]) if multi else []
     for (i, label, _, poses, pose_scores), ref in zip(multi, decoded):
-        problems[i] += compare_multi_pose(entry, label, poses, pose_scores, ref, res)
+        found = compare_multi_pose(entry, label, poses, pose_scores, ref, res)
+        res.multi_pose_runs += 1
+        res.multi_pose_exact_runs += not found
+        if res.fp16:  # not expected to be exact in fp16 (see 6. above): reported, not a failure
+            res.expected_inexact += found
+        else:
+            problems[i] += found
     for run_problems in problems:
         res.runs += 1
         if run_problems:
@@ -797,9 +874,13 @@ def cell_text(res: RuntimeResult):
         return "NOT LOADED"
     if res.run_failure:
         return "RUN FAILED"
+    extra = ""
+    if res.fp16 and res.multi_pose_runs:
+        extra = (f" (poses: fp16-inexact {res.multi_pose_inexact}/{res.multi_pose_runs}, expected)"
+                 if res.multi_pose_inexact else f" (poses: exact {res.multi_pose_runs}/{res.multi_pose_runs})")
     if res.exact:
-        return f"exact {res.exact_runs}/{res.runs}"
-    return f"MISMATCH {res.runs - res.exact_runs}/{res.runs}"
+        return f"exact {res.exact_runs}/{res.runs}{extra}"
+    return f"MISMATCH {res.runs - res.exact_runs}/{res.runs}{extra}"
 
 
 def print_table(rows, runtimes):
@@ -822,14 +903,20 @@ def main():
     parser.add_argument("--sample", type=Path, action="append", default=None,
                         help="extra photo for the real model (default: samples/astronaut.png)")
     parser.add_argument("--report", type=Path, default=None, help="JSON report (default: MODELS_DIR/report.json)")
-    parser.add_argument("--legs", default="", help="thin-runtime legs to run too, comma-separated (ort_web,ncnn,wonnx)")
+    parser.add_argument("--legs", default="", help="thin-runtime legs to run too, comma-separated (ort_web,ncnn,wonnx,onnx2tf)")
     parser.add_argument("--multi-pose-reference", type=Path, default=DEFAULT_MULTI_POSE_REFERENCE,
                         help="the decode_multi_pose example binary (default: target/debug/examples/decode_multi_pose)")
+    parser.add_argument("--models", default=None, metavar="REGEX",
+                        help="only the models whose name matches REGEX (re.search), for debugging a leg")
+    parser.add_argument("--runtimes", default=None, metavar="NAMES",
+                        help="only these runtimes, comma-separated (e.g. ncnn-vulkan-defaults), for debugging a leg")
     args = parser.parse_args()
 
     started = time.monotonic()
     models_dir = args.models_dir
     manifest = json.loads((models_dir / "manifest.json").read_text())
+    if args.models:
+        manifest["models"] = [e for e in manifest["models"] if re.search(args.models, e["name"])]
     samples = args.sample if args.sample is not None else [REPO / "samples" / "astronaut.png"]
     photos = sorted(p for p in args.images.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
         if args.images.is_dir() else []
@@ -838,6 +925,12 @@ def main():
     import onnx
 
     runtimes = [OnnxRuntime(), *OpenCvDnn.all(), *load_legs([n for n in args.legs.split(",") if n])]
+    if args.runtimes:
+        wanted = set(args.runtimes.split(","))
+        if wanted - {r.name for r in runtimes}:
+            raise SystemExit(f"conformance: no runtime {sorted(wanted - {r.name for r in runtimes})} "
+                             f"(have {[r.name for r in runtimes]})")
+        runtimes = [r for r in runtimes if r.name in wanted]
     versions = {"python": sys.version.split()[0], "numpy": np.__version__, "onnx": onnx.__version__}
     versions.update({r.name: r.version for r in runtimes})
     print("conformance: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -947,9 +1040,18 @@ def main():
                    f"positions bit-exact, max |d pose score| {max([r.pose_max_dpose_score for r in mp] or [0]):.2g}"
                    if multi_rows else "")
         refused = sum(r.refused_as_expected for r in ran)
+        mp = [r for r in mp if not r.expected_refusal]
+        if getattr(runtime, "fp16_arithmetic", False) and mp:
+            inexact = [r for r in mp if r.multi_pose_inexact]
+            mp_text = (f"; multi-pose {len(inexact)}/{len(mp)} models not exact at fp16 defaults (expected; setting: "
+                       f"{getattr(runtime, 'exact_setting', '?')}), "
+                       f"{sum(r.multi_pose_inexact for r in mp)}/{sum(r.multi_pose_runs for r in mp)} runs")
         print(f"{runtime.name} {runtime.version}: loaded {loaded}/{len(ran)}, exact {exact}/{len(ran)}"
+              + (" (fp16 arithmetic: positions compared rounded to fp16)" if getattr(runtime, "fp16_arithmetic", False)
+                 else "")
               + (f", {refused} refused as its profile says" if refused else "")
-              + (f", {skipped} skipped" if skipped else "") + mp_text)
+              + (f", {skipped} skipped" if skipped else "") + mp_text
+              + f"; {sum(r.seconds for r in ran):.0f}s (loading, converting, running, checking)")
     fp16_rows = [row for row in rows if row["entry"].get("fp16")]
     fp16_summary = {}
     if fp16_rows:
@@ -996,6 +1098,23 @@ def main():
             by_reason.setdefault(reason, []).append(where)
         for reason, wheres in by_reason.items():
             print(f"- {reason}\n  on: {', '.join(wheres)}")
+    expected = [(row["name"], runtime, row["results"][runtime.name]) for row in rows for runtime in runtimes
+                if row["results"][runtime.name].multi_pose_inexact]
+    if expected:
+        print(f"\n{len(expected)} multi-pose models not exact at fp16 defaults (expected, not failures):")
+        for name, runtime, res in expected:
+            print(f"- {name} on {runtime.name}: {res.multi_pose_inexact}/{res.multi_pose_runs} runs not exact "
+                  f"(setting: {getattr(runtime, 'exact_setting', '?')}); first: "
+                  f"{res.expected_inexact[0] if res.expected_inexact else '?'}")
+    for runtime in runtimes:
+        bad = [row["name"] for row in rows if row["results"][runtime.name].fp16 and row["results"][runtime.name].mismatches]
+        if bad:
+            failures.append(
+                f"{runtime.name} computes in fp16 (the runtime's defaults): {len(bad)} models mismatch. Its keypoints must "
+                "pick the cells of a first-occurrence argmax of the heads this run computed, positions equal to the "
+                "reference's rounded to fp16 (scores within an fp16 tolerance); a decoder with a constant or "
+                "intermediate beyond fp16's +-65504 where its arithmetic depends on it (2^100 factors, FLT_MAX clamps) "
+                "cannot. Models: " + ", ".join(bad))
     if failures:
         print(f"\n{len(failures)} FAILURES:")
         for f in failures:
@@ -1004,7 +1123,9 @@ def main():
     elapsed = time.monotonic() - started
     report = {
         "versions": versions,
-        "tolerances": {"position": POS_TOL, "score": SCORE_TOL, "heads": HEADS_TOL, "pose_score": POSE_SCORE_TOL},
+        "tolerances": {"position": POS_TOL, "score": SCORE_TOL, "heads": HEADS_TOL, "pose_score": POSE_SCORE_TOL,
+                       "fp16_arithmetic": {"position": "equal once rounded to fp16", "score": FP16_SCORE_TOL,
+                                           "score_spacings": FP16_SCORE_SPACINGS, "heads": FP16_HEADS_TOL}},
         "seconds": round(elapsed, 2),
         "multi_pose": {"models": len(multi_rows), "runs": multi_runs, "poses_compared": poses,
                        "keypoints_checked": pose_kps, "bit_exact_positions": pose_bit,
@@ -1039,6 +1160,9 @@ def main():
                         "max_dx": res.max_dx, "max_dy": res.max_dy, "max_dscore": res.max_dscore,
                         "heads_max_rel_diff": res.heads_max_diff,
                         "heads_runs": res.heads_runs, "heads_bit_identical_runs": res.heads_bit_identical_runs, "mismatches": res.mismatches,
+                        **({"fp16_arithmetic": True, "multi_pose_runs": res.multi_pose_runs,
+                            "multi_pose_exact_runs": res.multi_pose_exact_runs,
+                            "multi_pose_expected_inexact": res.expected_inexact} if res.fp16 else {}),
                         **({"poses_compared": res.poses_compared, "pose_keypoints_checked": res.pose_keypoints_checked,
                             "pose_bit_exact_positions": res.pose_bit_exact_positions,
                             "pose_scores_bit_exact": res.pose_scores_bit_exact, "pose_max_dpos": res.pose_max_dpos,

@@ -8,8 +8,10 @@
 # Needs python3 (with venv and pip), cargo and network access to PyPI on the first run. The venv
 # lives in target/conformance-venv and is rebuilt when requirements.txt or the Python changes;
 # models and report.json go to target/conformance/. Extra arguments go to check.py; with
-# `--legs ort_web,ncnn,wonnx` each leg's conformance/legs/LEG/setup.sh installs its runtime first
-# (Debian packages with apt-get, so as root, and pinned npm or PyPI packages).
+# `--legs ort_web,ncnn,wonnx,onnx2tf` each leg's conformance/legs/LEG/setup.sh installs its runtime
+# first (Debian packages with apt-get, so as root, and pinned npm or PyPI packages; onnx2tf, its
+# TensorFlow and LiteRT in a venv of their own). check.py's --models REGEX and --runtimes NAMES
+# narrow a run down while debugging a leg.
 #
 # Environment: PYTHON (default python3), POSEFIX_CONFORMANCE_VENV (venv location).
 set -euo pipefail

@@ -11,7 +11,10 @@ const BUNDLED_PHOTO = "pkg/astronaut.png";
 
 const $ = (id) => document.getElementById(id);
 const page = (window.posefixPage = { ready: false, errors: [] });
-let ort, posefix, about;
+// `ort`: onnxruntime-web's `ort.all` bundle (WebGL and wasm); `gpuOrt`: its `ort.webgpu` bundle,
+// loaded at the first WebGPU session. Their "webgpu" differ: `ort.webgpu` runs onnxruntime's C++
+// WebGPU provider (what conformance/legs/ort_web checks), `ort.all` the older JavaScript kernels.
+let ort, gpuOrt, ortBase, posefix, about;
 
 // --draw's look comes from the library (about.style: onnx_posefix::render::DRAW_STYLE).
 
@@ -25,6 +28,7 @@ async function loadOrt() {
     try {
       ort = await import(`${base}ort.all.min.mjs`);
       ort.env.wasm.wasmPaths = base;
+      ortBase = base;
       break;
     } catch (e) {
       last = e;
@@ -35,6 +39,30 @@ async function loadOrt() {
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
   ort.env.logLevel = "error";
+}
+
+/// The bundle that runs `backend`.
+async function ortFor(backend) {
+  if (backend !== "webgpu") return ort;
+  if (!gpuOrt) {
+    const m = await import(`${ortBase}ort.webgpu.min.mjs`);
+    m.env.wasm.wasmPaths = ortBase;
+    m.env.wasm.numThreads = 1;
+    m.env.wasm.proxy = false;
+    m.env.logLevel = "error";
+    gpuOrt = m;
+  }
+  return gpuOrt;
+}
+
+/// Why this browser has no WebGPU, or null when it has an adapter.
+async function noWebGpu() {
+  if (!navigator.gpu) return "no navigator.gpu";
+  try {
+    return (await navigator.gpu.requestAdapter()) ? null : "no WebGPU adapter";
+  } catch (e) {
+    return String(e && e.message ? e.message : e);
+  }
 }
 
 const state = (page.state = {
@@ -164,23 +192,55 @@ function feedsFor(provenance) {
 }
 
 // ---- running ----
+/// A session on exactly `backend` (no other execution provider), with the tensor class of its
+/// bundle as `session.Tensor`. On WebGPU, onnxruntime would quietly run the nodes its WebGPU
+/// provider has no kernel for on the CPU; `session.disable_cpu_ep_fallback` makes such a model
+/// fail instead, so that the page falls back as a whole and says why.
 async function sessionOn(bytes, backend) {
-  return ort.InferenceSession.create(bytes, { executionProviders: [backend], graphOptimizationLevel: "all" });
+  const o = await ortFor(backend);
+  const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
+  if (backend === "webgpu") options.extra = { session: { disable_cpu_ep_fallback: "1" } };
+  const session = await o.InferenceSession.create(bytes, options);
+  session.Tensor = o.Tensor;
+  return session;
 }
 
-/// A session on `backend`; for WebGL, one that ran once, else wasm (with why).
+/// `feeds` as tensors of `session`'s bundle.
+function ownFeeds(session, feeds) {
+  return Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new session.Tensor(t.type, t.data, t.dims)]));
+}
+
+/// The backends tried in order, from the one chosen: WebGPU, then WebGL, then wasm.
+const FALLBACK = ["webgpu", "webgl", "wasm"];
+const LABEL = { webgpu: "WebGPU", webgl: "WebGL", wasm: "wasm" };
+
+/// A session on `backend` that ran once on `feeds`, else on the next backend of FALLBACK (with
+/// why each failed).
 async function sessionWithFallback(bytes, backend, feeds) {
-  if (backend === "webgl") {
+  const failed = [];
+  for (const b of FALLBACK.slice(FALLBACK.indexOf(backend))) {
+    if (b === "wasm") {
+      const fallback = failed.length ? `${failed.join("; ")}; ran on wasm` : null;
+      return { session: await sessionOn(bytes, "wasm"), backend: "wasm", fallback };
+    }
     try {
-      const s = await sessionOn(bytes, "webgl");
-      await s.run(feeds);
-      return { session: s, backend: "webgl", fallback: null };
+      if (b === "webgpu") {
+        const why = await noWebGpu();
+        if (why) throw new Error(why);
+      }
+      const s = await sessionOn(bytes, b);
+      try {
+        await s.run(ownFeeds(s, feeds));
+      } catch (e) {
+        await s.release();
+        throw e;
+      }
+      return { session: s, backend: b, fallback: failed.length ? `${failed.join("; ")}; ran on ${LABEL[b]}` : null };
     } catch (e) {
-      const why = String(e && e.message ? e.message : e);
-      return { session: await sessionOn(bytes, "wasm"), backend: "wasm", fallback: `WebGL failed (${why}); ran on wasm` };
+      failed.push(`${LABEL[b]} failed (${String(e && e.message ? e.message : e)})`);
     }
   }
-  return { session: await sessionOn(bytes, backend), backend, fallback: null };
+  throw new Error("unreachable");
 }
 
 function b64(bytes) {
@@ -221,8 +281,9 @@ async function run() {
   const feeds = { [input.name]: tensor };
   $("runStatus").textContent = "running…";
   const { session, backend, fallback } = await sessionWithFallback(r.bytes, $("backend").value, feeds);
+  const own = ownFeeds(session, feeds);
   const t0 = performance.now();
-  const outputs = await session.run(feeds);
+  const outputs = await session.run(own);
   const ms = performance.now() - t0;
   await session.release();
   const kpName = r.provenance["posefix.output"];
@@ -376,10 +437,10 @@ async function measureOne(backend, size, frames, warmup) {
   const heads = inspected.inspection.heads;
   const inputO = imageInput(inspected.inspection);
   const how = feedsFor(r.provenance);
-  const feedsO = { [inputO.name]: tensorOf(state.photo, inputO, how.original) };
-  const feedsR = { [inputO.name]: tensorOf(state.photo, inputO, how.rewritten) };
   const so = await sessionOn(original, backend);
   const sr = await sessionOn(rewritten, backend);
+  const feedsO = ownFeeds(so, { [inputO.name]: tensorOf(state.photo, inputO, how.original) });
+  const feedsR = ownFeeds(sr, { [inputO.name]: tensorOf(state.photo, inputO, how.rewritten) });
   const fetches = [r.provenance["posefix.output"]];
   if (r.provenance["posefix.poses.output"]) fetches.push(r.provenance["posefix.poses.output"], r.provenance["posefix.poses.scores_output"]);
   const sigmoid = heads.scores === "sigmoid";
@@ -499,7 +560,7 @@ async function main() {
   const query = new URLSearchParams(location.search);
   if (!query.has("norun")) {
     const result = await guard(run)();
-    if (!query.has("nomeasure")) await guard(measure)({ frames: 5, warmup: 1, sizes: ["model"], backends: [result.backend] });
+    if (!query.has("nomeasure")) await guard(measure)({ frames: 3, warmup: 1, sizes: ["model"], backends: [result.backend] });
   }
   page.ready = true;
 }

@@ -4,9 +4,12 @@
 # setup.sh, shared with that leg), builds the page (web/build.sh: the wasm32 target, then the
 # wasm; about 10 minutes cold), then web/test/run.mjs drives the page in headless Chromium
 # and checks it against the CLI and the reference decoders, with the page's own short saving
-# measurement at start (WebGL) and one on wasm (the figures come from `cargo bench --bench
-# posefix -- web`).
-# The screenshots and results land in web/out/. About 1.5 minutes once built.
+# measurement at start (WebGPU, on SwiftShader: Chromium runs with --enable-unsafe-webgpu
+# --use-webgpu-adapter=swiftshader) and one on wasm (the figures come from `cargo bench --bench
+# posefix -- web`), then the fallbacks in a Chromium without WebGPU and one without WebGL either.
+# The screenshots and results land in web/out/. About 1.5 minutes once built with WebGL first;
+# with WebGPU first 8 minutes under a load average of 13 (SwiftShader's WebGPU runs the model in
+# 5 to 12 s a frame there): an upper bound.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"

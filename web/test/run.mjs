@@ -8,18 +8,19 @@
 //   2. show what `onnx-posefix inspect` prints;
 //   3. say the CLI's one error line for a non-ONNX file, an already rewritten model, a model
 //      whose heatmaps are not found (--heatmaps names no output) and a usage error;
-//   4. run the rewritten model with onnxruntime-web (WebGL, falling back to wasm) on the bundled
-//      photo, and draw keypoints equal to the reference decoder's on the heads of that same run
-//      (examples/decode_page), single pose and --poses;
+//   4. run the rewritten model with onnxruntime-web (WebGPU, falling back to WebGL, then wasm) on
+//      the bundled photo, and draw keypoints equal to the reference decoder's on the heads of that
+//      same run (examples/decode_page), single pose and --poses; in this Chromium (WebGPU on
+//      SwiftShader) the first runs must be on WebGPU;
 //   5. keep a screenshot; with --measure, also measure the saving (the bench harness's
 //      `web` section uses that);
-//   6. fall back to wasm in a Chromium without WebGL.
+//   6. fall back to WebGL in a Chromium without WebGPU, and to wasm in one without WebGL either.
 //
 // node web/test/run.mjs --cli PATH --decode PATH [--out DIR] [--measure] [--frames N]
 //   --cli     the onnx-posefix binary; --decode the decode_page example binary
 //   --out     where the screenshot, results and measurement go (default web/out)
 //   --measure-only: only the saving (no CLI needed); --frames N, --warmup N, --sizes model,513,
-//             --backends webgl,wasm: what it measures
+//             --backends webgpu,webgl,wasm: what it measures
 // Exit 0 when every check passed; each failure is printed as `FAIL ...`.
 import { spawn, execFileSync, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
@@ -46,7 +47,7 @@ const measure = measureOnly || argv.includes("--measure");
 const frames = Number(opt("--frames", "20"));
 const warmup = Number(opt("--warmup", "3"));
 const sizes = opt("--sizes", "model,513").split(",");
-const backends = opt("--backends", "webgl,wasm").split(",");
+const backends = opt("--backends", "webgpu,webgl,wasm").split(",");
 if (!measureOnly && (!cli || !decode)) {
   console.error("usage: node web/test/run.mjs --cli ONNX_POSEFIX --decode DECODE_PAGE [--out DIR] [--measure]");
   process.exit(2);
@@ -86,17 +87,20 @@ const port = await new Promise((ok, no) => {
 server.stderr.on("data", () => {}); // request log
 const origin = `http://127.0.0.1:${port}`;
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "posefix-web-chromium-"));
+// WebGPU on SwiftShader's Vulkan: Chromium 156 on Linux gives no adapter without the first.
+const WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"];
 const launchOptions = {
   executablePath: process.env.POSEFIX_CHROMIUM || "/usr/bin/chromium",
   headless: true,
   userDataDir: profile,
   protocolTimeout: 1_800_000,
-  // As conformance/legs/ort_web/driver.mjs: WebGL 2 on SwiftShader, no network beyond 127.0.0.1.
+  // As conformance/legs/ort_web/driver.mjs: WebGL 2 and WebGPU on SwiftShader, no network beyond
+  // 127.0.0.1.
   args: [
     "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
     "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-    "--ignore-gpu-blocklist",
+    "--ignore-gpu-blocklist", ...WEBGPU_FLAGS,
   ],
 };
 const browser = await puppeteer.launch(launchOptions);
@@ -116,10 +120,18 @@ try {
   await page.goto(`${origin}/${measureOnly ? "?nomeasure" : ""}`, { waitUntil: "load" });
   await page.waitForFunction("window.posefixPage && (window.posefixPage.ready || window.posefixPage.failed)",
     { timeout: 600_000, polling: 500 });
-  const startup = await page.evaluate(() => ({ failed: !!posefixPage.failed, errors: posefixPage.errors,
-    ort: posefixPage.ort, backend: posefixPage.result && posefixPage.result.backend }));
+  const startup = await page.evaluate(async () => ({ failed: !!posefixPage.failed, errors: posefixPage.errors,
+    ort: posefixPage.ort, backend: posefixPage.result && posefixPage.result.backend,
+    fallback: posefixPage.result && posefixPage.result.fallback,
+    adapter: !!(navigator.gpu && await navigator.gpu.requestAdapter()) }));
   log(`page ready: onnxruntime-web ${JSON.stringify(startup.ort)}, first run on ${startup.backend}`);
   if (startup.failed) throw new Error(`the page failed: ${startup.errors.join("; ")}`);
+  if (!measureOnly) {
+    // This Chromium has WebGPU (SwiftShader): the page's first choice must have run.
+    check(startup.adapter, "this Chromium gives the page a WebGPU adapter (--enable-unsafe-webgpu)");
+    check(startup.backend === "webgpu" && !startup.fallback,
+      `at start the page ran the rewritten model on WebGPU (${startup.backend}${startup.fallback ? `: ${startup.fallback}` : ""})`);
+  }
   await page.screenshot({ path: path.join(out, "page.png"), fullPage: true });
   log(`screenshot ${path.join(out, "page.png")}`);
 
@@ -136,7 +148,7 @@ try {
     const shown = await page.evaluate(() => ({ saving: posefixPage.saving, drawn: posefixPage.result.keypoints.length,
       table: document.getElementById("saving").rows.length }));
     check(shown.drawn === 17 && shown.table === 2 && shown.saving.length === 1 && shown.saving[0].rewritten_bytes === 204
-      && shown.saving[0].original_bytes === 132940,
+      && shown.saving[0].original_bytes === 132940 && shown.saving[0].backend === startup.backend,
       `at start the page drew 17 keypoints and shows one saving row (${JSON.stringify(shown.saving)})`);
     const model0 = fs.readFileSync(path.join(work, MODEL));
     await page.evaluate(async (b64, name) => {
@@ -239,6 +251,9 @@ try {
         continue;
       }
       fs.writeFileSync(path.join(out, `result-${label.replace(/\W+/g, "")}.json`), JSON.stringify(result));
+      if (label !== "--output-type float16") {
+        check(result.backend === "webgpu", `${label}: ran on WebGPU (${result.backend}${result.fallback ? `: ${result.fallback}` : ""})`);
+      }
       const s = result.settings;
       const file = (name) => {
         const p = path.join(work, `${name}.bin`);
@@ -301,24 +316,32 @@ try {
   }
   await page.screenshot({ path: path.join(out, "page.png"), fullPage: true });
 
-  // 6. Without WebGL (a second browser started with it disabled): the page falls back to wasm.
+  // 6. Without WebGPU (a browser started without its flags), the page falls back to WebGL; without
+  // WebGL either (a browser with it disabled), to wasm.
   if (!measureOnly) {
-    const profile2 = fs.mkdtempSync(path.join(os.tmpdir(), "posefix-web-chromium-"));
-    const noGl = await puppeteer.launch({ ...launchOptions, userDataDir: profile2,
+    const withoutWebGpu = launchOptions.args.filter((a) => !WEBGPU_FLAGS.includes(a));
+    const fallbacks = [
+      ["without WebGPU", withoutWebGpu, "webgl", /^WebGPU failed \(no WebGPU adapter\); ran on WebGL$/],
       // Without SwiftShader too: with it, an OffscreenCanvas still gets WebGL 2 (Chromium 156).
-      args: [...launchOptions.args.filter((a) => !/swiftshader/.test(a)), "--disable-gpu", "--disable-software-rasterizer",
-        "--disable-webgl", "--disable-3d-apis"] });
-    try {
-      const p2 = await noGl.newPage();
-      await p2.goto(`${origin}/?nomeasure`, { waitUntil: "load" });
-      await p2.waitForFunction("window.posefixPage && (window.posefixPage.ready || window.posefixPage.failed)", { timeout: 300_000, polling: 500 });
-      const r = await p2.evaluate(() => ({ failed: !!posefixPage.failed, backend: posefixPage.result?.backend,
-        fallback: posefixPage.result?.fallback, n: posefixPage.result?.keypoints.length, status: document.getElementById("runStatus").textContent }));
-      check(!r.failed && r.backend === "wasm" && /^WebGL failed/.test(r.fallback || "") && r.n === 17,
-        `without WebGL the page falls back to wasm and draws 17 keypoints (${r.status})`);
-    } finally {
-      await noGl.close().catch(() => {});
-      fs.rmSync(profile2, { recursive: true, force: true });
+      ["without WebGPU and WebGL", [...withoutWebGpu.filter((a) => !/swiftshader/.test(a)), "--disable-gpu",
+        "--disable-software-rasterizer", "--disable-webgl", "--disable-3d-apis"], "wasm",
+        /^WebGPU failed \(.*\); WebGL failed \(.*\); ran on wasm$/],
+    ];
+    for (const [what, args, want, why] of fallbacks) {
+      const profile2 = fs.mkdtempSync(path.join(os.tmpdir(), "posefix-web-chromium-"));
+      const other = await puppeteer.launch({ ...launchOptions, userDataDir: profile2, args });
+      try {
+        const p2 = await other.newPage();
+        await p2.goto(`${origin}/?nomeasure`, { waitUntil: "load" });
+        await p2.waitForFunction("window.posefixPage && (window.posefixPage.ready || window.posefixPage.failed)", { timeout: 300_000, polling: 500 });
+        const r = await p2.evaluate(() => ({ failed: !!posefixPage.failed, backend: posefixPage.result?.backend,
+          fallback: posefixPage.result?.fallback, n: posefixPage.result?.keypoints.length, status: document.getElementById("runStatus").textContent }));
+        check(!r.failed && r.backend === want && why.test(r.fallback || "") && r.n === 17,
+          `${what} the page falls back to ${want} and draws 17 keypoints (${r.status})`);
+      } finally {
+        await other.close().catch(() => {});
+        fs.rmSync(profile2, { recursive: true, force: true });
+      }
     }
   }
 } catch (e) {

@@ -4,7 +4,7 @@
 //
 // Requests (one JSON object a line; `id` is echoed back):
 //   {"id": 1, "cmd": "info"}
-//   {"id": 2, "cmd": "load", "backend": "webgl"|"wasm", "path": "/abs/model.onnx"}
+//   {"id": 2, "cmd": "load", "backend": "webgl"|"wasm"|"webgpu", "path": "/abs/model.onnx"}
 //        -> {"id": 2, "ok": true, "session": 3, "inputs": [...], "outputs": [...]}
 //   {"id": 4, "cmd": "run", "session": 3, "feeds": [{"name": "image", "path": "/abs/x.bin",
 //        "dims": [1, 3, 257, 257], "type": "float32"}]}
@@ -78,6 +78,9 @@ const browser = await puppeteer.launch({
     "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
     "--ignore-gpu-blocklist",
+    // WebGPU on SwiftShader's Vulkan (Chromium 156 on Debian needs nothing more: no GPU, no
+    // mesa; without --enable-unsafe-webgpu navigator.gpu gives no adapter on Linux).
+    "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader",
   ],
 });
 const page = await browser.newPage();

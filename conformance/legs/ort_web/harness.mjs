@@ -1,4 +1,8 @@
 // The page side of driver.mjs: loads models into onnxruntime-web sessions and runs them.
+// WebGL and wasm run in the package's `ort.all.mjs`; WebGPU in its own bundle,
+// `ort.webgpu.min.mjs` (loaded at the first WebGPU session): that bundle runs onnxruntime's C++
+// WebGPU execution provider (the `asyncify` wasm build), while `ort.all`'s "webgpu" is the older
+// JavaScript kernels (JSEP, `jsep` build). What a user of `ort.webgpu.min.js` gets is the former.
 import * as ort from "/dist/ort.all.mjs";
 
 // wasm: one thread, files from our own server.
@@ -12,6 +16,30 @@ ort.env.logLevel = "error";
 
 const sessions = new Map();
 let nextSession = 1;
+
+// The WebGPU bundle, configured as `ort` (one thread, files from our own server).
+let gpuOrt = null;
+async function ortFor(backend) {
+  if (backend !== "webgpu") return ort;
+  if (!gpuOrt) {
+    const m = await import("/dist/ort.webgpu.min.mjs");
+    m.env.wasm.wasmPaths = "/dist/";
+    m.env.wasm.numThreads = 1;
+    m.env.wasm.proxy = false;
+    m.env.logLevel = "error";
+    gpuOrt = m;
+  }
+  return gpuOrt;
+}
+
+async function webgpuInfo() {
+  if (!navigator.gpu) return { webgpu: false, why: "no navigator.gpu" };
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return { webgpu: false, why: "no adapter" };
+  const i = adapter.info || {};
+  return { webgpu: true, vendor: i.vendor, architecture: i.architecture, description: i.description,
+    shader_f16: adapter.features.has("shader-f16") };
+}
 
 function webglInfo() {
   const gl = document.createElement("canvas").getContext("webgl2");
@@ -43,15 +71,20 @@ function message(e) {
 
 window.posefix = {
   ready: true,
-  info() {
-    return { ort: ort.env.versions.web || ort.env.versions.common, webgl: webglInfo(),
+  async info() {
+    return { ort: ort.env.versions.web || ort.env.versions.common, webgl: webglInfo(), webgpu: await webgpuInfo(),
       crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent };
   },
   async load(backend, url) {
     let session;
     try {
-      // Exactly one execution provider: no fallback to another backend.
-      session = await ort.InferenceSession.create(url, { executionProviders: [backend], graphOptimizationLevel: "all" });
+      const o = await ortFor(backend);
+      // Exactly one execution provider: no fallback to another backend. On WebGPU, onnxruntime
+      // would quietly place the nodes its WebGPU provider has no kernel for on the CPU (wasm):
+      // `session.disable_cpu_ep_fallback` makes such a model fail to load instead, naming the node.
+      const options = { executionProviders: [backend], graphOptimizationLevel: "all" };
+      if (backend === "webgpu") options.extra = { session: { disable_cpu_ep_fallback: "1" } };
+      session = await o.InferenceSession.create(url, options);
     } catch (e) {
       return { ok: false, error: message(e) };
     }
@@ -62,6 +95,7 @@ window.posefix = {
         return { ok: false, error: `ort-web did not run on a WebGL 2 context (got ${gl && gl.constructor && gl.constructor.name})` };
       }
     }
+    session.posefixOrt = await ortFor(backend);
     const id = nextSession++;
     sessions.set(id, session);
     return { ok: true, session: id, inputs: session.inputNames, outputs: session.outputNames };
@@ -70,9 +104,10 @@ window.posefix = {
     const session = sessions.get(id);
     if (!session) return { ok: false, error: `no session ${id}` };
     const inputs = {};
+    const o = session.posefixOrt || ort;
     for (const f of feeds) {
       const buf = await (await fetch(f.url)).arrayBuffer();
-      inputs[f.name] = new ort.Tensor(f.type, new arrays[f.type](buf), f.dims);
+      inputs[f.name] = new o.Tensor(f.type, new arrays[f.type](buf), f.dims);
     }
     let results;
     try {

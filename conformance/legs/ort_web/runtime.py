@@ -1,21 +1,28 @@
-"""onnxruntime-web in headless Chromium, as two conformance runtimes: "ort-web-webgl" (the WebGL
-backend, on SwiftShader's software WebGL 2) and "ort-web-wasm" (the wasm backend, one thread).
+"""onnxruntime-web in headless Chromium, as three conformance runtimes: "ort-web-webgl" (the WebGL
+backend, on SwiftShader's software WebGL 2), "ort-web-wasm" (the wasm backend, one thread) and
+"ort-web-webgpu" (the WebGPU backend of the package's `ort.webgpu.min.mjs` bundle, onnxruntime's
+C++ WebGPU execution provider, on SwiftShader's WebGPU adapter).
 
-Both share ONE long-lived worker: `node driver.mjs` (this folder), which serves harness.html and
+All three share ONE long-lived worker: `node driver.mjs` (this folder), which serves harness.html and
 onnxruntime-web's dist files on 127.0.0.1, drives /usr/bin/chromium with puppeteer-core and speaks
 JSON lines over stdin/stdout. Input tensors go to the page as raw little-endian files the worker
 serves (by a one-time token), outputs come back as base64 raw bytes. The worker starts at the first
 load() and stops at close() (or when the interpreter exits).
 
-Each session is created with exactly one execution provider (['webgl'] or ['wasm']), so a model
-WebGL cannot run is reported with ort-web's own message, never quietly run on wasm; the page also
-checks that the WebGL backend really holds a WebGL 2 context.
+Each session is created with exactly one execution provider (['webgl'], ['wasm'] or ['webgpu']),
+so a model WebGL cannot run is reported with ort-web's own message, never quietly run on wasm;
+the page also checks that the WebGL backend really holds a WebGL 2 context. On WebGPU the session
+also sets `session.disable_cpu_ep_fallback`: onnxruntime would otherwise place the nodes its
+WebGPU provider has no kernel for on the CPU without a word; with it such a model fails to load,
+naming the node.
 
 Environment: POSEFIX_NODE (node binary, default "node"), POSEFIX_CHROMIUM (default
 /usr/bin/chromium), POSEFIX_ORT_WEB_TIMEOUT (seconds per request, default 600),
-POSEFIX_ORT_WEB_PHOTOS (photos of the real model on WebGL, default 3, plus
+POSEFIX_ORT_WEB_PHOTOS (photos of the real model on WebGL and WebGPU, default 3, plus
 samples/astronaut.png; the real model with the multi-pose decoder runs the multi-person photos
-check.py names instead), POSEFIX_ORT_WEB_ALL=1 (every input on WebGL too; see select_inputs()).
+check.py names instead), POSEFIX_ORT_WEB_ALL=1 (every input on WebGL and WebGPU too; see
+select_inputs()), POSEFIX_ORT_WEB_BACKENDS (the runtimes to run, comma-separated, default
+"webgl,wasm,webgpu").
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ def _chromium_version():
 
 
 class _Worker:
-    """The node + Chromium worker, shared by both runtimes."""
+    """The node + Chromium worker, shared by the runtimes."""
 
     def __init__(self):
         self.proc = None
@@ -180,9 +187,13 @@ class OrtWeb:
         self.name = f"ort-web-{backend}"
         # check.py holds the runtime to its profile's forbidden_types (it must refuse such models);
         # the wasm backend (ONNX Runtime's own kernels) has no profile.
+        # (WebGPU has no profile yet: it would list the C++ WebGPU provider's kernel registrations.)
         self.profile = "ort-web-webgl" if backend == "webgl" else None
-        self.version = f"{_ort_web_version()} ({_chromium_version()}" + (
-            ", SwiftShader WebGL 2)" if backend == "webgl" else ", wasm, 1 thread)")
+        self.version = f"{_ort_web_version()} ({_chromium_version()}" + {
+            "webgl": ", SwiftShader WebGL 2)",
+            "wasm": ", wasm, 1 thread)",
+            "webgpu": ", ort.webgpu bundle, SwiftShader WebGPU)",
+        }[backend]
         self.live = OrderedDict()  # id(handle) -> handle, least recently used first
 
     # --- check.py's interface -------------------------------------------------------------
@@ -255,10 +266,24 @@ class OrtWeb:
 
 # --- which manifest entries and inputs CI runs ---------------------------------------------
 
-# Photos of the real model run on WebGL: 4.7 s per 257x257 MobileNet run in software WebGL (x2:
-# the original runs too), so all 27 photos would cost 4+ minutes. The first PHOTOS_WEBGL photos
-# plus samples/astronaut.png; wasm runs them all. POSEFIX_ORT_WEB_ALL=1 runs every photo.
+# Photos of the real model run on WebGL and WebGPU: 4.7 s per 257x257 MobileNet run in software
+# WebGL (x2: the original runs too), so all 27 photos would cost 4+ minutes. The first
+# PHOTOS_WEBGL photos plus samples/astronaut.png; wasm runs them all. POSEFIX_ORT_WEB_ALL=1 runs
+# every photo.
 PHOTOS_WEBGL = int(os.environ.get("POSEFIX_ORT_WEB_PHOTOS", "3"))
+# WebGPU on SwiftShader runs the real model in 5 to 15 s (and each new shader's first compilation
+# adds seconds): astronaut.png only, and the first multi-person photo.
+PHOTOS_WEBGPU = int(os.environ.get("POSEFIX_ORT_WEB_WEBGPU_PHOTOS", "0"))
+MULTI_PERSON_WEBGPU = 1
+SOFTWARE_GPU = ("webgl", "webgpu")
+# The decoder at opsets 9 and 10 clamps with Clip-6 (min and max as attributes), which has no
+# kernel in onnxruntime-web 1.30's WebGPU provider (onnxruntime/core/providers/webgpu/
+# webgpu_execution_provider.cc registers Clip from opset 11 only; measured: "webgpu kernel not found
+# in registries for Op type: Clip", and with the CPU fallback refused the session fails). Such a
+# model would run its Clips on the CPU, the data copied down and up around each: not the WebGPU
+# path. Skipped, with that reason, until the decoder does without Clip-6 there;
+# POSEFIX_ORT_WEB_WEBGPU_OPSET10=1 runs them anyway (to check a decoder that does).
+WEBGPU_MIN_OPSET = 11
 
 
 def _symbolic_batch(entry):
@@ -268,6 +293,10 @@ def _symbolic_batch(entry):
 
 def accepts(backend, entry):
     """None to run the entry; otherwise why it is skipped."""
+    if (backend == "webgpu" and int(entry.get("opset", WEBGPU_MIN_OPSET)) < WEBGPU_MIN_OPSET
+            and os.environ.get("POSEFIX_ORT_WEB_WEBGPU_OPSET10") != "1"):
+        return (f"opset {entry.get('opset')}: the decoder's Clip-6 (min, max as attributes) has no kernel in "
+                "ort-web 1.30's WebGPU provider (Clip from opset 11 only); the session would run it on the CPU")
     if backend == "webgl" and _symbolic_batch(entry):
         # A limit of the runtime, measured on the originals too: the WebGL (onnx.js) session takes
         # a dim_param dim as a fixed one and refuses every input, then pins the first input's dims.
@@ -279,23 +308,23 @@ def accepts(backend, entry):
 
 def select_inputs(backend, entry, inputs):
     """The (label, array) inputs this runtime runs for an entry (a subset of the real model's photos
-    on WebGL, for time); every generated input is kept."""
-    if backend != "webgl" or entry.get("kind") != "real" or os.environ.get("POSEFIX_ORT_WEB_ALL") == "1":
+    on WebGL and WebGPU, for time); every generated input is kept."""
+    if backend not in SOFTWARE_GPU or entry.get("kind") != "real" or os.environ.get("POSEFIX_ORT_WEB_ALL") == "1":
         return inputs
     if entry.get("multi_pose"):
-        return subset_for_multi_pose(entry, inputs)
+        return subset_for_multi_pose(entry, inputs, MULTI_PERSON_WEBGPU if backend == "webgpu" else None)
     photos = [(label, x) for label, x in inputs if label.startswith("photo ")]
-    keep = {label for label, _ in photos[:PHOTOS_WEBGL]}
+    keep = {label for label, _ in photos[:PHOTOS_WEBGPU if backend == "webgpu" else PHOTOS_WEBGL]}
     keep |= {label for label, _ in photos if label.endswith("astronaut.png")}
     return [(label, x) for label, x in inputs if not label.startswith("photo ") or label in keep]
 
 
-def subset_for_multi_pose(entry, inputs):
+def subset_for_multi_pose(entry, inputs, at_most=None):
     """The real model with the multi-pose decoder on a software GPU: the multi-person photos
-    check.py names (`subset_photos`), nothing else. The generated inputs and the other photos run
-    there on the single-pose entry of the same model, and the synthetic multi-pose models get the
-    generated inputs."""
-    keep = {f"photo {name}" for name in entry.get("subset_photos", [])}
+    check.py names (`subset_photos`; the first `at_most` of them), nothing else. The generated
+    inputs and the other photos run there on the single-pose entry of the same model, and the
+    synthetic multi-pose models get the generated inputs."""
+    keep = {f"photo {name}" for name in entry.get("subset_photos", [])[:at_most]}
     return [(label, x) for label, x in inputs if label in keep]
 
 
@@ -306,4 +335,8 @@ def runtimes():
     global _WORKER
     if _WORKER is None:
         _WORKER = _Worker()
-    return [OrtWeb(_WORKER, "webgl"), OrtWeb(_WORKER, "wasm")]
+    backends = [b.strip() for b in os.environ.get("POSEFIX_ORT_WEB_BACKENDS", "webgl,wasm,webgpu").split(",") if b.strip()]
+    unknown = set(backends) - {"webgl", "wasm", "webgpu"}
+    if unknown:
+        raise SystemExit(f"ort_web: POSEFIX_ORT_WEB_BACKENDS names unknown backends {sorted(unknown)}")
+    return [OrtWeb(_WORKER, b) for b in backends]
