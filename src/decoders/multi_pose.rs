@@ -329,10 +329,22 @@ impl Builder<'_> {
         let keypoint = self.b.op("Sub", &format!("{p}_root_keypoint_fraction"), &[&place, &cell], vec![]);
         let block = self.b.scalar_f32("mp_rank_block", RANK_BLOCK as f32, 1);
         let keypoint = self.b.op("Mul", &format!("{p}_root_keypoint_index"), &[&keypoint, &block], vec![]);
-        // One-hot: 1 - clip((k - keypoint)^2, -1, 1) over the keypoints k (integers).
-        let keypoints =
-            self.b.const_f32("mp_keypoint_index", &[1, K as i64, 1, 1], &(0..K).map(|k| k as f32).collect::<Vec<_>>());
-        let d = self.b.op("Sub", &format!("{p}_root_keypoint_gap"), &[&keypoints, &keypoint], vec![]);
+        // One-hot: 1 - clip((keypoint - k)^2, -1, 1) over the keypoints k (integers). The gaps by a
+        // 1x1 Conv from the one channel (weights 1, bias -k), not a [1, 17, 1, 1] constant less a
+        // [B, 1, 1, 1] tensor: onnx2tf lays such a constant out on the width axis (neither operand
+        // tells it where the channels are) and then fails on the Conv that reads the one-hot.
+        let ones = self.b.const_f32("mp_keypoint_fan_out", &[K as i64, 1, 1, 1], &[1.0; K]);
+        let bias = self.b.const_f32(
+            "mp_keypoint_index_negated",
+            &[K as i64],
+            &(0..K).map(|k| -(k as f32)).collect::<Vec<_>>(),
+        );
+        let d = self.b.op(
+            "Conv",
+            &format!("{p}_root_keypoint_gap"),
+            &[&keypoint, &ones, &bias],
+            vec![proto::attr_ints("kernel_shape", &[1, 1])],
+        );
         let d2 = self.b.op("Mul", &format!("{p}_root_keypoint_gap_sq"), &[&d, &d], vec![]);
         let other = self.b.clip(&format!("{p}_root_keypoint_other"), &d2, -1.0, 1.0);
         let one = self.b.scalar_f32("one", 1.0, 1);
@@ -649,11 +661,14 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_rows"), &[&acc, &placed], vec![]),
         });
-        // [B, 1, 1, 1] times a one-hot [1, N, 1, 1] (a Conv from one channel would be rewritten
-        // to NCHWc by onnxruntime CPU, with reorders).
-        let slot: Vec<f32> = (0..n).map(|c| if c == r { 1.0 } else { 0.0 }).collect();
-        let slot = g.b.const_f32(&format!("mp_slot{r}_score_onehot"), &[1, n as i64, 1, 1], &slot);
-        let placed = g.b.op("Mul", &format!("mp_slot{r}_score"), &[score, &slot], vec![]);
+        // [B, 1, 1, 1] to channel r of [B, N, 1, 1] by a 1x1 Conv, not times a [1, N, 1, 1]
+        // one-hot constant: onnx2tf lays such a constant out on the width axis (see `root_state`).
+        let placed = g.b.pick_channels(
+            &format!("mp_slot{r}_score"),
+            score,
+            &(0..n).map(|c| (c == r).then_some(0)).collect::<Vec<_>>(),
+            1,
+        );
         pose_scores = Some(match pose_scores {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_score"), &[&acc, &placed], vec![]),
