@@ -41,6 +41,10 @@ pub struct Inspection {
     pub heads: HeadsReport,
     pub decoder: DecoderReport,
     pub profiles: Vec<ProfileReport>,
+    /// For a model with a multi-pose decoder: the runtimes behind the target (`portable` by
+    /// default) that compute in a narrower type by default, and the setting that makes each exact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub narrow_notes: Vec<String>,
 }
 
 /// A graph input or output.
@@ -206,6 +210,10 @@ pub fn inspect(model: &LoadedModel, target: Option<&Profile>, input_shapes: &[In
         shape_inference_error,
         nodes: graph.node.len(),
         ops,
+        narrow_notes: match provenance.as_ref().and_then(|p| p.multi_pose.as_ref()) {
+            Some(_) => Profile::multi_pose_narrow_notes(target.map_or(profiles::PORTABLE, |t| t.name.as_str()))?,
+            None => vec![],
+        },
         decoder: DecoderReport { present: provenance.is_some() || decoder_nodes > 0, nodes: decoder_nodes, provenance },
         profiles,
     })
@@ -391,6 +399,9 @@ impl fmt::Display for Inspection {
                 }
                 if let Some(m) = multi_pose {
                     writeln!(f, "multi-pose decoder: outputs {}", m.describe())?;
+                    for note in &self.narrow_notes {
+                        writeln!(f, "note: {note}")?;
+                    }
                 }
             }
             (None, true) => writeln!(f, "decoder: {} posefix/ nodes without provenance metadata", self.decoder.nodes)?,

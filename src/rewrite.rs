@@ -393,6 +393,7 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
                 pose_scores: m.pose_scores_name.clone(),
             };
             multi_pose::build(&mut builder, &spec)?;
+            notes.extend(Profile::multi_pose_narrow_notes(&target.name)?);
             Some(MultiPoseSettings {
                 displacement_fwd: displacements.fwd,
                 displacement_bwd: displacements.bwd,

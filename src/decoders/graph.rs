@@ -1,21 +1,40 @@
 //! Building a subgraph to append to a model: one name allocator, one node constructor, and the
 //! opset-dependent forms of the few ops whose signature changed over the versions we emit.
 //!
-//! The decoder's op choices live here, each with the runtime that forced it: the emitted ops
-//! keep one form over every opset 9 to 21 (ONNX operator docs), so that no runtime meets an op
-//! version it does not register.
-//! - MaxPool (`kernel_shape` only; one form since 8) for maxima, and `max(x) - max(-x)` for the
-//!   sums of one term, not ReduceMax / ReduceSum (`axes` an input from 18 / 13).
-//! - Sub, Mul and Clip for the selection of maxima, not Equal / Greater / Cast (no comparisons
-//!   or bool tensors: ncnn, wonnx).
-//! - 1x1 Conv against 0/1 weights to copy and reorder channels, not Concat or MatMul.
-//! - Clip is the one op whose form follows the opset (bounds as attributes before 11): WebGL
-//!   and wonnx have no Max or Min to clamp with.
+//! The decoders' op choices live here, each with the runtime that forced it. They hold on the
+//! runtimes the conformance legs run and are chosen for converters and runtimes we do not see:
+//! the plainest form of each op, as a CNN uses it, and arithmetic that stays exact in float16.
+//! - One form per op over every opset 9 to 21 (ONNX operator docs), so that no runtime meets an
+//!   op version it does not register; Clip is the one exception (bounds as attributes before
+//!   11): WebGL and wonnx have no Max or Min to clamp with.
+//! - MaxPool for maxima, not ReduceMax (`axes` an input from 18: WebGL refuses that form) nor
+//!   GlobalMaxPool (wonnx has none); its kernel is square with unit strides, and a non-square
+//!   map is padded to the square ([`GraphBuilder::max_over`]): Barracuda 1.0.4's importer hands
+//!   `kernel_shape` and `strides` over as (height, width) to arrays ordered (x, y) and so
+//!   transposes every non-square kernel and stride (it swaps the pads); converters (onnx2tf,
+//!   pnnx) take a square pool or Conv by their most common path.
+//! - Sub, Clip and Ceil for "equal to the maximum", not Equal / Greater / Cast: no comparisons or
+//!   bool tensors (ncnn has no comparison layer, wonnx no bool tensors). `Ceil(Clip(max - x, -1,
+//!   1))` is 0 at the maxima and 1 elsewhere for any gap, down to the smallest float, in float32
+//!   and float16 alike: no gain, no constant beyond the float16 range (the 2^100 factors before
+//!   it overflowed float16 and picked wrong cells on ncnn's Vulkan defaults).
+//! - 1x1 Convs against constant weights with one non-zero weight per output channel to copy,
+//!   reorder and scale channels, not Concat, Gather or MatMul: exact in any summation order
+//!   (`v * w + 0 + ...`), as every runtime's Conv is (wonnx concatenates wrongly when a dim before
+//!   the axis is not 1 and drops MatMul terms when the inner size is not a multiple of 4).
+//! - Transpose only to take NHWC heads to NCHW (`[0, 3, 1, 2]`, the standard permutation every
+//!   converter knows; WebGL reads it right, unlike a Reshape between textures).
 //! - Reshape: `shape` is an input since opset 5 (`allowzero` from 14 defaults to 0; we never
 //!   emit a 0 in a shape).
 //! - Cast only at the edges, for float16 models: after a float16 head (exact; behind a no-op
 //!   Reshape, see [`GraphBuilder::read_head`]) and before a float16 output (`--output-type
 //!   float16`). The decoders compute in float32 throughout.
+//! - No constant outside the float16 range where a result depends on it: the clamps to
+//!   +-FLT_MAX become +-inf in float16 and change nothing there, since float16 heads are finite.
+//!
+//! The builder shares nodes: a node with the op, inputs and attributes of an earlier one (and a
+//! constant with the values of an earlier one) is not made twice, so the two decoders share the
+//! maps they both compute (the clamped heatmaps, the sigmoid, the heads' copies).
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,13 +56,12 @@ fn bound_name(v: f32) -> String {
     }
 }
 
-/// Where the cells of each map lie in a rank-4 tensor the decoder reduces over.
+/// The cells of each map in a rank-4 `[N, C, height, width]` tensor the decoder reduces over:
+/// one map per channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cells {
-    /// `[N, C, height, width]`: one map per channel (NCHW heads as they come).
-    Grid { height: usize, width: usize },
-    /// `[N, 1, cells, C]`: one map per column (NHWC heads with their grid flattened).
-    Column { cells: usize },
+pub struct Cells {
+    pub height: usize,
+    pub width: usize,
 }
 
 /// Default-domain opsets the emitted nodes are written for.
@@ -83,8 +101,10 @@ pub struct GraphBuilder {
     names: NameAllocator,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
-    /// Scalar constants already made, by (bits, rank): one initializer serves every reader.
-    scalars: HashMap<(u32, usize), String>,
+    /// Nodes already made, by (op, inputs, attributes): an equal node is the same tensor.
+    made: HashMap<String, String>,
+    /// Constants already made, by (type, dims, values): one initializer serves every reader.
+    constants: HashMap<String, String>,
     /// The type of the outputs [`GraphBuilder::op_into`] writes.
     output_type: FloatType,
 }
@@ -97,7 +117,8 @@ impl GraphBuilder {
             names,
             nodes: Vec::new(),
             initializers: Vec::new(),
-            scalars: HashMap::new(),
+            made: HashMap::new(),
+            constants: HashMap::new(),
             output_type: FloatType::Float32,
         }
     }
@@ -112,7 +133,8 @@ impl GraphBuilder {
     }
 
     /// The one node constructor: a node named `posefix/hint` whose single output is `output`, or
-    /// a fresh tensor of the same name as the node.
+    /// a fresh tensor of the same name as the node. A node equal to an earlier one (op, inputs,
+    /// attributes) with a fresh output is that node's tensor: deterministic ops, so the same value.
     fn push(
         &mut self,
         op: &str,
@@ -121,9 +143,18 @@ impl GraphBuilder {
         attrs: Vec<AttributeProto>,
         output: Option<&str>,
     ) -> String {
+        let key = format!("{op}|{inputs:?}|{attrs:?}");
+        if output.is_none() {
+            if let Some(made) = self.made.get(&key) {
+                return made.clone();
+            }
+        }
         let name = self.names.fresh(hint);
         let out = output.map(str::to_string).unwrap_or_else(|| name.clone());
         self.nodes.push(proto::node(op, &name, inputs, &[&out], attrs));
+        if output.is_none() {
+            self.made.insert(key, out.clone());
+        }
         out
     }
 
@@ -181,28 +212,31 @@ impl GraphBuilder {
         self.op("Cast", hint, &[input], vec![proto::attr_int("to", to.onnx() as i64)])
     }
 
-    pub fn const_f32(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {
+    /// A constant, named `posefix/hint` when first made; an equal one made earlier is reused.
+    fn constant(&mut self, hint: &str, key: String, make: impl FnOnce(&str) -> TensorProto) -> String {
+        if let Some(name) = self.constants.get(&key) {
+            return name.clone();
+        }
         let name = self.names.fresh(hint);
-        self.initializers.push(proto::tensor_f32(&name, dims, values));
+        self.initializers.push(make(&name));
+        self.constants.insert(key, name.clone());
         name
+    }
+
+    pub fn const_f32(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {
+        let bits: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        self.constant(hint, format!("f32|{dims:?}|{bits:?}"), |name| proto::tensor_f32(name, dims, values))
     }
 
     /// A float constant of one value, rank 0 (a Clip bound must be a scalar) or rank 1 (shape
-    /// `[1]`, for broadcasting), named `posefix/hint` when first made and shared after.
+    /// `[1]`, for broadcasting).
     pub fn scalar_f32(&mut self, hint: &str, value: f32, rank: usize) -> String {
         debug_assert!(rank <= 1);
-        if let Some(name) = self.scalars.get(&(value.to_bits(), rank)) {
-            return name.clone();
-        }
-        let name = self.const_f32(hint, &vec![1; rank], &[value]);
-        self.scalars.insert((value.to_bits(), rank), name.clone());
-        name
+        self.const_f32(hint, &vec![1; rank], &[value])
     }
 
     pub fn const_i64(&mut self, hint: &str, dims: &[i64], values: &[i64]) -> String {
-        let name = self.names.fresh(hint);
-        self.initializers.push(proto::tensor_i64(&name, dims, values));
-        name
+        self.constant(hint, format!("i64|{dims:?}|{values:?}"), |name| proto::tensor_i64(name, dims, values))
     }
 
     pub fn reshape(&mut self, hint: &str, x: &str, shape: &[i64]) -> String {
@@ -211,16 +245,26 @@ impl GraphBuilder {
         self.op("Reshape", hint, &[x, &shape], vec![])
     }
 
+    /// An NHWC tensor `[N, H, W, C]` as NCHW `[N, C, H, W]`: the one Transpose the decoders emit,
+    /// the permutation every converter and runtime knows (onnx2tf and Barracuda write NHWC
+    /// models with it; WebGL's Transpose moves data, so it reads right where a Reshape would not).
+    pub fn nhwc_to_nchw(&mut self, hint: &str, x: &str) -> String {
+        self.op("Transpose", hint, &[x], vec![proto::attr_ints("perm", &[0, 3, 1, 2])])
+    }
+
     /// `x` with its infinities taken to -FLT_MAX and FLT_MAX, so that `max - x` below is never
-    /// `inf - inf`.
+    /// `inf - inf`. (In float16 the bounds read +-inf: float16 heads are finite, so nothing
+    /// there depends on them.)
     pub fn clamp_finite(&mut self, hint: &str, x: &str) -> String {
         self.clip(hint, x, f32::MIN, f32::MAX)
     }
 
     /// Clip in the form of the opset (bounds as attributes before 11, as inputs from 11): the
     /// one op whose form follows the opset. Not Max and Min: onnxruntime-web's WebGL backend
-    /// registers neither at any opset, and wonnx has neither.
+    /// registers neither at any opset, and wonnx has neither. A bound is never 0: a float
+    /// attribute of 0 is not written at all, and OpenCV DNN and wonnx then refuse the Clip.
     pub fn clip(&mut self, hint: &str, x: &str, lo: f32, hi: f32) -> String {
+        debug_assert!(lo != 0.0 && hi != 0.0);
         if self.opset < 11 {
             return self.op("Clip", hint, &[x], vec![proto::attr_float("min", lo), proto::attr_float("max", hi)]);
         }
@@ -229,37 +273,49 @@ impl GraphBuilder {
         self.op("Clip", hint, &[x, &lo, &hi], vec![])
     }
 
-    /// The largest value per map, keeping the cell axes as 1s: `[N, C, 1, 1]` for
-    /// [`Cells::Grid`], `[N, 1, 1, C]` for [`Cells::Column`]. By MaxPool over the whole map, not
-    /// ReduceMax (its axes move to an input at opset 18, and onnxruntime-web's WebGL backend
-    /// fails on that form: "Reduce op requires 1 input") nor GlobalMaxPool (wonnx has none).
-    /// wonnx's MaxPool starts from -3.4e37, not -inf: a map below that everywhere (all -inf,
-    /// say) then has no cell equal to its max, and the decoder's empty-mask fallback takes cell
-    /// (0, 0), which is where the reference puts an all -inf map too.
+    /// The largest value per map, `[N, C, 1, 1]`, by a MaxPool over the whole map, not ReduceMax
+    /// (its axes move to an input at opset 18, and onnxruntime-web's WebGL backend fails on that
+    /// form: "Reduce op requires 1 input") nor GlobalMaxPool (wonnx has none). The kernel is
+    /// square, with unit strides: a non-square map is padded at its bottom or right end to the
+    /// square (MaxPool's padding is never a maximum), since Barracuda 1.0.4 transposes
+    /// non-square kernels (see the module doc). wonnx's MaxPool starts from -3.4e37, not -inf:
+    /// values below that everywhere read -3.4e37, which the decoders allow for.
     pub fn max_over(&mut self, hint: &str, x: &str, cells: Cells) -> String {
-        let kernel = match cells {
-            Cells::Grid { height, width } => [height as i64, width as i64],
-            Cells::Column { cells } => [cells as i64, 1],
-        };
-        self.op("MaxPool", hint, &[x], vec![proto::attr_ints("kernel_shape", &kernel)])
+        let Cells { height, width } = cells;
+        let side = height.max(width) as i64;
+        let mut attrs = vec![proto::attr_ints("kernel_shape", &[side, side])];
+        if height != width {
+            let pads = [0, 0, side - height as i64, side - width as i64];
+            attrs.push(proto::attr_ints("pads", &pads));
+        }
+        self.op("MaxPool", hint, &[x], attrs)
     }
 
-    /// 1.0 where `x` equals `max` (its [`Self::max_over`], broadcast) and 0.0 elsewhere, by
-    /// arithmetic alone: `1 - Clip(Clip((max - x) * 2^100, -1, 1) * 2^100, -1, 1)`. No comparison
-    /// and no bool tensor: ncnn has no comparison layer (pnnx leaves Equal and Greater as
-    /// torch.eq and torch.gt) and wonnx has no bool tensors. For finite `x`, `max - x` is 0 at the
-    /// maxima and at least 2^-149 elsewhere, which the two products take to 2^51 or more: the
-    /// result is exactly 1 or 0. The Clip between the products keeps optimizers from folding
-    /// them into one product by 2^200, which is `inf` in f32: onnxsim (run before wonnx) folds
-    /// two Muls in a row, and OpenCV DNN folds them across a Relu. A runtime that flushes
-    /// subnormals to zero also takes cells within a subnormal of the max (possible only when
-    /// `|max| < 2^-125`) for maxima.
+    /// 0.0 where `x` equals `max` (its [`Self::max_over`], broadcast) and 1.0 where it is below,
+    /// exactly, by `Ceil(Clip(max - x, -1, 1))`: `max - x` is 0 at the maxima and a positive
+    /// float elsewhere, however small, and Ceil takes any float in (0, 1] to 1. Float16-safe (no
+    /// gain, and the Clip keeps the values in [0, 1]). For finite `x` and `max`; a runtime that
+    /// flushes subnormal differences to zero takes cells within a subnormal of the max for
+    /// maxima (possible only when `|max| < 2^-125`, or `2^-14` in float16).
+    pub fn below_max(&mut self, hint: &str, x: &str, max: &str) -> String {
+        let gap = self.op("Sub", &format!("{hint}_gap"), &[max, x], vec![]);
+        let gap = self.clip(&format!("{hint}_gap_clipped"), &gap, -1.0, 1.0);
+        self.op("Ceil", hint, &[&gap], vec![])
+    }
+
+    /// 1.0 where `x` equals `max` and 0.0 elsewhere, by arithmetic alone:
+    /// `1 - Clip(Clip((max - x) * 2^100, -1, 1) * 2^100, -1, 1)`: float32 only (the multi-pose
+    /// decoder's, which is not float16-exact; the single-pose decoder uses [`Self::below_max`]).
+    /// For finite `x`, `max - x` is 0 at the maxima and at least 2^-149 elsewhere, which the two
+    /// products take to 2^51 or more: the result is exactly 1 or 0. The Clip between the
+    /// products keeps optimizers from folding them into one product by 2^200, which is `inf` in
+    /// f32: onnxsim (run before wonnx) folds two Muls in a row, and OpenCV DNN folds them across
+    /// a Relu.
     pub fn select_maxima(&mut self, hint: &str, x: &str, max: &str) -> String {
         let below = self.op("Sub", &format!("{hint}_below"), &[max, x], vec![]);
         let gain = self.scalar_f32("two_pow_100", SELECT_GAIN, 1);
         let scaled = self.op("Mul", &format!("{hint}_scaled"), &[&below, &gain], vec![]);
-        // The lower bound never binds (the products are >= 0); it is -1, not 0, because a float
-        // attribute of 0 is not written at all, and OpenCV DNN and wonnx then refuse the Clip.
+        // The lower bound never binds (the products are >= 0).
         let scaled = self.clip(&format!("{hint}_scaled_clipped"), &scaled, -1.0, 1.0);
         let scaled = self.op("Mul", &format!("{hint}_scaled_twice"), &[&scaled, &gain], vec![]);
         let below = self.clip(&format!("{hint}_is_below"), &scaled, -1.0, 1.0);
@@ -267,40 +323,28 @@ impl GraphBuilder {
         self.op("Sub", hint, &[&one, &below], vec![])
     }
 
-    /// The sum over the cells of each map (shapes as in [`Self::max_over`]) when at most one
-    /// cell is non-zero, as `max(x) - max(-x)` by MaxPool: exact (one of the two is the term,
-    /// the other a zero). Not ReduceSum (axes an input from opset 13, which onnxruntime-web's
-    /// WebGL backend does not register) nor MatMul against ones (wonnx multiplies no stacks of
-    /// different ranks and drops terms when the inner size is not a multiple of 4).
-    pub fn sum_of_one_term(&mut self, hint: &str, x: &str, cells: Cells) -> String {
-        let one_cell = match cells {
-            Cells::Grid { height, width } => height * width == 1,
-            Cells::Column { cells } => cells == 1,
-        };
-        if one_cell {
-            // No zero to pair with: the one cell is the sum.
-            return x.to_string();
-        }
-        let high = self.max_over(&format!("{hint}_high"), x, cells);
-        let minus_one = self.scalar_f32("minus_one", -1.0, 1);
-        let negated = self.op("Mul", &format!("{hint}_negated"), &[x, &minus_one], vec![]);
-        let low = self.max_over(&format!("{hint}_low"), &negated, cells);
-        self.op("Sub", hint, &[&high, &low], vec![])
-    }
-
-    /// A 1x1 Conv with a constant 0/1 `weights[out][in]` matrix: each output channel is one input
-    /// channel (or zero), exactly, as no runtime rounds `v * 1 + 0`. The portable way to copy or
-    /// reorder channels: no Concat (wonnx concatenates wrongly when a dim before the axis is not
-    /// 1), Gather, Transpose or MatMul (see [`Self::sum_of_one_term`]).
-    pub fn pick_channels(&mut self, hint: &str, x: &str, sources: &[Option<usize>], inputs: usize) -> String {
+    /// A 1x1 Conv with constant weights `weights[out][in]`, each output channel one input channel
+    /// times its weight (or zero): exact, as no runtime rounds `v * w + 0 + ...` when `v * w` is
+    /// exact. The portable way to copy, reorder or scale channels: no Concat (wonnx concatenates
+    /// wrongly when a dim before the axis is not 1), Gather, Transpose or MatMul (wonnx drops
+    /// terms when the inner size is not a multiple of 4). A non-finite input anywhere in the
+    /// cell turns every output channel there NaN (`inf * 0`).
+    pub fn scale_channels(&mut self, hint: &str, x: &str, sources: &[Option<(usize, f32)>], inputs: usize) -> String {
         let mut w = vec![0.0f32; sources.len() * inputs];
         for (out, source) in sources.iter().enumerate() {
-            if let Some(i) = source {
-                w[out * inputs + i] = 1.0;
+            if let Some((i, weight)) = source {
+                w[out * inputs + i] = *weight;
             }
         }
         let w = self.const_f32(&format!("{hint}_weights"), &[sources.len() as i64, inputs as i64, 1, 1], &w);
         self.op("Conv", hint, &[x, &w], vec![proto::attr_ints("kernel_shape", &[1, 1])])
+    }
+
+    /// [`Self::scale_channels`] with weights of 1: output channel `o` is input channel
+    /// `sources[o]`, or zeros.
+    pub fn pick_channels(&mut self, hint: &str, x: &str, sources: &[Option<usize>], inputs: usize) -> String {
+        let sources: Vec<Option<(usize, f32)>> = sources.iter().map(|s| s.map(|i| (i, 1.0))).collect();
+        self.scale_channels(hint, x, &sources, inputs)
     }
 
     pub fn finish(self) -> (Vec<NodeProto>, Vec<TensorProto>) {
@@ -333,17 +377,16 @@ mod tests {
         let build = |opset| {
             let mut b = GraphBuilder::new(opset, NameAllocator::new(HashSet::new()));
             let x = b.clamp_finite("c", "x");
-            for cells in [Cells::Grid { height: 3, width: 4 }, Cells::Column { cells: 12 }] {
-                let m = b.max_over("m", &x, cells);
-                let s = b.select_maxima("s", &x, &m);
-                b.sum_of_one_term("t", &s, cells);
+            for cells in [Cells { height: 3, width: 4 }, Cells { height: 5, width: 5 }] {
+                let m = b.max_over(&format!("m{}", cells.height), &x, cells);
+                b.below_max(&format!("s{}", cells.height), &x, &m);
             }
             b.pick_channels("p", "x", &[Some(1), None], 2);
             ops(b)
         };
         let first = build(MIN_OPSET);
         let names: Vec<&str> = first.iter().map(|o| o.0.as_str()).collect();
-        assert_eq!(names[..8], ["Clip", "MaxPool", "Sub", "Mul", "Clip", "Mul", "Clip", "Sub"]);
+        assert_eq!(names[..5], ["Clip", "MaxPool", "Sub", "Clip", "Ceil"]);
         let is_clip = |o: &(String, Vec<String>, Vec<String>)| o.0 == "Clip";
         for opset in MIN_OPSET..=MAX_OPSET {
             let ops = build(opset);
@@ -357,11 +400,55 @@ mod tests {
         }
     }
 
+    fn ints(b: &GraphBuilder, node: usize, name: &str) -> Option<Vec<i64>> {
+        b.nodes[node].attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
+    }
+
     #[test]
-    fn a_single_cell_is_its_own_sum() {
+    fn pools_are_square_with_unit_strides_and_pad_a_non_square_map() {
         let mut b = GraphBuilder::new(13, NameAllocator::new(HashSet::new()));
-        assert_eq!(b.sum_of_one_term("t", "x", Cells::Grid { height: 1, width: 1 }), "x");
-        assert!(ops(b).is_empty());
+        b.max_over("tall", "x", Cells { height: 23, width: 17 });
+        b.max_over("wide", "x", Cells { height: 1, width: 4 });
+        b.max_over("square", "x", Cells { height: 9, width: 9 });
+        assert_eq!(ints(&b, 0, "kernel_shape"), Some(vec![23, 23]));
+        assert_eq!(ints(&b, 0, "pads"), Some(vec![0, 0, 0, 6]));
+        assert_eq!(ints(&b, 1, "kernel_shape"), Some(vec![4, 4]));
+        assert_eq!(ints(&b, 1, "pads"), Some(vec![0, 0, 3, 0]));
+        assert_eq!(ints(&b, 2, "kernel_shape"), Some(vec![9, 9]));
+        assert_eq!(ints(&b, 2, "pads"), None);
+        assert!((0..3).all(|n| ints(&b, n, "strides").is_none() && b.nodes[n].op_type == "MaxPool"));
+    }
+
+    #[test]
+    fn equal_nodes_and_constants_are_made_once() {
+        let mut b = GraphBuilder::new(13, NameAllocator::new(HashSet::new()));
+        let first = b.clamp_finite("a", "x");
+        let again = b.clamp_finite("b", "x");
+        assert_eq!(first, again);
+        let other = b.clamp_finite("c", "y");
+        assert_ne!(first, other);
+        let k1 = b.const_f32("k", &[2], &[1.0, 2.0]);
+        let k2 = b.const_f32("k_again", &[2], &[1.0, 2.0]);
+        let k3 = b.const_f32("k_other", &[1, 2], &[1.0, 2.0]);
+        assert_eq!(k1, k2);
+        assert_ne!(k1, k3);
+        // A graph output is always written by its own node.
+        b.op_into("Clip", "out", &["x"], vec![], "out");
+        b.op_into("Clip", "out2", &["x"], vec![], "out2");
+        let (nodes, initializers) = b.finish();
+        assert_eq!(nodes.len(), 4);
+        // Two Clip bounds, then the two distinct constants.
+        assert_eq!(initializers.len(), 4);
+    }
+
+    #[test]
+    fn below_max_is_exact_for_the_smallest_gaps_in_float32_and_float16() {
+        // Ceil(Clip(gap, -1, 1)): 0 for a zero gap, 1 for the smallest positive one.
+        let step = |gap: f32| gap.clamp(-1.0, 1.0).ceil();
+        assert_eq!(step(0.0), 0.0);
+        assert_eq!(step(f32::from_bits(1)), 1.0);
+        assert_eq!(step(2f32.powi(-24)), 1.0); // the smallest float16 gap
+        assert_eq!(step(f32::INFINITY), 1.0);
     }
 
     #[test]

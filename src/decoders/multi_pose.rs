@@ -5,16 +5,18 @@
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
 //! `decodeMultiplePoses` as N unrolled rounds of "the best live candidate", with the reference's
 //! f32 arithmetic (see its module doc for every rounding). The ops are the single-pose decoder's
-//! ([`crate::decoders::graph`]) plus Div, Floor and Relu; no comparison, no bool tensor, no
+//! ([`crate::decoders::graph`]) plus Div, Floor, Relu and `GraphBuilder::select_maxima`'s gains; no comparison, no bool tensor, no
 //! Concat. All f32: the scaled indices (below) do not fit f16.
 //!
-//! NHWC heads are first taken to NCHW, exactly and without Transpose: each head viewed as
-//! `[B, 1, H, W*C]` by a Reshape, then a Conv with a `1 x C` kernel of one-hot weights at stride
-//! `(1, C)` (output channel c is the one term of channel c), 0/1 weights and one term per output
-//! like every other Conv here; the heatmaps are clamped to +-FLT_MAX before (an infinity times
-//! a zero weight would be NaN). The rest is the NCHW decoder. (The single-pose decoder reads
-//! NHWC heads as columns, broadcasting; the traversal here reorders channels by 1x1 Convs, which
-//! a column layout cannot.)
+//! NHWC heads are first taken to NCHW by a Transpose (see
+//! [`GraphBuilder::nhwc_to_nchw`]); the rest is the NCHW decoder. Its pools are square, with unit
+//! strides, like the single-pose decoder's ([`GraphBuilder::max_over`]). It shares with the
+//! single-pose decoder the nodes both compute (the heads' copies, the clamped heatmaps, their
+//! sigmoid): the builder makes an equal node once.
+//!
+//! Not float16-exact: the cell indices are scaled by 2^64 and the selections by 2^100, beyond
+//! float16's range (see [`crate::profiles`]' float16 notes for the runtimes that compute in
+//! float16 by default, and the one setting that makes them exact).
 //!
 //! Per frame: `v` the clamped heatmaps; `live`, 1.0 at the candidates (a 3x3 MaxPool equal to
 //! `v`, and `v >= thr`); every cell's position per keypoint `P` (offsets plus the cell grid) and
@@ -198,27 +200,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn cells(&self) -> Cells {
-        Cells::Grid { height: self.h, width: self.w }
-    }
-
-    /// An NHWC head `[B, H, W, C]` as NCHW `[B, C, H, W]`, exactly and without Transpose: viewed
-    /// as `[B, 1, H, W*C]` (a Reshape that keeps the order of the values; its reader is a Conv,
-    /// not an element-wise op, which onnxruntime-web's WebGL backend would read wrong), then a
-    /// Conv with a `1 x C` kernel at stride `(1, C)`: output channel c at cell (y, x) is the
-    /// sum over the C values of cell (y, x) weighted by the one-hot of c, that is the value of
-    /// channel c (one term; the others are exact zeros for finite heads).
-    fn nhwc_as_nchw(&mut self, hint: &str, head: &str, channels: usize) -> String {
-        let (h, w, c) = (self.h as i64, self.w as i64, channels as i64);
-        let rows = self.b.reshape(&format!("{hint}_rows"), head, &[-1, 1, h, w * c]);
-        let weights: Vec<f32> =
-            (0..channels * channels).map(|i| if i / channels == i % channels { 1.0 } else { 0.0 }).collect();
-        let weights = self.b.const_f32(&format!("{hint}_weights"), &[c, 1, 1, c], &weights);
-        self.b.op(
-            "Conv",
-            hint,
-            &[&rows, &weights],
-            vec![proto::attr_ints("kernel_shape", &[1, c]), proto::attr_ints("strides", &[1, c])],
-        )
+        Cells { height: self.h, width: self.w }
     }
 
     /// 1.0 where `t > 0` (any positive f32, down to 2^-149), 0.0 where `t <= 0`, by arithmetic.
@@ -318,7 +300,7 @@ impl Builder<'_> {
         let cells = self.cells();
         let per_channel = self.b.max_over(&format!("{hint}_per_channel"), x, cells);
         let column = self.b.reshape(&format!("{hint}_column"), &per_channel, &[-1, 1, channels as i64, 1]);
-        self.b.max_over(hint, &column, Cells::Grid { height: channels, width: 1 })
+        self.b.max_over(hint, &column, Cells { height: channels, width: 1 })
     }
 
     /// `(dy^2 + dx^2)` per keypoint of positions `a - b` (each `[y | x]`, 34 channels): two
@@ -347,10 +329,22 @@ impl Builder<'_> {
         let keypoint = self.b.op("Sub", &format!("{p}_root_keypoint_fraction"), &[&place, &cell], vec![]);
         let block = self.b.scalar_f32("mp_rank_block", RANK_BLOCK as f32, 1);
         let keypoint = self.b.op("Mul", &format!("{p}_root_keypoint_index"), &[&keypoint, &block], vec![]);
-        // One-hot: 1 - clip((k - keypoint)^2, -1, 1) over the keypoints k (integers).
-        let keypoints =
-            self.b.const_f32("mp_keypoint_index", &[1, K as i64, 1, 1], &(0..K).map(|k| k as f32).collect::<Vec<_>>());
-        let d = self.b.op("Sub", &format!("{p}_root_keypoint_gap"), &[&keypoints, &keypoint], vec![]);
+        // One-hot: 1 - clip((keypoint - k)^2, -1, 1) over the keypoints k (integers). The gaps by a
+        // 1x1 Conv from the one channel (weights 1, bias -k), not a [1, 17, 1, 1] constant less a
+        // [B, 1, 1, 1] tensor: onnx2tf lays such a constant out on the width axis (neither operand
+        // tells it where the channels are) and then fails on the Conv that reads the one-hot.
+        let ones = self.b.const_f32("mp_keypoint_fan_out", &[K as i64, 1, 1, 1], &[1.0; K]);
+        let bias = self.b.const_f32(
+            "mp_keypoint_index_negated",
+            &[K as i64],
+            &(0..K).map(|k| -(k as f32)).collect::<Vec<_>>(),
+        );
+        let d = self.b.op(
+            "Conv",
+            &format!("{p}_root_keypoint_gap"),
+            &[&keypoint, &ones, &bias],
+            vec![proto::attr_ints("kernel_shape", &[1, 1])],
+        );
         let d2 = self.b.op("Mul", &format!("{p}_root_keypoint_gap_sq"), &[&d, &d], vec![]);
         let other = self.b.clip(&format!("{p}_root_keypoint_other"), &d2, -1.0, 1.0);
         let one = self.b.scalar_f32("one", 1.0, 1);
@@ -426,26 +420,23 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let mut g = Builder { b, h, w, stride: spec.stride as f32, cell_index: None };
 
     // Per frame.
-    // NHWC heads are taken to NCHW first (see `Builder::nhwc_as_nchw`); the heatmaps clamped before,
-    // so that no infinity meets a zero weight.
+    // NHWC heads are taken to NCHW first.
     let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
         Layout::Nchw => {
             (spec.heatmaps.clone(), spec.offsets.clone(), spec.displacement_fwd.clone(), spec.displacement_bwd.clone())
         }
-        Layout::Nhwc => {
-            let finite = g.b.clamp_finite("mp_heatmaps_nhwc_finite", &spec.heatmaps);
-            let e = POSE_CHAIN.len();
-            (
-                g.nhwc_as_nchw("mp_heatmaps_nchw", &finite, K),
-                g.nhwc_as_nchw("mp_offsets_nchw", &spec.offsets, 2 * K),
-                g.nhwc_as_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd, 2 * e),
-                g.nhwc_as_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd, 2 * e),
-            )
-        }
+        Layout::Nhwc => (
+            g.b.nhwc_to_nchw("mp_heatmaps_nchw", &spec.heatmaps),
+            g.b.nhwc_to_nchw("mp_offsets_nchw", &spec.offsets),
+            g.b.nhwc_to_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd),
+            g.b.nhwc_to_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd),
+        ),
     };
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
+    // Sigmoid of the heatmaps as they come (the same values as of `v`: sigmoid(+-FLT_MAX) is
+    // sigmoid(+-inf)), the single-pose decoder's node.
     let scores = match spec.scores {
-        ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&v], vec![]),
+        ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&heatmaps], vec![]),
         ScoreMode::Raw => v.clone(),
     };
     let window = g.b.op(
@@ -609,7 +600,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             let near = g.b.op("Sub", &format!("{p}_vs_earlier_near_gap"), &[&valid, &far], vec![]);
             let mut near = g.b.op("Relu", &format!("{p}_vs_earlier_near"), &[&near], vec![]);
             if slots > 1 {
-                near = g.b.max_over(&format!("{p}_vs_earlier_any"), &near, Cells::Grid { height: 1, width: slots });
+                near = g.b.max_over(&format!("{p}_vs_earlier_any"), &near, Cells { height: 1, width: slots });
             }
             let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
             counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
@@ -670,11 +661,14 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_rows"), &[&acc, &placed], vec![]),
         });
-        // [B, 1, 1, 1] times a one-hot [1, N, 1, 1] (a Conv from one channel would be rewritten
-        // to NCHWc by onnxruntime CPU, with reorders).
-        let slot: Vec<f32> = (0..n).map(|c| if c == r { 1.0 } else { 0.0 }).collect();
-        let slot = g.b.const_f32(&format!("mp_slot{r}_score_onehot"), &[1, n as i64, 1, 1], &slot);
-        let placed = g.b.op("Mul", &format!("mp_slot{r}_score"), &[score, &slot], vec![]);
+        // [B, 1, 1, 1] to channel r of [B, N, 1, 1] by a 1x1 Conv, not times a [1, N, 1, 1]
+        // one-hot constant: onnx2tf lays such a constant out on the width axis (see `root_state`).
+        let placed = g.b.pick_channels(
+            &format!("mp_slot{r}_score"),
+            score,
+            &(0..n).map(|c| (c == r).then_some(0)).collect::<Vec<_>>(),
+            1,
+        );
         pose_scores = Some(match pose_scores {
             None => placed,
             Some(acc) => g.b.op("Add", &format!("mp_slots_to{r}_score"), &[&acc, &placed], vec![]),

@@ -1,46 +1,55 @@
 //! The keypoint decoder appended to a model, built from portable ops only.
 //!
 //! Design for the weakest runtimes (Unity Barracuda 1.0.x, onnxruntime-web's WebGL backend,
-//! ncnn, wonnx): no ArgMax, Gather, Transpose, Squeeze, Concat or Where; no comparisons and no
-//! bool tensors; no ReduceMax, ReduceSum or MatMul; tensors of rank 4 or less; every op but Clip
-//! in one form across opsets 9 to 21 (the op choices and the runtimes that forced them are in
-//! [`crate::decoders::graph`]); float outputs.
+//! ncnn, wonnx) and the converters users take models through (onnx2tf, pnnx): no ArgMax, Gather,
+//! Squeeze, Concat or Where; no comparisons and no bool tensors; no ReduceMax, ReduceSum or
+//! MatMul; tensors of rank 4 or less; square pools and 1x1 Convs at unit strides; every op but
+//! Clip in one form across opsets 9 to 21; no constant beyond the float16 range that a result
+//! depends on (the op choices and the runtimes behind them are in [`crate::decoders::graph`]).
+//! On a GPU each node is a dispatch: the decoder is 18 nodes (17 for raw scores, 2 more for
+//! NHWC heads), whatever the grid.
 //!
-//! The heatmaps are reduced where their cells lie: NCHW maps as they come, `[N, 17, H, W]` (no
-//! reshape of NCHW heads: onnxruntime-web's WebGL backend reads a reshaped `[1, 34, H, W]` wrong
-//! in the next element-wise op), NHWC maps as columns `[N, 1, A, 17]` with `A = H*W`. Per
-//! keypoint map `hm`:
-//! 1. `hm` clamped to +-FLT_MAX (so that the differences below are never `inf - inf`; the one
-//!    tie this makes, `+inf` with `FLT_MAX`, the reference makes too), `mx` its max by MaxPool,
-//!    and `is_max` 1.0 exactly at the cells equal to `mx`, by arithmetic
-//!    ([`GraphBuilder::select_maxima`]).
-//! 2. First occurrence: `ranked = is_max * (A - i) + [0.5 at cell 0]` gives the first maximal
-//!    cell the largest rank; `onehot` selects the max of `ranked` the same way and has exactly
-//!    one 1.0, where argmax would point. The half at cell 0 never outranks a maximal cell (ranks
-//!    are >= 1) but wins when the mask is empty (a NaN max, or wonnx's MaxPool floor).
-//! 3. Positions: the offsets plus a constant grid (`gy*stride` for the y channels, `gx*stride`
-//!    for the x channels: one f32 addition, as the reference computes it), times `onehot`
-//!    (repeated for y and x by a 1x1 Conv for NCHW, by broadcasting for NHWC), summed over the
-//!    cells as `max(p) - max(-p)`: one term is non-zero, so the sum is exact.
-//! 4. The coordinates `[N, 34, 1, 1]` and the scores `[N, 17, 1, 1]` (`sigmoid(mx)` or `mx`) are
-//!    taken to `(x, y, score)` channels per keypoint by two 1x1 Convs against 0/1 weights, added
-//!    (each channel one value plus an exact zero), and reshaped to `[N, 17, 3]`.
+//! NHWC heads are first taken to NCHW by a Transpose; the rest reads `[N, C, H, W]` maps with
+//! A = H*W cells. Per keypoint map `hm`:
+//! 1. `hm` clamped to +-FLT_MAX (so that `max - hm` is never `inf - inf`; the one tie this
+//!    makes, `+inf` with `FLT_MAX`, the reference makes too), `mx` its max by MaxPool.
+//! 2. `below = Ceil(Clip(mx - hm, -1, 1))`: 0 at the maxima, 1 elsewhere, exactly
+//!    ([`GraphBuilder::below_max`]).
+//! 3. First occurrence: `ranked = rank - below`, with `rank = (A - i) / 2^m` (cell i in row-major
+//!    order, `2^m >= A`): in (0, 1] at the maxima, the first the largest, and at most 0 elsewhere,
+//!    still in scan order, so an empty mask (wonnx's MaxPool floor, see `max_over`) takes the
+//!    first cell, where the reference puts an all -inf map. `top` its max by MaxPool.
+//! 4. `miss = Ceil(top - ranked)`: 0 at the chosen cell, 1 or 2 elsewhere (`top - ranked` is
+//!    below 2, and at least `2^-m` away from 0 at every other cell).
+//! 5. The values per cell in output order, `(x, y, score)` per keypoint (51 channels): the
+//!    offsets plus the cell's pixel position (`gy*stride`, `gx*stride`: one f32 addition, as the
+//!    reference) reordered by a 1x1 Conv, and `sigmoid(hm)` (or `hm` for raw scores) placed
+//!    by another; minus `miss * 2^14` (a 1x1 Conv of `miss`), their max over the cells by
+//!    MaxPool is the chosen cell's values, exactly: every other cell is at least 2^14 lower,
+//!    while positions lie within 2^14 px of each other (`MAX_POSITION_SPREAD`).
+//! 6. Reshaped to `[N, 17, 3]`.
 //!
-//! Every constant is a small integer or a multiple of the stride, exact in f32 while
-//! `A <= 2^24` and in f16 while `A <= 2048` and `(H-1)*stride <= 2048`. Because the selection
-//! multiplies by 0 and 1, a non-finite offset anywhere in a keypoint's map turns the result NaN
-//! instead of being skipped; a NaN heatmap cell gives what the runtime's Clip and MaxPool make
-//! of it.
+//! Every constant is exact in float16 while `A <= 2048` (`MAX_CELLS_F16`): the ranks are
+//! multiples of `2^-11` in (0, 1], the grid positions multiples of the stride, the penalty
+//! 2^14 (at most 2^15 with the values in float16's range). A non-finite offset anywhere turns
+//! the values at its cell NaN (the 1x1 Conv multiplies it by zeros too), and the result is then
+//! what the runtime's MaxPool makes of a NaN; a NaN heatmap cell likewise; and a non-finite raw
+//! score does the same through the score's Conv.
 
 use crate::contract::{DecoderSettings, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::decoders::reroute::HeadInput;
 use crate::error::{Error, Result};
 
-/// Largest heatmap (in cells) whose ranks are exact integers in f32.
+/// Largest heatmap (in cells) whose ranks are exact in f32.
 pub const MAX_CELLS_F32: usize = 1 << 24;
-/// Largest heatmap (in cells) whose ranks are exact integers in f16.
+/// Largest heatmap (in cells) whose ranks are exact in f16.
 pub const MAX_CELLS_F16: usize = 2048;
+/// What every cell but the chosen one loses before the max over the cells: the positions of one
+/// keypoint must lie within this many pixels of each other for the max to be the chosen cell's.
+pub const MAX_POSITION_SPREAD: f32 = 16384.0;
+
+const K: usize = NUM_KEYPOINTS;
 
 /// What to decode and where to put it.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +62,12 @@ pub struct DecoderSpec<'a> {
     pub grid: (usize, usize),
 }
 
+/// `(A - i) / 2^m` for every cell i, `2^m` the smallest power of two at least A: (0, 1].
+fn first_cell_ranks(cells: usize) -> Vec<f32> {
+    let scale = (cells as f32).log2().ceil().exp2();
+    (0..cells).map(|i| (cells - i) as f32 / scale).collect()
+}
+
 /// Appends the decoder for `spec` to `b`; the last node writes `spec.settings.output`.
 pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
     let (h, w) = spec.grid;
@@ -62,90 +77,100 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
             "a {h}x{w} heatmap is outside the decoder's exact range (1 to {MAX_CELLS_F32} cells)"
         )));
     }
-    let a = cells as i64;
-    let k = NUM_KEYPOINTS as i64;
+    let grid = Cells { height: h, width: w };
+    let out = 3 * K;
 
     let heatmaps = b.read_head("heatmaps_copy", &spec.settings.heatmaps, &spec.heatmaps_read);
     let offsets = b.read_head("offsets_copy", &spec.settings.offsets, &spec.offsets_read);
-    // The heatmaps where their cells lie: NCHW as they come, NHWC as columns [N, 1, A, 17].
-    let (cell_axes, cell_shape, heatmaps) = match spec.settings.layout {
-        Layout::Nchw => (Cells::Grid { height: h, width: w }, vec![1, 1, h as i64, w as i64], heatmaps),
-        Layout::Nhwc => {
-            let columns = b.reshape("heatmap_columns", &heatmaps, &[-1, 1, a, k]);
-            (Cells::Column { cells }, vec![1, 1, a, 1], columns)
-        }
+    let (heatmaps, offsets) = match spec.settings.layout {
+        Layout::Nchw => (heatmaps, offsets),
+        Layout::Nhwc => (b.nhwc_to_nchw("heatmaps_nchw", &heatmaps), b.nhwc_to_nchw("offsets_nchw", &offsets)),
     };
-    // Clamped after the max (the same value: clamping is monotone) so that the heads have two
-    // readers: onnxruntime-web's WebGL backend fuses a Clip into a Conv output it alone reads,
-    // which breaks a head that is a graph output (see `crate::decoders::reroute`).
-    let max = b.max_over("heatmap_max_raw", &heatmaps, cell_axes);
-    let max = b.clamp_finite("heatmap_max", &max);
+
+    // The first maximal cell of each map. The heatmaps have two readers here (the Clip and the
+    // score below): onnxruntime-web's WebGL backend fuses a Clip into a Conv output it alone
+    // reads, which breaks a head that is a graph output (see `crate::decoders::reroute`).
     let clamped = b.clamp_finite("heatmaps_finite", &heatmaps);
-    let is_max = b.select_maxima("is_max", &clamped, &max);
-    let ranks: Vec<f32> = (0..cells).map(|i| (cells - i) as f32).collect();
-    let ranks = b.const_f32("first_cell_rank", &cell_shape, &ranks);
-    let mut fallback = vec![0.0f32; cells];
-    fallback[0] = 0.5;
-    let fallback = b.const_f32("empty_mask_fallback", &cell_shape, &fallback);
-    let ranked = b.op("Mul", "ranked_max", &[&is_max, &ranks], vec![]);
-    let ranked = b.op("Add", "ranked", &[&ranked, &fallback], vec![]);
-    let top = b.max_over("top_rank", &ranked, cell_axes);
-    let onehot = b.select_maxima("argmax_onehot", &ranked, &top);
+    let max = b.max_over("heatmap_max", &clamped, grid);
+    let below = b.below_max("below_max", &clamped, &max);
+    // One rank map per keypoint, not one broadcast over the channels: onnx2tf reads a [1, 1, H, W]
+    // constant against its NHWC layout wrongly when H, W and the channels are all 17 (the real
+    // model), and its max then picks the wrong cells (measured with onnx2tf 1.29.24 -cotof).
+    let ranks: Vec<f32> = first_cell_ranks(cells).into_iter().cycle().take(K * cells).collect();
+    let ranks = b.const_f32("first_cell_rank", &[1, K as i64, h as i64, w as i64], &ranks);
+    let ranked = b.op("Sub", "ranked", &[&ranks, &below], vec![]);
+    let top = b.max_over("top_rank", &ranked, grid);
+    let gap = b.op("Sub", "rank_gap", &[&top, &ranked], vec![]);
+    let miss = b.op("Ceil", "not_chosen", &[&gap], vec![]);
 
-    // The cell's position in pixels: `gy*stride` for the y offsets, `gx*stride` for the x ones.
-    let stride = spec.settings.stride as f32;
-    let position = |axis: usize, cell: usize| (if axis == 0 { cell / w } else { cell % w }) as f32 * stride;
-    let two = 0..2;
-    let (yx, score) = match spec.settings.layout {
-        Layout::Nchw => {
-            // One-hot repeated for the y and the x channels: offset channel c reads map c % 17.
-            let repeat: Vec<Option<usize>> = (0..2 * NUM_KEYPOINTS).map(|c| Some(c % NUM_KEYPOINTS)).collect();
-            let onehot_yx = b.pick_channels("argmax_onehot_yx", &onehot, &repeat, NUM_KEYPOINTS);
-            let grid: Vec<f32> =
-                (0..2 * NUM_KEYPOINTS).flat_map(|c| (0..cells).map(move |i| position(c / NUM_KEYPOINTS, i))).collect();
-            let grid = b.const_f32("grid_px", &[1, 2 * k, h as i64, w as i64], &grid);
-            let positions = b.op("Add", "positions", &[&offsets, &grid], vec![]);
-            let picked = b.op("Mul", "picked", &[&positions, &onehot_yx], vec![]);
-            (b.sum_of_one_term("keypoint_yx", &picked, cell_axes), max)
-        }
-        Layout::Nhwc => {
-            // Offsets as [N, A, 2, 17] (y then x per cell), the one-hot as [N, A, 1, 17] and the
-            // grid as [1, A, 2, 1]: both element-wise ops broadcast. onnxruntime-web's WebGL
-            // backend reads a reshaped input wrong in an element-wise op of equal shapes when
-            // the reshape changes the tensor's 2-D texture ([A, 34] to [2A, 17] here); a
-            // broadcasting op indexes its inputs by element and reads them right.
-            let offsets = b.reshape("offsets_by_cell", &offsets, &[-1, a, 2, k]);
-            let onehot = b.reshape("argmax_onehot_by_cell", &onehot, &[-1, a, 1, k]);
-            let grid: Vec<f32> = (0..cells).flat_map(|i| two.clone().map(move |axis| position(axis, i))).collect();
-            let grid = b.const_f32("grid_px", &[1, a, 2, 1], &grid);
-            let positions = b.op("Add", "positions", &[&offsets, &grid], vec![]);
-            let picked = b.op("Mul", "picked", &[&positions, &onehot], vec![]);
-            let picked = b.reshape("picked_columns", &picked, &[-1, 1, a, 2 * k]);
-            let yx = b.sum_of_one_term("keypoint_yx", &picked, cell_axes);
-            // [N, 1, 1, C] to [N, C, 1, 1]: the same values in the same order.
-            let yx = b.reshape("keypoint_yx_channels", &yx, &[-1, 2 * k, 1, 1]);
-            (yx, b.reshape("heatmap_max_channels", &max, &[-1, k, 1, 1]))
-        }
-    };
-    let score = match spec.settings.scores {
-        ScoreMode::Sigmoid => b.op("Sigmoid", "score", &[&score], vec![]),
-        ScoreMode::Raw => score,
-    };
-
-    // Channels (x, y, score) per keypoint, from the y, x channels and the score channels: two
-    // channel picks added (each output channel is one value plus an exact zero).
-    let from_yx: Vec<Option<usize>> = (0..3 * NUM_KEYPOINTS)
+    // The values per cell in output order: (x, y, score) per keypoint.
+    let from_offsets: Vec<Option<usize>> = (0..out)
         .map(|c| match c % 3 {
-            0 => Some(NUM_KEYPOINTS + c / 3),
+            0 => Some(K + c / 3),
             1 => Some(c / 3),
             _ => None,
         })
         .collect();
-    let from_score: Vec<Option<usize>> = (0..3 * NUM_KEYPOINTS).map(|c| (c % 3 == 2).then_some(c / 3)).collect();
-    let xy = b.pick_channels("keypoints_xy", &yx, &from_yx, 2 * NUM_KEYPOINTS);
-    let scores = b.pick_channels("keypoints_score", &score, &from_score, NUM_KEYPOINTS);
-    let rows = b.op("Add", "keypoints_rows", &[&xy, &scores], vec![]);
-    let shape = b.const_i64("keypoints_shape", &[3], &[-1, k, VALUES_PER_KEYPOINT as i64]);
-    b.op_into("Reshape", "keypoints", &[&rows, &shape], vec![], &spec.settings.output);
+    // The cell's pixel position (`gy*stride` for the y offsets, `gx*stride` for the x ones) added
+    // before the reorder: a third of the constant it would be after.
+    let stride = spec.settings.stride as f32;
+    let pixels: Vec<f32> =
+        (0..2 * K).flat_map(|c| (0..cells).map(move |i| if c < K { i / w } else { i % w } as f32 * stride)).collect();
+    let pixels = b.const_f32("grid_px", &[1, 2 * K as i64, h as i64, w as i64], &pixels);
+    let positions = b.op("Add", "positions", &[&offsets, &pixels], vec![]);
+    let positions = b.pick_channels("positions_xy", &positions, &from_offsets, 2 * K);
+    let scores = match spec.settings.scores {
+        ScoreMode::Sigmoid => b.op("Sigmoid", "scores", &[&heatmaps], vec![]),
+        ScoreMode::Raw => heatmaps.clone(),
+    };
+    let from_scores: Vec<Option<usize>> = (0..out).map(|c| (c % 3 == 2).then_some(c / 3)).collect();
+    let scores = b.pick_channels("scores_placed", &scores, &from_scores, K);
+    let values = b.op("Add", "values", &[&positions, &scores], vec![]);
+
+    // Every cell but the chosen one 2^14 or 2^15 lower, then the max over the cells.
+    let penalty: Vec<Option<(usize, f32)>> = (0..out).map(|c| Some((c / 3, MAX_POSITION_SPREAD))).collect();
+    let penalty = b.scale_channels("not_chosen_penalty", &miss, &penalty, K);
+    let values = b.op("Sub", "values_chosen", &[&values, &penalty], vec![]);
+    let keypoints = b.max_over("keypoint_values", &values, grid);
+    let shape = b.const_i64("keypoints_shape", &[3], &[-1, K as i64, VALUES_PER_KEYPOINT as i64]);
+    b.op_into("Reshape", "keypoints", &[&keypoints, &shape], vec![], &spec.settings.output);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_are_exact_in_float16_and_in_scan_order() {
+        for cells in [1, 2, 289, 1089, 2048] {
+            let ranks = first_cell_ranks(cells);
+            assert_eq!(ranks[0], cells as f32 / (cells as f32).log2().ceil().exp2());
+            assert!(ranks[0] <= 1.0 && *ranks.last().unwrap() > 0.0);
+            assert!(ranks.windows(2).all(|p| p[0] > p[1]));
+            if cells <= MAX_CELLS_F16 {
+                // Multiples of 2^-11 in (0, 1]: 11 significant bits at most, float16's.
+                assert!(ranks.iter().all(|r| (r * 2048.0).fract() == 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn the_penalty_fits_float16_and_parts_every_other_cell() {
+        // miss is 1 or 2 at every other cell: at most 2 * 2^14 = 2^15 below, within float16's
+        // 65504 for values within MAX_POSITION_SPREAD of 0.
+        assert!(2.0 * MAX_POSITION_SPREAD + MAX_POSITION_SPREAD <= 65504.0);
+        // The rank gaps: with the chosen cell at 5, the later maxima are in (0, 1) below it and
+        // Ceil gives 1; every cell off the maxima is in (0, 2) below it (ranked there is its
+        // rank less 1), and Ceil gives 1 or 2.
+        let ranks = first_cell_ranks(1089);
+        let top = ranks[5];
+        for (i, r) in ranks.iter().enumerate() {
+            if i >= 5 {
+                assert_eq!((top - r).ceil(), if i == 5 { 0.0 } else { 1.0 }, "{i}");
+            }
+            let off_the_maxima = (top - (r - 1.0)).ceil();
+            assert!(off_the_maxima == 1.0 || off_the_maxima == 2.0, "{i}");
+        }
+    }
 }

@@ -115,7 +115,8 @@ impl Facts {
                 }
             }
             "Concat" | "Identity" | "Cast" | "Sigmoid" | "Relu" | "GlobalMaxPool" | "MaxPool" | "Conv" | "Tanh"
-            | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Not" | "Clip" | "Softmax" | "Dropout" => rank_of(0),
+            | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Not" | "Clip" | "Softmax" | "Dropout" | "Ceil" | "Floor"
+            | "Transpose" => rank_of(0),
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or" | "Xor" | "Max"
             | "Min" | "Sum" | "Where" | "MatMul" => inputs_max().and_then(|r| r.into_iter().max()),
             _ => None,
@@ -131,7 +132,9 @@ impl Facts {
             "Equal" | "Greater" | "Less" | "Not" | "And" | "Or" | "Xor" => Some("bool".to_string()),
             "Reshape" | "Concat" | "Identity" | "Add" | "Sub" | "Mul" | "Div" | "Sigmoid" | "MatMul" | "ReduceMax"
             | "ReduceSum" | "ReduceMin" | "ReduceMean" | "Relu" | "Max" | "Min" | "GlobalMaxPool" | "MaxPool"
-            | "Conv" | "Clip" => input(0).and_then(|i| self.element_type(i)).map(str::to_string),
+            | "Conv" | "Clip" | "Ceil" | "Floor" | "Transpose" => {
+                input(0).and_then(|i| self.element_type(i)).map(str::to_string)
+            }
             _ => None,
         };
         if let Some(ty) = ty {
@@ -189,14 +192,19 @@ impl Facts {
                 let d = dims(0)?;
                 Some(d.iter().enumerate().map(|(i, v)| if i < 2 { *v } else { Some(1) }).collect())
             }
+            "Transpose" => {
+                let d = dims(0)?;
+                let perm = node.attribute.iter().find(|a| a.name == "perm")?;
+                perm.ints.iter().map(|&p| d.get(usize::try_from(p).ok()?).copied()).collect()
+            }
             "MaxPool" | "AveragePool" | "Conv" => {
-                // Unit strides, no padding: what the decoder emits.
+                // Unit strides, explicit pads: what the decoders emit.
                 let plain = node.attribute.iter().all(|a| match a.name.as_str() {
                     "strides" | "dilations" => a.ints.iter().all(|v| *v == 1),
-                    "pads" => a.ints.iter().all(|v| *v == 0),
-                    "kernel_shape" | "group" => true,
+                    "kernel_shape" | "group" | "pads" => true,
                     _ => false,
                 });
+                let pads = node.attribute.iter().find(|a| a.name == "pads").map(|a| a.ints.clone());
                 if !plain {
                     return None;
                 }
@@ -208,11 +216,15 @@ impl Facts {
                     let k = node.attribute.iter().find(|a| a.name == "kernel_shape")?;
                     (d.get(1).copied().flatten(), k.ints.iter().map(|v| usize::try_from(*v).ok()).collect())
                 };
-                let spatial = d
-                    .get(2..)?
-                    .iter()
-                    .zip(&kernel)
-                    .map(|(i, k)| i.zip(*k).and_then(|(i, k)| i.checked_sub(k)).map(|v| v + 1));
+                let rank = kernel.len();
+                let padded = |axis: usize| -> usize {
+                    pads.as_ref().map_or(0, |p| {
+                        (p.get(axis).copied().unwrap_or(0) + p.get(axis + rank).copied().unwrap_or(0)).max(0) as usize
+                    })
+                };
+                let spatial = d.get(2..)?.iter().zip(&kernel).enumerate().map(|(axis, (i, k))| {
+                    i.zip(*k).and_then(|(i, k)| (i + padded(axis)).checked_sub(k)).map(|v| v + 1)
+                });
                 Some([d.first().copied().flatten(), channels].into_iter().chain(spatial).collect())
             }
             _ => None,

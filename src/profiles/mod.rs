@@ -95,6 +95,32 @@ impl Profile {
             .collect())
     }
 
+    /// The runtimes behind the profile called `name` (itself, or every runtime file for
+    /// `portable`) that compute in a type narrower than float32 by default, with how.
+    pub fn narrow_defaults(name: &str) -> Result<Vec<(String, NarrowDefault)>> {
+        let runtimes = if name == PORTABLE {
+            Profile::all()?.into_iter().skip(1).collect()
+        } else {
+            vec![Profile::by_name(name)?]
+        };
+        Ok(runtimes.into_iter().filter_map(|p| p.narrow_default.map(|n| (p.name, n))).collect())
+    }
+
+    /// The notes a multi-pose decoder gets for the runtimes behind the profile called `name` that
+    /// compute in a narrower type by default: the one setting that makes each exact.
+    pub fn multi_pose_narrow_notes(name: &str) -> Result<Vec<String>> {
+        Ok(Profile::narrow_defaults(name)?
+            .into_iter()
+            .map(|(runtime, n)| {
+                format!(
+                    "the multi-pose decoder is not exact where {runtime} {n}: its scaled indices need float32; \
+                     set {} there (the single-pose keypoints are exact either way, positions rounded to {})",
+                    n.exact_with, n.arithmetic
+                )
+            })
+            .collect())
+    }
+
     /// Whether the runtime can hold tensors of element type `ty` at all (no `forbidden_types`
     /// rule names it).
     pub fn holds(&self, ty: &str) -> bool {
@@ -182,6 +208,17 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtimes_that_compute_in_float16_by_default_are_named_with_their_setting() {
+        for name in [PORTABLE, "ncnn"] {
+            let notes = Profile::multi_pose_narrow_notes(name).unwrap();
+            assert_eq!(notes.len(), 1, "{name}: {notes:?}");
+            assert!(notes[0].contains("ncnn computes in float16 by default on a Vulkan device"), "{}", notes[0]);
+            assert!(notes[0].contains("opt.use_fp16_storage"), "{}", notes[0]);
+        }
+        assert!(Profile::multi_pose_narrow_notes("wonnx").unwrap().is_empty());
+    }
 
     #[test]
     fn rules_read_as_requirements() {

@@ -72,6 +72,7 @@ impl Profile {
             op_rules,
             unsupported,
             derived_from: names,
+            narrow_default: None,
             proof: Proof::Derived,
         }
     }

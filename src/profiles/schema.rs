@@ -39,6 +39,31 @@ pub struct Profile {
     pub derived_from: Vec<String>,
     /// What shows the profile right: a run of the rewritten models, or the documentation alone.
     pub proof: Proof,
+    /// Where the runtime computes in a type narrower than float32 at its default settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrow_default: Option<NarrowDefault>,
+}
+
+/// A runtime's default arithmetic when narrower than float32 (the `[narrow_default]` table): the
+/// single-pose decoder is exact there up to that type's rounding of positions, the multi-pose
+/// decoder is not (its scaled indices need float32), so the rewrite and `inspect` name the
+/// setting that makes the runtime compute in float32.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NarrowDefault {
+    /// `float16` or `bfloat16`.
+    pub arithmetic: String,
+    /// Where the default applies (a device, a processor).
+    pub applies: String,
+    /// The setting that makes the runtime compute in float32 there.
+    pub exact_with: String,
+    pub source: String,
+}
+
+impl fmt::Display for NarrowDefault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "computes in {} by default {}", self.arithmetic, self.applies)
+    }
 }
 
 /// What a profile's "accepts" rests on (the `[proof]` table of a runtime file).

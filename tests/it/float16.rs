@@ -73,10 +73,12 @@ fn float16_heads_are_decoded_exactly_single_and_multi_pose() {
             assert_eq!(output_type(&rewritten, name), DataType::FLOAT as i32, "{name}");
         }
         let casts = rewritten.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Cast").count();
-        assert_eq!(casts, 6, "{}: one Cast per head each decoder reads", spec.label());
+        // The two decoders share the heads' copies: one Cast per head read (the multi-pose
+        // decoder reads the displacements too).
+        assert_eq!(casts, 4, "{}: one Cast per head read", spec.label());
         let reshapes_before_casts =
             rewritten.graph.as_ref().unwrap().node.iter().filter(|n| n.name.ends_with("_copy_f16")).count();
-        assert_eq!(reshapes_before_casts, 6, "{}: a Reshape before each Cast (onnxruntime fuses Casts)", spec.label());
+        assert_eq!(reshapes_before_casts, 4, "{}: a Reshape before each Cast (onnxruntime fuses Casts)", spec.label());
         let out = verify(&input, &output, &sample);
         assert_equal(&out, &spec.label());
         assert!(stdout(&out).contains("are float16: the reference reads them exactly"), "{}", stdout(&out));

@@ -223,17 +223,9 @@ fn every_runtime_takes_every_decoder_at_the_opsets_it_reads() {
             let expected: fn(&Violation) -> bool = match profile.name.as_str() {
                 "tensorrt-8.4" if spec.opset > 13 => |v| v.node.is_none() && v.rule == "opset 13 or lower",
                 "wonnx" if spec.opset < 11 => |v| v.op.as_deref() == Some("Clip") && v.rule.starts_with("no attribute"),
-                // TEMPORARY: until the square-kernel decoder lands, Barracuda 1.0.4 refuses the
-                // decoders' non-square pools and strides (and nothing else).
-                "barracuda-1.0.4" => |v| {
-                    [Pattern::NonSquarePoolKernel, Pattern::NonSquareStrides].iter().any(|p| v.rule == p.to_string())
-                },
                 _ => |_| false,
             };
             assert!(violations.iter().all(expected), "{} on {}:\n{lines}", spec.label(), profile.name);
-            if profile.name == "barracuda-1.0.4" {
-                continue;
-            }
             let refused =
                 (profile.name == "tensorrt-8.4" && spec.opset > 13) || (profile.name == "wonnx" && spec.opset < 11);
             assert_eq!(!violations.is_empty(), refused, "{} on {}", spec.label(), profile.name);
@@ -372,11 +364,8 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
     assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
     assert_eq!(report.decoder.provenance.as_ref().unwrap().settings.layout, Layout::Nhwc);
     assert_eq!(report.profile(PORTABLE).unwrap().rejected_nodes, 0, "{report}");
-    // TEMPORARY: until the square-kernel decoder lands, Barracuda 1.0.4 refuses the NHWC
-    // decoder's column pools (kernel_shape [A, 1]), and nothing else.
-    let barracuda = report.profile("barracuda-1.0.4").unwrap();
-    let pool = Pattern::NonSquarePoolKernel.to_string();
-    assert!(barracuda.violations.iter().all(|v| v.rule == pool), "{report}");
+    // Square pools and unit strides: Barracuda 1.0.4 takes the NHWC decoder too.
+    assert_eq!(report.profile("barracuda-1.0.4").unwrap().rejected_nodes, 0, "{report}");
 }
 
 #[test]
@@ -565,20 +554,15 @@ fn barracuda_1_0_4_refuses_non_square_pool_kernels_and_strides() {
             assert!(found[0].contains("barracuda-release/blob/0f5faef2"), "{label}: {}", found[0]);
         }
         assert!(cli.contains("barracuda-1.0.4: rejects 1 of 1 nodes") && cli.contains(detail), "{label}: {cli}");
-        // `portable` must hold on Barracuda 1.0.4: it refuses the same, unless the rule is left out
-        // of it for the time being (its note then says so).
+        // `portable` must hold on Barracuda 1.0.4: it refuses the same.
         let rule = barracuda
             .rules_for(op)
             .find(|r| r.kind == RuleKind::KnownWrong { pattern })
             .unwrap_or_else(|| panic!("{label}: no {pattern:?} rule on {op}"));
-        if rule.portable {
-            let expected = format!("node posefix/window ({op}): {detail} breaks \"{pattern}\" of portable (");
-            for found in [inspected(&portable), target(&portable)] {
-                assert!(found.iter().any(|v| v.starts_with(&expected)), "{label}: {found:#?}");
-            }
-        } else {
-            let note = rule.note.as_deref().unwrap_or_default();
-            assert!(note.starts_with("TEMPORARY: until the square-kernel decoder lands"), "{label}: {note}");
+        assert!(rule.portable, "{label}: {pattern:?} left out of portable");
+        let expected = format!("node posefix/window ({op}): {detail} breaks \"{pattern}\" of portable (");
+        for found in [inspected(&portable), target(&portable)] {
+            assert!(found.iter().any(|v| v.starts_with(&expected)), "{label}: {found:#?}");
         }
     }
 }

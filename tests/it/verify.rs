@@ -95,9 +95,9 @@ fn xy_swapped_is_caught_on_every_keypoint() {
     let dir = TempDir::new().unwrap();
     let spec = SyntheticSpec { heads_layout: Layout::Nhwc, sigmoid_heatmaps: true, ..SyntheticSpec::posenet(13) };
     let (original, rewritten, mut model) = pair(&dir, &spec);
-    // Output channels of the [51, 34] coordinate pick are (x, y, score) per keypoint: swap the
+    // Output channels of the [51, 34] position reorder are (x, y, score) per keypoint: swap the
     // x and y rows.
-    tamper(&mut model, "posefix/keypoints_xy_weights", |m| {
+    tamper(&mut model, "posefix/positions_xy_weights", |m| {
         for k in 0..17 {
             for col in 0..34 {
                 m.swap((k * 3) * 34 + col, (k * 3 + 1) * 34 + col);

@@ -63,10 +63,9 @@ OPTIONS = {"cpu": dict(FP32), "vulkan": dict(FP32), "vulkan-defaults": {}}
 if os.environ.get("NCNN_LEG_DEFAULT_PRECISION"):  # for measurements: ncnn's own defaults
     OPTIONS = {"cpu": {}, "vulkan": {}, "vulkan-defaults": {}}
 EXACT_SETTING = "opt.use_fp16_storage = False, opt.use_fp16_arithmetic = False"
-# Whether ncnn-vulkan-defaults runs (NCNN_LEG_VULKAN_DEFAULTS=1 or 0 overrides): not yet by default,
-# since today's single-pose decoder (2^100 factors, FLT_MAX clamps) cannot meet its rules and CI
-# runs this leg; on once the fp16-safe decoder (issue 20, section 2) is on main.
-VULKAN_DEFAULTS = "0"
+# Whether ncnn-vulkan-defaults runs (NCNN_LEG_VULKAN_DEFAULTS=0 turns it off). The decoder before
+# the fp16-safe one (2^100 factors) failed it on all 28 models it loads.
+VULKAN_DEFAULTS = "1"
 # Photos of the real model (single pose) run at the defaults besides the generated inputs (CI time;
 # the fp32 runtimes run all 26).
 DEFAULTS_PHOTOS = int(os.environ.get("NCNN_LEG_DEFAULTS_PHOTOS", "8"))
