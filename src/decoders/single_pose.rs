@@ -159,7 +159,7 @@ mod tests {
     fn the_penalty_fits_float16_and_parts_every_other_cell() {
         // miss is 1 or 2 at every other cell: at most 2 * 2^14 = 2^15 below, within float16's
         // 65504 for values within MAX_POSITION_SPREAD of 0.
-        assert!(2.0 * MAX_POSITION_SPREAD + MAX_POSITION_SPREAD <= 65504.0);
+        const { assert!(2.0 * MAX_POSITION_SPREAD + MAX_POSITION_SPREAD <= 65504.0) };
         // The rank gaps: with the chosen cell at 5, the later maxima are in (0, 1) below it and
         // Ceil gives 1; every cell off the maxima is in (0, 2) below it (ranked there is its
         // rank less 1), and Ceil gives 1 or 2.
