@@ -87,23 +87,27 @@ impl Profile {
     /// `portable`, less `left_out`) that cannot hold one of `types` (ONNX names) at all, each with
     /// the first such type: a model holding it does not load there, whatever the decoder adds.
     pub fn refusing_types(name: &str, types: &BTreeSet<&str>, left_out: &[String]) -> Result<Vec<(String, String)>> {
-        let runtimes = if name == PORTABLE { Profile::proven()? } else { vec![Profile::by_name(name)?] };
-        Ok(runtimes
+        Ok(Profile::runtimes_behind(name)?
             .into_iter()
             .filter(|p| !left_out.contains(&p.name))
             .filter_map(|p| types.iter().find(|t| !p.holds(t)).map(|t| (p.name.clone(), t.to_string())))
             .collect())
     }
 
-    /// The runtimes behind the profile called `name` (itself, or every runtime file for
+    /// The runtimes behind the profile called `name` (itself, or every proven runtime for
     /// `portable`) that compute in a type narrower than float32 by default, with how.
     pub fn narrow_defaults(name: &str) -> Result<Vec<(String, NarrowDefault)>> {
-        let runtimes = if name == PORTABLE {
-            Profile::all()?.into_iter().skip(1).collect()
+        Ok(Profile::runtimes_behind(name)?.into_iter().filter_map(|p| p.narrow_default.map(|n| (p.name, n))).collect())
+    }
+
+    /// The runtime profiles behind the profile called `name`: itself, or for `portable` the
+    /// proven ones it is the intersection of.
+    fn runtimes_behind(name: &str) -> Result<Vec<Profile>> {
+        if name == PORTABLE {
+            Profile::proven()
         } else {
-            vec![Profile::by_name(name)?]
-        };
-        Ok(runtimes.into_iter().filter_map(|p| p.narrow_default.map(|n| (p.name, n))).collect())
+            Ok(vec![Profile::by_name(name)?])
+        }
     }
 
     /// The notes a multi-pose decoder gets for the runtimes behind the profile called `name` that
