@@ -176,10 +176,9 @@ fn write_synthetic(out_dir: &Path, spec: &SyntheticSpec, extras: Extras) -> Resu
         label += &format!("_pixels-{}-{}", p.pixels, p.preprocess);
     }
     let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
-    // Parsed the way the CLI reads a model, so the rewrite takes the CLI's path.
-    let proto = model_io::parse_structure(&bytes).map_err(|e| anyhow!("parsing {label}: {e}"))?;
-    write_pair(out_dir, &label, &LoadedModel { bytes, proto }, "synthetic", extras)
-        .with_context(|| format!("synthetic model {label}"))
+    // Parsed and checked the way the CLI reads a model, so the rewrite takes the CLI's path.
+    let model = LoadedModel::from_bytes(bytes, Path::new(&label)).map_err(|e| anyhow!("parsing {label}: {e}"))?;
+    write_pair(out_dir, &label, &model, "synthetic", extras).with_context(|| format!("synthetic model {label}"))
 }
 
 /// Rewrites `model` (with the multi-pose decoder, or taking pixels, as `extras` say), writes
@@ -193,15 +192,15 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
     };
     let rewritten = rewrite::rewrite(model, &options)?;
     // What the provenance records is what check.py decodes with.
-    let multi_pose = match &rewritten.provenance.multi_pose {
+    let multi_pose = match &rewritten.provenance().multi_pose {
         Some(m) => json!({
             "max_poses": m.max_poses,
             "score_threshold": m.score_threshold,
             "nms_radius": m.nms_radius,
             "poses": m.poses,
             "pose_scores": m.pose_scores,
-            "heatmaps": rewritten.provenance.settings.heatmaps,
-            "offsets": rewritten.provenance.settings.offsets,
+            "heatmaps": rewritten.provenance().settings.heatmaps,
+            "offsets": rewritten.provenance().settings.offsets,
             "displacement_fwd": m.displacement_fwd,
             "displacement_bwd": m.displacement_bwd,
         }),
@@ -209,27 +208,27 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
     };
     let orig_file = format!("{name}.orig.onnx");
     let posefix_file = format!("{name}.posefix.onnx");
-    fs::write(out_dir.join(&orig_file), &model.bytes).with_context(|| format!("writing {orig_file}"))?;
+    fs::write(out_dir.join(&orig_file), model.file_bytes()).with_context(|| format!("writing {orig_file}"))?;
     fs::write(out_dir.join(&posefix_file), rewritten.to_bytes(model)?)
         .with_context(|| format!("writing {posefix_file}"))?;
-    let (input_name, input_shapes) = image_input_shapes(&model.proto)?;
-    let p = &rewritten.provenance;
+    let (input_name, input_shapes) = image_input_shapes(model.proto())?;
+    let p = rewritten.provenance();
     Ok(json!({
         "name": name,
         "kind": kind,
         "orig": orig_file,
         "posefix": posefix_file,
-        "opset": onnx_posefix::model::query::default_opset(&model.proto),
+        "opset": onnx_posefix::model::query::default_opset(model.proto()),
         "heatmaps": p.settings.heatmaps,
         "offsets": p.settings.offsets,
         "output": p.settings.output,
         "layout": p.settings.layout.as_str(),
         "stride": p.settings.stride,
         "scores": p.settings.scores.as_str(),
-        "grid": [rewritten.heads.grid.0, rewritten.heads.grid.1],
-        "batch": rewritten.heads.batch.to_string(),
+        "grid": [rewritten.heads().grid.0, rewritten.heads().grid.1],
+        "batch": rewritten.heads().batch.to_string(),
         "input": input_name,
-        "input_layout": rewritten.image.as_ref().map(|i| i.layout.as_str()),
+        "input_layout": rewritten.image().as_ref().map(|i| i.layout.as_str()),
         "input_shapes": input_shapes,
         "multi_pose": multi_pose,
         "pixels": p.pixels.as_ref().map(|x| x.pixels.as_str()),

@@ -6,6 +6,7 @@
 //! `x = gx*stride + offsets[k+17][gy][gx]`, and `score = sigmoid(max)` (or the max itself when the
 //! heatmaps already end in a Sigmoid). These are tfjs posenet's single-pose semantics.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
@@ -134,7 +135,8 @@ impl Layout {
 }
 
 /// How the score of a keypoint is derived from the heatmap maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ScoreMode {
     /// Heatmaps are logits: score = sigmoid(max).
     Sigmoid,
@@ -145,7 +147,8 @@ pub enum ScoreMode {
 /// The float types the decoders read (heads) and write (`--output-type`). float16 heads are read
 /// through a Cast to float32, which is exact; a float16 output is the float32 result rounded
 /// once, to nearest even.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum FloatType {
     #[default]
     Float32,
@@ -155,11 +158,7 @@ pub enum FloatType {
 impl FloatType {
     /// The ONNX element type.
     pub fn onnx(self) -> onnx_protobuf::tensor_proto::DataType {
-        use onnx_protobuf::tensor_proto::DataType;
-        match self {
-            FloatType::Float32 => DataType::FLOAT,
-            FloatType::Float16 => DataType::FLOAT16,
-        }
+        crate::model::element_type::onnx_float(self)
     }
 
     /// `value` as this type holds it (float16: rounded to nearest even), widened back to f32.
@@ -172,7 +171,8 @@ impl FloatType {
 }
 
 /// How 0..255 RGB pixels become model input values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Preprocess {
     /// `x / 127.5 - 1`: tfjs posenet MobileNetV1.
     Mobilenet,
@@ -224,7 +224,8 @@ impl Preprocess {
 }
 
 /// What the image input takes once the rewrite prepends the normalization (`--pixels`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Pixels {
     /// 0..1 floats (a texture as Barracuda, Sentis or WebGL hand it over).
     Unit,
@@ -349,7 +350,8 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    const KEYS: [&'static str; 7] = ["version", "heatmaps", "offsets", "layout", "stride", "scores", "output"];
+    /// The keys of the optional groups of entries, under [`METADATA_PREFIX`]: a group is all
+    /// there or all absent.
     const MULTI_POSE_KEYS: [&'static str; 7] = [
         "poses.max",
         "poses.score_threshold",
@@ -365,96 +367,83 @@ impl Provenance {
     /// The `metadata_props` entries, keys under [`METADATA_PREFIX`].
     pub fn to_metadata(&self) -> Vec<(String, String)> {
         let d = &self.settings;
-        let values = [
-            self.tool_version.clone(),
-            d.heatmaps.clone(),
-            d.offsets.clone(),
-            d.layout.to_string(),
-            d.stride.to_string(),
-            d.scores.to_string(),
-            d.output.clone(),
+        let mut entries: Vec<(&str, String)> = vec![
+            ("version", self.tool_version.clone()),
+            ("heatmaps", d.heatmaps.clone()),
+            ("offsets", d.offsets.clone()),
+            ("layout", d.layout.to_string()),
+            ("stride", d.stride.to_string()),
+            ("scores", d.scores.to_string()),
+            ("output", d.output.clone()),
         ];
-        let mut entries: Vec<(String, String)> =
-            Self::KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect();
         if let Some(m) = &self.multi_pose {
             // f32's Display is the shortest text that reads back to the same value.
-            let values = [
-                m.max_poses.to_string(),
-                m.score_threshold.to_string(),
-                m.nms_radius.to_string(),
-                m.displacement_fwd.clone(),
-                m.displacement_bwd.clone(),
-                m.poses.clone(),
-                m.pose_scores.clone(),
-            ];
-            entries.extend(Self::MULTI_POSE_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
+            entries.extend([
+                ("poses.max", m.max_poses.to_string()),
+                ("poses.score_threshold", m.score_threshold.to_string()),
+                ("poses.nms_radius", m.nms_radius.to_string()),
+                ("poses.displacement_fwd", m.displacement_fwd.clone()),
+                ("poses.displacement_bwd", m.displacement_bwd.clone()),
+                ("poses.output", m.poses.clone()),
+                ("poses.scores_output", m.pose_scores.clone()),
+            ]);
         }
         if let Some(p) = &self.pixels {
-            let values = [p.input.clone(), p.pixels.to_string(), p.preprocess.to_string()];
-            entries.extend(Self::PIXEL_KEYS.iter().zip(values).map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)));
+            entries.extend([
+                ("input.name", p.input.clone()),
+                ("input.pixels", p.pixels.to_string()),
+                ("input.preprocess", p.preprocess.to_string()),
+            ]);
         }
         if self.output_type != FloatType::Float32 {
-            entries.push((format!("{METADATA_PREFIX}{}", Self::OUTPUT_TYPE_KEY), self.output_type.to_string()));
+            entries.push((Self::OUTPUT_TYPE_KEY, self.output_type.to_string()));
         }
-        entries
+        entries.into_iter().map(|(k, v)| (format!("{METADATA_PREFIX}{k}"), v)).collect()
     }
 
     /// Reads the entries written by [`Provenance::to_metadata`]; `None` when any is missing or
-    /// malformed (for the multi-pose ones: when some but not all are there, or one is malformed).
+    /// malformed (for the multi-pose and pixel ones: when some but not all are there, or one is
+    /// malformed).
     pub fn from_metadata<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Provenance> {
-        let mut found: [Option<&str>; 7] = [None; 7];
-        let mut multi: [Option<&str>; 7] = [None; 7];
-        let mut pixel: [Option<&str>; 3] = [None; 3];
-        let mut output_type = Some(FloatType::Float32);
-        for (k, v) in entries {
-            if let Some(short) = k.strip_prefix(METADATA_PREFIX) {
-                if let Some(i) = Self::KEYS.iter().position(|key| *key == short) {
-                    found[i] = Some(v);
-                } else if let Some(i) = Self::MULTI_POSE_KEYS.iter().position(|key| *key == short) {
-                    multi[i] = Some(v);
-                } else if let Some(i) = Self::PIXEL_KEYS.iter().position(|key| *key == short) {
-                    pixel[i] = Some(v);
-                } else if short == Self::OUTPUT_TYPE_KEY {
-                    output_type = FloatType::parse(v);
-                }
-            }
-        }
-        let [version, heatmaps, offsets, layout, stride, scores, output] = found;
-        let multi_pose = if multi.iter().all(Option::is_none) {
-            None
-        } else {
-            let [max, threshold, radius, fwd, bwd, poses, pose_scores] = multi;
-            Some(MultiPoseSettings {
-                displacement_fwd: fwd?.to_string(),
-                displacement_bwd: bwd?.to_string(),
-                max_poses: max?.parse().ok()?,
-                score_threshold: threshold?.parse().ok()?,
-                nms_radius: radius?.parse().ok()?,
-                poses: poses?.to_string(),
-                pose_scores: pose_scores?.to_string(),
-            })
+        let found: HashMap<&str, &str> =
+            entries.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(METADATA_PREFIX)?, v))).collect();
+        let get = |key: &str| found.get(key).copied();
+        let any_of = |keys: &[&str]| keys.iter().any(|k| found.contains_key(k));
+        let multi_pose = match any_of(&Self::MULTI_POSE_KEYS) {
+            false => None,
+            true => Some(MultiPoseSettings {
+                displacement_fwd: get("poses.displacement_fwd")?.to_string(),
+                displacement_bwd: get("poses.displacement_bwd")?.to_string(),
+                max_poses: get("poses.max")?.parse().ok()?,
+                score_threshold: get("poses.score_threshold")?.parse().ok()?,
+                nms_radius: get("poses.nms_radius")?.parse().ok()?,
+                poses: get("poses.output")?.to_string(),
+                pose_scores: get("poses.scores_output")?.to_string(),
+            }),
         };
-        let pixels = if pixel.iter().all(Option::is_none) {
-            None
-        } else {
-            let [input, pixels, preprocess] = pixel;
-            Some(PixelInput {
-                input: input?.to_string(),
-                pixels: Pixels::parse(pixels?)?,
-                preprocess: Preprocess::parse(preprocess?)?,
-            })
+        let pixels = match any_of(&Self::PIXEL_KEYS) {
+            false => None,
+            true => Some(PixelInput {
+                input: get("input.name")?.to_string(),
+                pixels: Pixels::parse(get("input.pixels")?)?,
+                preprocess: Preprocess::parse(get("input.preprocess")?)?,
+            }),
+        };
+        let output_type = match get(Self::OUTPUT_TYPE_KEY) {
+            None => FloatType::Float32,
+            Some(v) => FloatType::parse(v)?,
         };
         Some(Provenance {
             pixels,
-            output_type: output_type?,
-            tool_version: version?.to_string(),
+            output_type,
+            tool_version: get("version")?.to_string(),
             settings: DecoderSettings {
-                heatmaps: heatmaps?.to_string(),
-                offsets: offsets?.to_string(),
-                output: output?.to_string(),
-                layout: Layout::parse(layout?)?,
-                stride: stride?.parse().ok()?,
-                scores: ScoreMode::parse(scores?)?,
+                heatmaps: get("heatmaps")?.to_string(),
+                offsets: get("offsets")?.to_string(),
+                output: get("output")?.to_string(),
+                layout: Layout::parse(get("layout")?)?,
+                stride: get("stride")?.parse().ok()?,
+                scores: ScoreMode::parse(get("scores")?)?,
             },
             multi_pose,
         })

@@ -176,6 +176,25 @@ pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// An error and its causes on one line, outermost first, each cause once (a message that already
+/// ends with its cause would repeat it), whitespace runs (line breaks in a hostile model's names
+/// included) made single spaces.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use crate::contract::{FloatType, Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
 use crate::decoders::single_pose::MAX_CELLS_F32;
 use crate::error::printable;
 use crate::error::{Error, HeadCandidate, Result};
+use crate::model::element_type::float_type;
 use crate::model::proto::Dim;
 use crate::model::query;
-use crate::tract_bridge::TensorFacts;
+use crate::tract_bridge::{list_tensors, TensorFacts};
 
 const OFFSET_CHANNELS: usize = 2 * NUM_KEYPOINTS;
 const DISPLACEMENT_CHANNELS: usize = 2 * POSE_CHAIN.len();
@@ -45,15 +46,6 @@ pub struct HeadChoice {
 pub struct Displacements {
     pub fwd: String,
     pub bwd: String,
-}
-
-/// The head types the decoders read: float32, and float16 (through an exact Cast).
-pub fn float_type(dt: DatumType) -> Option<FloatType> {
-    match dt {
-        DatumType::F32 => Some(FloatType::Float32),
-        DatumType::F16 => Some(FloatType::Float16),
-        _ => None,
-    }
 }
 
 /// The type of head `name` among `outputs`: float32 unless inference settled on float16.
@@ -109,7 +101,7 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
             if !outputs.iter().any(|o| &o.name == name) {
                 return Err(Error::Usage(format!(
                     "{flag} {name}: no graph output has that name (outputs: {})",
-                    list_outputs(outputs)
+                    list_tensors(outputs)
                 )));
             }
         }
@@ -173,13 +165,13 @@ pub fn detect(outputs: &[TensorFacts], choice: &HeadChoice) -> Result<Heads> {
                     "no pose heads found: {}expected float32 or float16 outputs of rank 4 with {NUM_KEYPOINTS} (heatmaps) and \
                  {OFFSET_CHANNELS} (offsets) channels on the same grid, NCHW or NHWC; outputs: {}{}",
                     reasons.iter().map(|r| format!("{r}; ")).collect::<String>(),
-                    list_outputs(outputs),
+                    list_tensors(outputs),
                     if heatmaps.is_empty() || offsets.is_empty() { "" } else { " (their grids or layouts differ)" }
                 ),
             })
         }
         many => Err(Error::HeadsAmbiguous {
-            outputs: list_outputs(outputs),
+            outputs: list_tensors(outputs),
             candidates: many
                 .iter()
                 .map(|(h, o)| HeadCandidate {
@@ -217,7 +209,7 @@ pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &Hea
                     return Err(Error::Usage(format!(
                         "{flag} {}: no graph output has that name (outputs: {})",
                         printable(name),
-                        list_outputs(outputs)
+                        list_tensors(outputs)
                     )))
                 }
                 Some(o) if !fits(o) => {
@@ -243,7 +235,7 @@ pub fn detect_displacements(outputs: &[TensorFacts], heads: &Heads, choice: &Hea
             reason: format!(
                 "multi-pose decoding needs the forward and backward displacements: {wanted}; {}",
                 match found.as_slice() {
-                    [] => format!("none among {}", list_outputs(outputs)),
+                    [] => format!("none among {}", list_tensors(outputs)),
                     [one] => format!("only {} is one", printable(one)),
                     _ => unreachable!(),
                 }
@@ -307,7 +299,7 @@ fn near_miss(output: &TensorFacts) -> Option<String> {
         };
         return Some(format!(
             "output {name} has {channels} channels but type {}: only float32 and float16 heads are supported{why}",
-            crate::profiles::datum_type_name(dt)
+            crate::model::element_type::datum_name(dt)
         ));
     }
     if dims.iter().any(|d| matches!(d, Dim::Fixed(v) if *v <= 0)) {
@@ -322,9 +314,6 @@ fn has_symbolic_grid(output: &TensorFacts) -> bool {
     dims[1..].iter().any(|d| !matches!(d, Dim::Fixed(_)))
 }
 
-fn list_outputs(outputs: &[TensorFacts]) -> String {
-    outputs.iter().map(|o| format!("{} {}", printable(&o.name), o.shape_string())).collect::<Vec<_>>().join(", ")
-}
 
 /// The model's image input.
 #[derive(Clone, Debug, PartialEq, Eq)]

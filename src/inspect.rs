@@ -18,7 +18,8 @@ use crate::heads::{self, HeadChoice};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
 use crate::model::query::{self, InputShape};
-use crate::profiles::{self, datum_type_name, Facts, Profile, Proof, Violation};
+use crate::model::element_type;
+use crate::profiles::{self, Facts, Profile, Proof, Violation};
 use crate::tract_bridge::{self, TensorFacts};
 
 /// Everything `inspect` reports.
@@ -226,34 +227,17 @@ fn declared<'a>(list: impl IntoIterator<Item = &'a onnx_protobuf::ValueInfoProto
             let declared = crate::model::proto::declared_tensor(vi);
             TensorFacts {
                 name: vi.name.clone(),
-                datum_type: declared.as_ref().and_then(|(elem, _)| onnx_datum_type(*elem)),
+                datum_type: declared.as_ref().and_then(|(elem, _)| element_type::to_datum(*elem)),
                 shape: declared.and_then(|(_, dims)| dims),
             }
         })
         .collect()
 }
 
-fn onnx_datum_type(elem: i32) -> Option<tract_onnx::prelude::DatumType> {
-    use onnx_protobuf::tensor_proto::DataType;
-    use protobuf::Enum;
-    use tract_onnx::prelude::DatumType;
-    Some(match DataType::from_i32(elem)? {
-        DataType::FLOAT => DatumType::F32,
-        DataType::FLOAT16 => DatumType::F16,
-        DataType::DOUBLE => DatumType::F64,
-        DataType::INT64 => DatumType::I64,
-        DataType::INT32 => DatumType::I32,
-        DataType::INT8 => DatumType::I8,
-        DataType::UINT8 => DatumType::U8,
-        DataType::BOOL => DatumType::Bool,
-        _ => return None,
-    })
-}
-
 fn tensor(t: &TensorFacts) -> Tensor {
     Tensor {
         name: t.name.clone(),
-        element_type: t.datum_type.map(datum_type_name),
+        element_type: t.datum_type.map(element_type::datum_name),
         shape: t.shape.as_ref().map(|dims| {
             dims.iter()
                 .map(|d| match d {

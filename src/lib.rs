@@ -27,9 +27,21 @@
 //! # Ok::<(), onnx_posefix::Error>(())
 //! ```
 //!
-//! The modules below the facade are public for the project's own tests, benchmarks, fuzzers and
-//! examples, and hidden from these docs: they may change with any release. ARCHITECTURE.md says
-//! where each concern lives.
+//! The facade is the whole public API: the modules behind it are the crate's own. The project's
+//! tests, benchmarks, fuzzers and examples open them with the `testing` feature, which the
+//! product never turns on. ARCHITECTURE.md says where each concern lives.
+//!
+//! Features: `cli` (on by default) is the binary's: clap for its flags ([`cli::RewriteArgs`],
+//! which the browser page parses too) and indicatif for its progress bar. A library user who
+//! wants neither takes `default-features = false`.
+//!
+//! # The panic hook
+//! tract can panic on a hostile model; the library runs every call into it under a guard that
+//! turns the panic into an [`Error`] naming it. To keep such a panic from printing, the first
+//! rewrite, inspection or verification replaces the process's panic hook with one that records
+//! panics on a thread inside that guard and hands every other panic to the hook it replaced
+//! (`std::panic::take_hook`, once per process). A caller that sets its own hook afterwards
+//! should chain to the one it takes, or tract's panics print before they become errors.
 //!
 //! On `wasm32` (the browser page, `web/wasm`) the library is its in-memory path only: bytes in,
 //! [`rewrite`] and [`inspect()`], bytes out ([`LoadedModel::from_bytes`],
@@ -37,55 +49,68 @@
 //! verification) is built for native targets only.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-#[doc(hidden)]
-pub mod cli;
+/// The crate's own modules: private, so that the facade below is the whole public API. The
+/// `testing` feature (the project's tests, benches, examples and fuzzers, never the product) opens
+/// them, hidden from the docs.
+macro_rules! internal_modules {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])* #[cfg(feature = "testing")] #[doc(hidden)] pub mod $name;
+        $(#[$attr])* #[cfg(not(feature = "testing"))] mod $name;
+    )*};
+}
+
 pub mod contract;
-#[doc(hidden)]
-pub mod decoders;
 pub mod error;
-#[doc(hidden)]
-pub mod heads;
-#[doc(hidden)]
-pub mod inspect;
-#[doc(hidden)]
-pub mod model;
-#[doc(hidden)]
-pub mod profiles;
-#[doc(hidden)]
-pub mod prune;
-#[doc(hidden)]
-pub mod reference;
-#[doc(hidden)]
-pub mod render;
-#[doc(hidden)]
-pub mod rewrite;
-#[doc(hidden)]
-pub mod rng;
+
+internal_modules! {
+    mod decoders;
+    mod heads;
+    mod inspect;
+    mod model;
+    mod profiles;
+    mod prune;
+    // The reference decoders judge the rewrite in verification: native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod reference;
+    mod render;
+    mod rewrite;
+    // Seeded noise for verification's adversarial inputs: native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod rng;
+    mod tract_bridge;
+    // Verification reads photos from files and runs the two models on threads: native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod verify;
+}
+
+/// The CLI's rewrite flags (clap), shared by the binary and the browser page's WebAssembly build.
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
-#[doc(hidden)]
-pub mod tract_bridge;
-// Verification reads photos from files and runs the two models on threads: native only.
-#[cfg(not(target_arch = "wasm32"))]
-#[doc(hidden)]
-pub mod verify;
 
-pub use contract::{DecoderSettings, FloatType, Layout, Provenance, ScoreMode, KEYPOINT_NAMES, NUM_KEYPOINTS};
-pub use error::{Error, HeadCandidate, Invalid, Result};
+pub use contract::{
+    DecoderSettings, FloatType, Layout, MultiPoseSettings, Pixels, Preprocess, Provenance, ScoreMode, KEYPOINT_NAMES,
+    NUM_KEYPOINTS, SKELETON, TOOL_VERSION,
+};
+pub use error::{one_line, Error, HeadCandidate, Invalid, Result};
 pub use heads::HeadChoice;
 pub use inspect::{inspect, Inspection};
 #[cfg(not(target_arch = "wasm32"))]
-pub use model::io::{read_model, read_structure};
-pub use model::io::{Durability, LoadedModel};
+pub use model::io::{read_model, read_structure, write_atomically};
+pub use model::io::{redeclared_for_size, Durability, LoadedModel};
 pub use model::query::InputShape;
+#[cfg(not(target_arch = "wasm32"))]
+pub use model::temporary::remove_temporaries_on_interrupt;
 pub use profiles::{Profile, PORTABLE, PROFILE_NAMES};
+pub use render::{DrawStyle, DRAW_STYLE};
 #[cfg(not(target_arch = "wasm32"))]
 pub use rewrite::rewrite_file;
-pub use rewrite::{rewrite, OutputOptions, RewriteOptions, Rewritten};
+pub use rewrite::{rewrite, MultiPoseOptions, OutputOptions, PixelOptions, RewriteOptions, Rewritten};
 #[cfg(not(target_arch = "wasm32"))]
 pub use verify::{
-    verify, verify_files, DecoderOverrides, Event, InputResult, Outcome, Preprocess, Report, Tolerances, VerifyOptions,
+    verify, verify_files, DecoderOverrides, Event, InputResult, Outcome, Report, Tolerances, VerifyOptions,
 };
 
 #[doc(hidden)]

@@ -10,24 +10,8 @@ use crate::model::walk;
 /// other graph output. Graph inputs stay (they are the model's interface) unless they are
 /// initializers nothing reads any more. Returns the number of nodes removed.
 pub fn prune(graph: &mut GraphProto, keep_outputs: &[&str]) -> usize {
-    let mut needed: HashSet<String> = keep_outputs.iter().map(|s| s.to_string()).collect();
-    let mut keep = vec![false; graph.node.len()];
-    // Walk backwards until nothing changes: correct even when nodes are not topologically sorted.
-    loop {
-        let mut changed = false;
-        for (i, node) in graph.node.iter().enumerate() {
-            if !keep[i] && node.output.iter().any(|o| needed.contains(o)) {
-                keep[i] = true;
-                let mut reads = Vec::new();
-                walk::outer_reads(node, &mut reads);
-                needed.extend(reads);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    let walk::Feeders { nodes: keep, tensors } = walk::feeders(graph, keep_outputs, |_| false);
+    let needed: HashSet<String> = tensors.into_iter().collect();
     let before = graph.node.len();
     let mut kept = keep.iter();
     graph.node.retain(|_| *kept.next().expect("one flag per node"));

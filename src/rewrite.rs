@@ -100,19 +100,55 @@ impl Default for RewriteOptions {
 /// The rewritten model and what was decided on the way.
 #[derive(Clone, Debug)]
 pub struct Rewritten {
-    pub model: ModelProto,
-    pub provenance: Provenance,
-    pub heads: Heads,
-    pub image: Option<ImageInput>,
-    /// Whether the score mode was detected (true) or forced with `--scores`.
-    pub scores_detected: bool,
-    pub nodes_added: usize,
-    pub nodes_pruned: usize,
-    /// Things worth telling the user that are not errors.
-    pub notes: Vec<String>,
+    pub(crate) model: ModelProto,
+    pub(crate) provenance: Provenance,
+    pub(crate) heads: Heads,
+    pub(crate) image: Option<ImageInput>,
+    pub(crate) scores_detected: bool,
+    pub(crate) nodes_added: usize,
+    pub(crate) nodes_pruned: usize,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Rewritten {
+    /// The rewritten model (structure-only when IN was read so: write it with [`Self::to_bytes`]).
+    pub fn model(&self) -> &ModelProto {
+        &self.model
+    }
+
+    /// What the decoder reads and writes, as recorded in the model's metadata.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// The heads found, their layout and grid.
+    pub fn heads(&self) -> &Heads {
+        &self.heads
+    }
+
+    /// The image input, when one was recognised.
+    pub fn image(&self) -> Option<&ImageInput> {
+        self.image.as_ref()
+    }
+
+    /// Whether the score mode was detected (true) or forced with `--scores`.
+    pub fn scores_detected(&self) -> bool {
+        self.scores_detected
+    }
+
+    pub fn nodes_added(&self) -> usize {
+        self.nodes_added
+    }
+
+    pub fn nodes_pruned(&self) -> usize {
+        self.nodes_pruned
+    }
+
+    /// Things worth telling the user that are not errors.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     /// The line the tool prints once OUT is written.
     pub fn summary(&self, out: &Path) -> String {
         let p = &self.provenance.settings;
@@ -298,7 +334,7 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         (None, None) => {
             return Err(Error::Usage(format!(
                 "cannot tell the image input among {}; pass --stride N (and --input-shape for symbolic dims)",
-                facts.inputs.iter().map(|i| format!("{} {}", i.name, i.shape_string())).collect::<Vec<_>>().join(", ")
+                tract_bridge::list_tensors(&facts.inputs)
             )))
         }
     };
@@ -474,7 +510,7 @@ fn pixel_input(p: PixelOptions, image: Option<&ImageInput>, facts: &ModelFacts) 
     let Some(image) = image else {
         return Err(Error::Usage(format!(
             "--pixels: cannot tell the image input among {} (expected one rank-4 input with 1 or 3 channels)",
-            facts.inputs.iter().map(|i| format!("{} {}", i.name, i.shape_string())).collect::<Vec<_>>().join(", ")
+            tract_bridge::list_tensors(&facts.inputs)
         )));
     };
     let fact = &facts.inputs[image.index];
@@ -482,7 +518,7 @@ fn pixel_input(p: PixelOptions, image: Option<&ImageInput>, facts: &ModelFacts) 
         return Err(Error::Unsupported(format!(
             "--pixels: the image input {} is {}, not float32",
             printable(&image.name),
-            crate::profiles::datum_type_name(fact.datum_type.expect("checked"))
+            crate::model::element_type::datum_name(fact.datum_type.expect("checked"))
         )));
     }
     Ok(PixelInput { input: image.name.clone(), pixels: p.pixels, preprocess: p.preprocess })

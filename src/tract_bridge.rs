@@ -14,7 +14,7 @@ use std::sync::Once;
 
 use tract_onnx::prelude::*;
 
-use crate::error::{printable, Error};
+use crate::error::{one_line, printable, Error};
 use crate::model::proto::Dim;
 use crate::model::validate::{too_large, MAX_TENSOR_ELEMENTS};
 
@@ -29,7 +29,8 @@ pub struct TensorFacts {
 }
 
 impl TensorFacts {
-    /// The fixed dims, or `None` if any dim is symbolic or the rank is unknown.
+    /// The fixed dims, or `None` if any dim is symbolic or the rank is unknown (for verification).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fixed_shape(&self) -> Option<Vec<usize>> {
         self.shape
             .as_ref()?
@@ -53,6 +54,12 @@ impl TensorFacts {
     }
 }
 
+/// `name [dims], name [dims]` for messages: each name printable on one line.
+pub fn list_tensors(tensors: &[TensorFacts]) -> String {
+    let each: Vec<String> = tensors.iter().map(|t| format!("{} {}", printable(&t.name), t.shape_string())).collect();
+    each.join(", ")
+}
+
 /// The facts of a model's inputs and outputs after tract's shape inference.
 #[derive(Clone, Debug)]
 pub struct ModelFacts {
@@ -64,9 +71,9 @@ fn load(bytes: &[u8]) -> Result<InferenceModel, Error> {
     let onnx = tract_onnx::onnx();
     let proto = onnx
         .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| Error::Tract(format!("tract could not read the model: {}", one_line(&e))))?;
+        .map_err(|e| Error::Tract(format!("tract could not read the model: {}", one_line(e.as_ref()))))?;
     onnx.model_for_proto_model(&proto)
-        .map_err(|e| Error::Tract(format!("tract could not load the model: {}", one_line(&e))))
+        .map_err(|e| Error::Tract(format!("tract could not load the model: {}", one_line(e.as_ref()))))
 }
 
 thread_local! {
@@ -137,7 +144,7 @@ fn check_pinned(what: &str, dims: &[usize]) -> Result<(), Error> {
 fn pin_inputs(model: &mut InferenceModel, pins: &[(String, Vec<usize>)]) -> Result<(), Error> {
     let names: Vec<String> = model
         .input_outlets()
-        .map_err(|e| Error::Tract(one_line(&e)))?
+        .map_err(|e| Error::Tract(one_line(e.as_ref())))?
         .iter()
         .map(|o| model.node(o.node).name.clone())
         .collect();
@@ -149,7 +156,7 @@ fn pin_inputs(model: &mut InferenceModel, pins: &[(String, Vec<usize>)]) -> Resu
         check_pinned(&format!("input {}", printable(name)), dims)?;
         let fact = InferenceFact::dt_shape(declared_type(model, ix), dims.as_slice());
         model.set_input_fact(ix, fact).map_err(|e| {
-            Error::Tract(format!("tract rejected the shape pinned on input {}: {}", printable(name), one_line(&e)))
+            Error::Tract(format!("tract rejected the shape pinned on input {}: {}", printable(name), one_line(e.as_ref())))
         })?;
     }
     Ok(())
@@ -176,7 +183,7 @@ fn dims_of(shape: &ShapeFact) -> Vec<Dim> {
 fn typed_model(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result<TypedModel, Error> {
     let mut model = load(bytes)?;
     pin_inputs(&mut model, pins)?;
-    model.into_typed().map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(&e))))
+    model.into_typed().map_err(|e| Error::Tract(format!("tract shape inference failed: {}", one_line(e.as_ref()))))
 }
 
 /// Shape inference: the facts of every input and output, with the named inputs pinned to
@@ -229,7 +236,9 @@ pub fn infer_tensor_facts(bytes: &[u8], pins: &[(String, Vec<usize>)]) -> Result
     })
 }
 
-/// An optimized, runnable model with fixed input shapes, built once and reused for every input.
+/// An optimized, runnable model with fixed input shapes, built once and reused for every input
+/// (verification runs models: native only).
+#[cfg(not(target_arch = "wasm32"))]
 pub struct Runner {
     plan: std::sync::Arc<TypedRunnableModel>,
     output_names: Vec<String>,
@@ -237,12 +246,14 @@ pub struct Runner {
     input_types: Vec<DatumType>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner").field("outputs", &self.output_names).finish()
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Runner {
     /// Builds the plan with every input pinned to `input_shapes` (one per graph input that is
     /// not an initializer, in order).
@@ -256,22 +267,23 @@ impl Runner {
                 let fact = InferenceFact::dt_shape(input_types[ix], dims.as_slice());
                 model
                     .set_input_fact(ix, fact)
-                    .map_err(|e| Error::Tract(format!("tract rejected the shape of input #{ix}: {}", one_line(&e))))?;
+                    .map_err(|e| Error::Tract(format!("tract rejected the shape of input #{ix}: {}", one_line(e.as_ref()))))?;
             }
             let output_names = model
                 .output_outlets()
-                .map_err(|e| Error::Tract(one_line(&e)))?
+                .map_err(|e| Error::Tract(one_line(e.as_ref())))?
                 .iter()
                 .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
                 .collect();
             let plan = model
                 .into_optimized()
                 .and_then(|m| m.into_runnable())
-                .map_err(|e| Error::Tract(format!("tract could not optimize the model: {}", one_line(&e))))?;
+                .map_err(|e| Error::Tract(format!("tract could not optimize the model: {}", one_line(e.as_ref()))))?;
             Ok(Runner { plan, output_names, input_types })
         })
     }
 
+    #[cfg(feature = "testing")]
     pub fn output_names(&self) -> &[String] {
         &self.output_names
     }
@@ -287,7 +299,7 @@ impl Runner {
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         shielded(|| {
             let cast_failed =
-                |e: anyhow::Error| Error::Tract(format!("tract could not cast a tensor: {}", one_line(&e)));
+                |e: anyhow::Error| Error::Tract(format!("tract could not cast a tensor: {}", one_line(e.as_ref())));
             let inputs = inputs
                 .into_iter()
                 .zip(self.input_types.iter().chain(std::iter::repeat(&DatumType::F32)))
@@ -299,7 +311,7 @@ impl Runner {
             let outputs = self
                 .plan
                 .run(inputs)
-                .map_err(|e| Error::Tract(format!("tract failed to run the model: {}", one_line(&e))))?;
+                .map_err(|e| Error::Tract(format!("tract failed to run the model: {}", one_line(e.as_ref()))))?;
             outputs
                 .into_iter()
                 .map(|v| match v.datum_type() {
@@ -311,10 +323,6 @@ impl Runner {
     }
 }
 
-/// tract's error chain on one line, outermost first.
-fn one_line(e: &anyhow::Error) -> String {
-    flatten(&e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "))
-}
 
 #[cfg(test)]
 mod tests {

@@ -90,7 +90,7 @@ fn outcome_class(model: &[u8], outcome: &Result<Outcome, String>) -> String {
         Ok(Outcome::NotAModel(e)) => format!("not a model: {e}"),
         Ok(Outcome::Refused(e)) => format!("refused: {e}"),
         Ok(Outcome::Rewritten(r)) => {
-            format!("rewritten: {} {} pruned {}", r.provenance.settings.layout, r.provenance.settings.scores, r.nodes_pruned > 0)
+            format!("rewritten: {} {} pruned {}", r.provenance().settings.layout, r.provenance().settings.scores, r.nodes_pruned() > 0)
         }
         Err(violation) => format!("VIOLATION: {violation}"),
     };
@@ -196,7 +196,7 @@ fn replay(dir: &Path) -> Result<(), String> {
         match harness::exercise(&bytes, &options) {
             Ok(Outcome::NotAModel(e)) => println!("{name}: not a model: {e}"),
             Ok(Outcome::Refused(e)) => println!("{name}: refused: {e}"),
-            Ok(Outcome::Rewritten(r)) => println!("{name}: rewritten ({} nodes added)", r.nodes_added),
+            Ok(Outcome::Rewritten(r)) => println!("{name}: rewritten ({} nodes added)", r.nodes_added()),
             Err(violation) => println!("{name}: CONTRACT VIOLATED: {violation}"),
         }
     }

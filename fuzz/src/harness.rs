@@ -33,7 +33,7 @@ pub enum Outcome {
 /// The loaded form of bytes, as `model_io::read_structure` makes it minus the file system.
 pub fn load(bytes: &[u8]) -> Result<LoadedModel, String> {
     let proto = model_io::parse_structure(bytes).map_err(|e| e.to_string())?;
-    Ok(LoadedModel { bytes: bytes.to_vec(), proto })
+    Ok(LoadedModel::from_parts(bytes.to_vec(), proto))
 }
 
 /// Parses, rewrites and validates. `Err` means the contract was broken: a multi-line or empty
@@ -93,14 +93,14 @@ fn with_weights(structure: &ModelProto, full: &ModelProto) -> ModelProto {
 
 /// The cheap validation of a successful rewrite of `original` (see the module doc).
 pub fn check_rewrite(original: &LoadedModel, options: &RewriteOptions, rewritten: &Rewritten) -> Result<(), String> {
-    let original_bytes = original.bytes.clone();
+    let original_bytes = original.file_bytes().to_vec();
     let bytes = rewritten.to_bytes(original).map_err(|e| format!("OUT does not encode: {e}"))?;
     let out = model_io::parse_model(&bytes).map_err(|e| format!("OUT does not decode: {e}"))?;
     // The splice carries the weights over: OUT reads as the rewritten structure plus IN's weights.
-    let full_in =
-        model_io::parse_model(&original.bytes).map_err(|e| format!("IN rewrote, but does not fully decode: {e}"))?;
+    let full_in = model_io::parse_model(original.file_bytes())
+        .map_err(|e| format!("IN rewrote, but does not fully decode: {e}"))?;
     // Compared encoded: a NaN attribute is not equal to itself as a message.
-    let expected = model_io::to_bytes(&with_weights(&rewritten.model, &full_in)).map_err(|e| e.to_string())?;
+    let expected = model_io::to_bytes(&with_weights(rewritten.model(), &full_in)).map_err(|e| e.to_string())?;
     if model_io::to_bytes(&out).map_err(|e| e.to_string())? != expected {
         return Err("OUT, decoded, is not the rewritten model with IN's weights".into());
     }

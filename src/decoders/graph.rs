@@ -128,6 +128,7 @@ impl GraphBuilder {
         self.output_type = ty;
     }
 
+    #[cfg(feature = "testing")]
     pub fn opset(&self) -> i64 {
         self.opset
     }

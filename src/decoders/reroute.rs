@@ -93,6 +93,7 @@ fn read_among(graph: &GraphProto, head: &str, ignore: impl Fn(&NodeProto) -> boo
 
 /// In a rewritten graph, the tensors the decoder (`is_decoder` nodes) reads in place of each of
 /// `heads`, mapped to that head; a head read as itself is not listed.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn aliases(graph: &GraphProto, heads: &[&str], is_decoder: impl Fn(&NodeProto) -> bool) -> HashMap<String, String> {
     let mut found = HashMap::new();
     for head in heads {

@@ -44,6 +44,7 @@ use crate::error::{Error, Result};
 /// Largest heatmap (in cells) whose ranks are exact in f32.
 pub const MAX_CELLS_F32: usize = 1 << 24;
 /// Largest heatmap (in cells) whose ranks are exact in f16.
+#[cfg(feature = "testing")]
 pub const MAX_CELLS_F16: usize = 2048;
 /// What every cell but the chosen one loses before the max over the cells: the positions of one
 /// keypoint must lie within this many pixels of each other for the max to be the chosen cell's.

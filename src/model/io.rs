@@ -35,8 +35,8 @@ const STRUCTURE_MAX_INITIALIZER_BYTES: u64 = 4096;
 /// data over.
 #[derive(Clone, Debug)]
 pub struct LoadedModel {
-    pub bytes: Vec<u8>,
-    pub proto: ModelProto,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) proto: ModelProto,
 }
 
 /// A model the rewrite can read: its parsed messages, and its bytes by position.
@@ -224,6 +224,27 @@ fn read(path: &Path, parse: fn(&[u8]) -> Result<ModelProto>) -> Result<LoadedMod
 }
 
 impl LoadedModel {
+    /// The parsed model (structure-only after [`read_structure`]).
+    pub fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
+    /// The model's bytes, as read.
+    pub fn file_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_proto(self) -> ModelProto {
+        self.proto
+    }
+
+    /// A model from bytes and a parse of them, unchecked: for tests that need a particular parse
+    /// (a full one, or one [`model::validate`](crate::model::validate) would refuse).
+    #[cfg(feature = "testing")]
+    pub fn from_parts(bytes: Vec<u8>, proto: ModelProto) -> LoadedModel {
+        LoadedModel { bytes, proto }
+    }
+
     /// A model from bytes already in memory (a file given to the browser page), structure-only
     /// and checked as [`read_structure`] reads and checks a file; errors name the file as `name`.
     pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<LoadedModel> {
@@ -413,6 +434,37 @@ fn sync_dir(_: &Path) -> std::io::Result<()> {
 /// [`encode_edited`], which carries the weights over.
 pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
     model.write_to_bytes().map_err(|e| Error::Internal(format!("cannot encode the rewritten model: {e}")))
+}
+
+/// `model` (the bytes of a fully stored PoseNet) declared for a `size`x`size` image, its rank-4
+/// outputs for the grid that gives at the same output stride: PoseNet's convolutions work at any
+/// size, so the browser page times a model exported at 257 at 513 too.
+pub fn redeclared_for_size(model: &[u8], size: usize) -> Result<Vec<u8>> {
+    use crate::model::proto::{declared_tensor, set_declared_shape, Dim};
+    let fail = |why: &str| Error::Unsupported(format!("cannot declare the model for {size}x{size}: {why}"));
+    let mut proto = parse_model(model)?;
+    let graph = proto.graph.as_mut().ok_or_else(|| fail("no graph"))?;
+    let fixed = |dims: &[Dim]| -> Option<Vec<i64>> {
+        dims.iter().map(|d| if let Dim::Fixed(v) = d { Some(*v) } else { None }).collect()
+    };
+    let input = graph.input.first_mut().ok_or_else(|| fail("no input"))?;
+    let dims = declared_tensor(input).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4);
+    let dims = dims.ok_or_else(|| fail("the first input is not a fixed rank-4 tensor"))?;
+    // NCHW when the channels come second (1 or 3 of them), NHWC otherwise.
+    let (h, w) = if matches!(dims[1], 1 | 3) { (2, 3) } else { (1, 2) };
+    let mut new = dims.clone();
+    (new[h], new[w]) = (size as i64, size as i64);
+    set_declared_shape(input, &new.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
+    for out in &mut graph.output {
+        let Some(d) = declared_tensor(out).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4) else {
+            continue;
+        };
+        let stride = if d[h] > 1 { (dims[h] - 1) / (d[h] - 1) } else { return Err(fail("a 1-cell grid")) };
+        let mut g = d.clone();
+        (g[h], g[w]) = ((size as i64 - 1) / stride + 1, (size as i64 - 1) / stride + 1);
+        set_declared_shape(out, &g.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
+    }
+    to_bytes(&proto)
 }
 
 /// The fields of a model besides its graph and metadata, which an edit must leave alone.

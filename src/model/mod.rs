@@ -2,6 +2,7 @@
 //! format that carries weights over undecoded ([`wire`], [`source`]), message constructors and
 //! readers ([`proto`]), the temporary file an output is written to ([`temporary`]).
 
+pub mod element_type;
 pub mod io;
 pub mod proto;
 pub mod query;

@@ -58,6 +58,48 @@ pub fn outer_reads(node: &NodeProto, into: &mut Vec<String>) {
     }
 }
 
+/// What feeds some tensors of a graph: the nodes that compute them, directly or not, and every
+/// tensor read on the way.
+#[derive(Debug)]
+pub struct Feeders {
+    /// One flag per node of the graph, in its order: whether the node feeds the tensors.
+    pub nodes: Vec<bool>,
+    /// The tensors reached, the wanted ones included, first reached first; none twice.
+    pub tensors: Vec<String>,
+}
+
+/// What feeds `wanted` in `graph`, walking back from it through every node's reads (their
+/// subgraphs' included); a tensor for which `stop` holds is reached but not walked through. The
+/// graph need not be in topological order.
+pub fn feeders(graph: &GraphProto, wanted: &[&str], stop: impl Fn(&str) -> bool) -> Feeders {
+    let mut producers: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for o in &node.output {
+            producers.entry(o.as_str()).or_insert(i);
+        }
+    }
+    let mut nodes = vec![false; graph.node.len()];
+    let mut tensors = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<String> = wanted.iter().rev().map(|s| s.to_string()).collect();
+    while let Some(tensor) = stack.pop() {
+        if !seen.insert(tensor.clone()) {
+            continue;
+        }
+        tensors.push(tensor.clone());
+        if stop(&tensor) {
+            continue;
+        }
+        if let Some(&i) = producers.get(tensor.as_str()) {
+            nodes[i] = true;
+            let mut reads = Vec::new();
+            outer_reads(&graph.node[i], &mut reads);
+            stack.extend(reads.into_iter().rev());
+        }
+    }
+    Feeders { nodes, tensors }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,6 +267,7 @@ impl Piece {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -4,11 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto};
-use protobuf::Enum;
-use tract_onnx::prelude::DatumType;
 
+use crate::model::element_type::{datum_name, onnx_name};
 use crate::model::io as model_io;
 use crate::model::proto;
 use crate::tract_bridge::TensorFacts;
@@ -45,7 +43,7 @@ impl Facts {
                     facts.ranks.insert(vi.name.clone(), dims.len());
                     facts.dims.insert(vi.name.clone(), dims.iter().map(known_dim).collect());
                 }
-                if let Some(name) = type_name(elem) {
+                if let Some(name) = onnx_name(elem) {
                     facts.types.insert(vi.name.clone(), name);
                 }
             }
@@ -55,7 +53,7 @@ impl Facts {
         }
         for t in &graph.initializer {
             facts.ranks.insert(t.name.clone(), t.dims.len());
-            if let Some(name) = type_name(t.data_type) {
+            if let Some(name) = onnx_name(t.data_type) {
                 facts.types.insert(t.name.clone(), name);
             }
         }
@@ -72,7 +70,7 @@ impl Facts {
             self.dims.insert(t.name.clone(), shape.iter().map(known_dim).collect());
         }
         if let Some(dt) = t.datum_type {
-            self.types.insert(t.name.clone(), datum_type_name(dt));
+            self.types.insert(t.name.clone(), datum_name(dt));
         }
     }
 
@@ -128,7 +126,7 @@ impl Facts {
             self.dims.insert(out.clone(), dims);
         }
         let ty = match node.op_type.as_str() {
-            "Cast" => proto::get_attr_int(node, "to").and_then(|t| type_name(t as i32)),
+            "Cast" => proto::get_attr_int(node, "to").and_then(|t| onnx_name(t as i32)),
             "Equal" | "Greater" | "Less" | "Not" | "And" | "Or" | "Xor" => Some("bool".to_string()),
             "Reshape" | "Concat" | "Identity" | "Add" | "Sub" | "Mul" | "Div" | "Sigmoid" | "MatMul" | "ReduceMax"
             | "ReduceSum" | "ReduceMin" | "ReduceMean" | "Relu" | "Max" | "Min" | "GlobalMaxPool" | "MaxPool"
@@ -264,32 +262,6 @@ pub(super) fn known_dim(d: &proto::Dim) -> Option<usize> {
 pub(super) fn dims_text(dims: &[Option<usize>]) -> String {
     let dims: Vec<String> = dims.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
     format!("[{}]", dims.join(", "))
-}
-
-/// The ONNX name of an element type: `TensorProto.DataType` lowercase.
-pub(super) fn type_name(elem: i32) -> Option<String> {
-    DataType::from_i32(elem).filter(|d| *d != DataType::UNDEFINED).map(|d| format!("{d:?}").to_lowercase())
-}
-
-/// The ONNX name of a tract datum type.
-pub fn datum_type_name(dt: DatumType) -> String {
-    match dt {
-        DatumType::F32 => "float",
-        DatumType::F16 => "float16",
-        DatumType::F64 => "double",
-        DatumType::I64 => "int64",
-        DatumType::I32 => "int32",
-        DatumType::I16 => "int16",
-        DatumType::I8 => "int8",
-        DatumType::U64 => "uint64",
-        DatumType::U32 => "uint32",
-        DatumType::U16 => "uint16",
-        DatumType::U8 => "uint8",
-        DatumType::Bool => "bool",
-        DatumType::String => "string",
-        other => return format!("{other:?}").to_lowercase(),
-    }
-    .to_string()
 }
 
 /// The tensors of a graph whose values are known before it runs.

@@ -34,7 +34,7 @@ mod portable;
 pub(crate) mod schema;
 
 pub use check::{check_decoder, check_model};
-pub use facts::{datum_type_name, Facts};
+pub use facts::Facts;
 pub use schema::*;
 
 /// The runtime files, embedded so that `--target` works from anywhere.

@@ -7,7 +7,9 @@
 pub mod multi_pose;
 pub mod single_pose;
 
-pub use single_pose::{decode, to_array, ShapeError, ShapeProblem};
+pub use single_pose::decode;
+#[cfg(feature = "testing")]
+pub use single_pose::{to_array, ShapeError, ShapeProblem};
 
 /// One decoded keypoint, in model-input pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -186,14 +186,17 @@ impl<'a> Heads<'a> {
         Ok(Heads { heatmaps, offsets, displacement_fwd, displacement_bwd, height, width, mode })
     }
 
+    #[cfg(feature = "testing")]
     pub fn height(&self) -> usize {
         self.height
     }
 
+    #[cfg(feature = "testing")]
     pub fn width(&self) -> usize {
         self.width
     }
 
+    #[cfg(feature = "testing")]
     pub fn mode(&self) -> ScoreMode {
         self.mode
     }
@@ -388,6 +391,7 @@ pub fn decode_multiple_poses(heads: &Heads, params: &MultiPoseParams) -> Vec<Pos
 /// The "taken" mask matters: a root is normally suppressed by its own pose (distance 0), but not
 /// when its position is NaN or infinite (NaN or infinite offsets: `inf - inf` is NaN) or R is
 /// NaN, and without the mask such a root would be chosen again in every round.
+#[cfg(feature = "testing")]
 pub fn decode_multiple_poses_unrolled(heads: &Heads, params: &MultiPoseParams) -> Vec<Pose> {
     let cands = candidates(heads, params);
     let mut taken = vec![false; cands.len()];

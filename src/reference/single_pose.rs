@@ -14,9 +14,9 @@
 //! non-NaN one; a map that is all NaN decodes to cell (0, 0) with a NaN score, its position still
 //! read from the offsets at that cell.
 
-use tract_onnx::prelude::tract_ndarray::{Array3, ArrayView2, ArrayViewD, Axis, Ix4};
+use tract_onnx::prelude::tract_ndarray::{ArrayView2, ArrayViewD, Axis, Ix4};
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
+use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
 
 pub use super::Keypoint;
 
@@ -117,8 +117,9 @@ fn argmax_first(map: ArrayView2<f32>) -> ((usize, usize), f32) {
 }
 
 /// The poses as `[N, 17, 3]` with `(x, y, score)` last, the layout of the model's `keypoints`.
-pub fn to_array(poses: &[[Keypoint; NUM_KEYPOINTS]]) -> Array3<f32> {
-    Array3::from_shape_fn((poses.len(), NUM_KEYPOINTS, VALUES_PER_KEYPOINT), |(n, k, v)| {
+#[cfg(feature = "testing")]
+pub fn to_array(poses: &[[Keypoint; NUM_KEYPOINTS]]) -> tract_onnx::prelude::tract_ndarray::Array3<f32> {
+    tract_onnx::prelude::tract_ndarray::Array3::from_shape_fn((poses.len(), NUM_KEYPOINTS, crate::contract::VALUES_PER_KEYPOINT), |(n, k, v)| {
         let kp = &poses[n][k];
         match v {
             0 => kp.x,

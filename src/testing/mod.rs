@@ -3,6 +3,7 @@
 //! own tests, benches and examples turn on (a dev-dependency on itself); the product never
 //! carries them.
 
+pub mod render;
 pub mod synthetic;
 
 pub use crate::rng;

@@ -7,7 +7,7 @@
 //! and the direct checks are skipped (with a note). The crafted heads go to the cut model and to
 //! the reference decoder alike.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use onnx_protobuf::{GraphProto, ModelProto};
 use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
@@ -46,8 +46,7 @@ pub(crate) fn cut(
     output_type: FloatType,
 ) -> Result<Vec<u8>, Uncut> {
     let graph = rewritten.graph.as_ref().ok_or(Uncut::NoGraph)?;
-    let producers: HashMap<&str, usize> =
-        graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i))).collect();
+    let produced: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     let head_names: Vec<&str> = heads.iter().map(|(name, _, _)| *name).collect();
@@ -55,23 +54,21 @@ pub(crate) fn cut(
     // crafted head is fed there.
     let aliases = reroute::aliases(graph, &head_names, query::is_decoder_node);
 
-    let mut keep_nodes = vec![false; graph.node.len()];
+    // Fed by the crafted heads where the decoder reads them; the weights are taken along.
+    let fed = |t: &str| head_names.contains(&t) || aliases.contains_key(t);
+    let output_names: Vec<&str> = outputs.iter().map(|(name, _)| *name).collect();
+    let walk::Feeders { nodes: keep_nodes, tensors } =
+        walk::feeders(graph, &output_names, |t| fed(t) || initializers.contains(t));
     let mut keep_inits = HashSet::new();
-    let mut seen = HashSet::new();
-    let mut stack: Vec<String> = outputs.iter().map(|(name, _)| name.to_string()).collect();
-    while let Some(tensor) = stack.pop() {
-        if !seen.insert(tensor.clone()) || head_names.contains(&tensor.as_str()) || aliases.contains_key(&tensor) {
-            continue;
-        }
+    for tensor in tensors.iter().filter(|t| !fed(t)) {
         if initializers.contains(tensor.as_str()) {
-            keep_inits.insert(tensor);
-        } else if let Some(&i) = producers.get(tensor.as_str()) {
-            keep_nodes[i] = true;
-            walk::outer_reads(&graph.node[i], &mut stack);
+            keep_inits.insert(tensor.clone());
+        } else if produced.contains(tensor.as_str()) {
+            continue;
         } else if inputs.contains(tensor.as_str()) {
-            return Err(Uncut::ReadsInput(tensor));
+            return Err(Uncut::ReadsInput(tensor.clone()));
         } else {
-            return Err(Uncut::Unproduced(tensor));
+            return Err(Uncut::Unproduced(tensor.clone()));
         }
     }
 
@@ -83,7 +80,7 @@ pub(crate) fn cut(
     }
     // IR 3 wants initializers declared as inputs too; keep those declarations after the heads.
     g.input.extend(graph.input.iter().filter(|i| keep_inits.contains(&i.name)).cloned());
-    let mut read: Vec<(&String, &String)> = aliases.iter().filter(|(alias, _)| seen.contains(*alias)).collect();
+    let mut read: Vec<(&String, &String)> = aliases.iter().filter(|(alias, _)| tensors.contains(alias)).collect();
     read.sort();
     for (alias, head) in read {
         g.node.push(proto::node("Identity", &format!("{alias}_fed"), &[head], &[alias], vec![]));

@@ -17,6 +17,7 @@ use crate::contract::{NUM_KEYPOINTS, SKELETON};
 use crate::render::DRAW_STYLE;
 
 /// Score under which a keypoint is drawn faint.
+#[cfg(feature = "testing")]
 pub const SCORE_THRESHOLD: f32 = DRAW_STYLE.threshold;
 
 fn blend(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>, alpha: f32) {

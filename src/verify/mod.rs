@@ -42,13 +42,17 @@ use crate::reference;
 use crate::tract_bridge::Runner;
 
 pub use crate::contract::Preprocess;
-pub use compare::{KeypointMismatch, Position, Tolerances};
-pub use draw::SCORE_THRESHOLD;
+pub use compare::Tolerances;
 pub use inputs::RESIZE_FILTER;
-pub use poses::{PoseDifference, PosesResult};
-pub use report::{
-    DecoderInfo, DecoderSource, InputInfo, InputKind, InputResult, Outcome, Report, Status, Summary,
-    REPORT_SCHEMA_VERSION,
+pub use poses::PosesResult;
+pub use report::{InputInfo, InputKind, InputResult, Outcome, Report, Summary, REPORT_SCHEMA_VERSION};
+// What the project's tests and benches read of a report beyond the facade.
+#[cfg(feature = "testing")]
+pub use {
+    compare::{KeypointMismatch, Position},
+    draw::SCORE_THRESHOLD,
+    poses::PoseDifference,
+    report::{DecoderInfo, DecoderSource, Status},
 };
 
 /// What to compare when REWRITTEN carries no provenance, or to override it (`verify` flags).

@@ -9,7 +9,7 @@ use crate::heads::{self, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
 use crate::model::query::{self, provenance as existing_provenance};
-use crate::tract_bridge::{self, ModelFacts, Runner, TensorFacts};
+use crate::tract_bridge::{self, list_tensors, ModelFacts, Runner};
 
 use super::report::{DecoderInfo, DecoderSource};
 use super::VerifyOptions;
@@ -86,9 +86,6 @@ fn graph_inputs(model: &LoadedModel) -> Vec<String> {
     model.proto.graph.as_ref().map(query::real_input_names).unwrap_or_default()
 }
 
-fn list(facts: &[TensorFacts]) -> String {
-    facts.iter().map(|f| format!("{} {}", f.name, f.shape_string())).collect::<Vec<_>>().join(", ")
-}
 
 pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: &VerifyOptions) -> Result<Setup> {
     let inputs = graph_inputs(rewritten);
@@ -114,7 +111,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
 
     let fixed = |facts: &ModelFacts, which: &str, tensor: &str| -> Result<Vec<usize>> {
         let fact = facts.outputs.iter().find(|o| o.name == tensor).ok_or_else(|| {
-            Error::Usage(format!("{which} has no output called {tensor} (outputs: {})", list(&facts.outputs)))
+            Error::Usage(format!("{which} has no output called {tensor} (outputs: {})", list_tensors(&facts.outputs)))
         })?;
         fact.fixed_shape().ok_or_else(|| {
             Error::Unsupported(format!(
@@ -131,7 +128,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
                 if !rw_facts.outputs.iter().any(|o| &o.name == output) {
                     return Err(Error::Usage(format!(
                         "REWRITTEN's provenance names a multi-pose output {output} it does not have (outputs: {})",
-                        list(&rw_facts.outputs)
+                        list_tensors(&rw_facts.outputs)
                     )));
                 }
             }
@@ -153,7 +150,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         return Err(Error::Usage(format!(
             "REWRITTEN has no output called {} (outputs: {}){hint}",
             spec.settings.output,
-            list(&rw_facts.outputs)
+            list_tensors(&rw_facts.outputs)
         )));
     }
 
@@ -182,7 +179,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         notes.push("REWRITTEN's outputs are float16: compared with the reference rounded once to float16".into());
     }
     let head_types: HashMap<String, FloatType> =
-        orig_facts.outputs.iter().filter_map(|o| Some((o.name.clone(), heads::float_type(o.datum_type?)?))).collect();
+        orig_facts.outputs.iter().filter_map(|o| Some((o.name.clone(), crate::model::element_type::float_type(o.datum_type?)?))).collect();
     let d = &spec.settings;
     let displacements = spec.multi_pose.iter().flat_map(|m| [&m.displacement_fwd, &m.displacement_bwd]);
     let float16_heads: Vec<&str> = [&d.heatmaps, &d.offsets]

@@ -60,7 +60,7 @@ fn rewrites_the_real_model() {
     assert!(stdout(&run).contains("stride 16"), "{}", stdout(&run));
     assert_eq!(fs::read(real_model_path()).unwrap(), before);
     let rewritten = onnx_posefix::model::io::read_model(&out).unwrap();
-    assert_eq!(rewritten.proto.graph.as_ref().unwrap().output.last().unwrap().name, "keypoints");
+    assert_eq!(rewritten.proto().graph.as_ref().unwrap().output.last().unwrap().name, "keypoints");
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn output_paths() {
     let forced = run_cli(&[input.as_os_str(), input.as_os_str(), "--force".as_ref()]);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
     let replaced = onnx_posefix::model::io::read_model(&input).unwrap();
-    assert!(onnx_posefix::model::query::provenance(&replaced.proto).is_some());
+    assert!(onnx_posefix::model::query::provenance(replaced.proto()).is_some());
 
     // Rewriting it again is refused, and says why.
     let err = refuse(&input, &dir.path().join("twice.onnx"), &[]);

@@ -54,7 +54,7 @@ pub fn shared_images() -> Option<PathBuf> {
 /// A model as the rewrite reads it from disk: its structure, weights left in the bytes.
 pub fn loaded(model: &ModelProto) -> LoadedModel {
     let bytes = model.write_to_bytes().expect("encode");
-    LoadedModel { proto: onnx_posefix::model::io::parse_structure(&bytes).expect("parse"), bytes }
+    LoadedModel::from_parts(bytes.clone(), onnx_posefix::model::io::parse_structure(&bytes).expect("parse"))
 }
 
 /// Runs the binary with `args`.

@@ -10,8 +10,8 @@ use std::process::Output;
 use onnx_posefix::model::io::parse_model;
 use onnx_posefix::model::proto;
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::render::DRAW_STYLE;
 use onnx_posefix::testing::synthetic::{self, HeadNames, SyntheticSpec};
+use onnx_posefix::DRAW_STYLE;
 use tempfile::TempDir;
 
 use crate::common::{real_model_path, run_cli, shared_images, stderr, stdout};

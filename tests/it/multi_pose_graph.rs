@@ -230,7 +230,7 @@ fn node_counts() {
                 }
                 None => (crate::common::real_model_path(), (17, 17)),
             };
-            let mut model = onnx_posefix::model::io::read_model(&path).unwrap().proto;
+            let mut model = onnx_posefix::model::io::read_model(&path).unwrap().into_proto();
             let opset = query::default_opset(&model).unwrap();
             let layout = match std::env::var("POSEFIX_MULTI_POSE_LAYOUT").as_deref() {
                 Ok("nhwc") => Layout::Nhwc,
@@ -281,7 +281,7 @@ fn with_heads_in(graph: &mut GraphProto, mut spec: MultiPoseSpec) -> MultiPoseSp
 fn real_model_poses_match(layout: Layout) {
     // Without the photos: a note, or a failure in CI.
     let Some(photos) = crate::common::shared_photos() else { return };
-    let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().proto;
+    let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().into_proto();
     let n = 5;
     let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_in((17, 17), n, layout));
     let opset = query::default_opset(&model).unwrap();

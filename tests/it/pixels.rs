@@ -20,10 +20,8 @@ use crate::common::{real_model_path, run_cli, shared_photos, stderr, stdout};
 
 /// `model` rewritten to take `pixels`, normalizing by `preprocess`.
 fn with_pixels(model: &[u8], pixels: Pixels, preprocess: Preprocess) -> Vec<u8> {
-    let original = onnx_posefix::model::io::LoadedModel {
-        proto: onnx_posefix::model::io::parse_structure(model).unwrap(),
-        bytes: model.to_vec(),
-    };
+    let original =
+        onnx_posefix::LoadedModel::from_parts(model.to_vec(), onnx_posefix::model::io::parse_structure(model).unwrap());
     let options = RewriteOptions { pixels: Some(PixelOptions { pixels, preprocess }), ..RewriteOptions::default() };
     rewrite(&original, &options).unwrap().to_bytes(&original).unwrap()
 }

@@ -26,8 +26,8 @@ fn rewritten(spec: &SyntheticSpec) -> Rewritten {
 
 fn decoder_violations(r: &Rewritten, profile: &Profile) -> Vec<Violation> {
     profiles::check_model(
-        &r.model,
-        &Facts::propagate(&r.model, &[]),
+        r.model(),
+        &Facts::propagate(r.model(), &[]),
         profile,
         onnx_posefix::model::query::is_decoder_node,
     )
@@ -205,7 +205,7 @@ fn every_generated_decoder_satisfies_portable() {
             spec.label(),
             violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
         );
-        profiles::check_decoder(&r.model, &[], &portable).unwrap_or_else(|e| panic!("{}: {e:?}", spec.label()));
+        profiles::check_decoder(r.model(), &[], &portable).unwrap_or_else(|e| panic!("{}: {e:?}", spec.label()));
     }
 }
 
@@ -239,8 +239,8 @@ fn static_ranks_of_the_decoder_agree_with_tract() {
         let r = rewritten(&spec);
         let bytes = r.to_bytes(&loaded(&synthetic::generate(&spec))).unwrap();
         let from_tract = Facts::from_tensors(&onnx_posefix::tract_bridge::infer_tensor_facts(&bytes, &[]).unwrap());
-        let propagated = Facts::propagate(&r.model, &[]);
-        let graph = r.model.graph.as_ref().unwrap();
+        let propagated = Facts::propagate(r.model(), &[]);
+        let graph = r.model().graph.as_ref().unwrap();
         let constants: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         for node in graph.node.iter().filter(|n| onnx_posefix::model::query::is_decoder_node(n)) {
             // tract folds constants into the ops that read them; their ranks are their dims.
@@ -359,9 +359,9 @@ fn inspect_on_a_rewritten_model_finds_the_decoder() {
     let r = rewritten(&spec);
     let bytes = r.to_bytes(&original).unwrap();
     let model =
-        onnx_posefix::model::io::LoadedModel { proto: onnx_posefix::model::io::parse_model(&bytes).unwrap(), bytes };
+        onnx_posefix::LoadedModel::from_parts(bytes.clone(), onnx_posefix::model::io::parse_model(&bytes).unwrap());
     let report = inspect::inspect(&model, None, &[]).unwrap();
-    assert!(report.decoder.present && report.decoder.nodes == r.nodes_added);
+    assert!(report.decoder.present && report.decoder.nodes == r.nodes_added());
     assert_eq!(report.decoder.provenance.as_ref().unwrap().settings.layout, Layout::Nhwc);
     assert_eq!(report.profile(PORTABLE).unwrap().rejected_nodes, 0, "{report}");
     // Square pools and unit strides: Barracuda 1.0.4 takes the NHWC decoder too.

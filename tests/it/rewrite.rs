@@ -9,7 +9,6 @@ use onnx_posefix::model::io::{LoadedModel, ModelSource};
 use onnx_posefix::model::proto::{declared_tensor, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
 use onnx_posefix::reference;
-use onnx_posefix::render;
 use onnx_posefix::rewrite::{rewrite, InputShape, MultiPoseOptions, RewriteOptions, Rewritten};
 use onnx_posefix::testing::rng::Rng;
 use onnx_posefix::testing::synthetic::{self, Head, SyntheticSpec};
@@ -70,9 +69,9 @@ fn assert_matches_reference(
     let mut shape = spec.input_shape(batch);
     shape[0] = batch;
     let label = spec.label();
-    let before = Runner::new(&original.bytes, &[shape.clone()]).unwrap();
+    let before = Runner::new(original.file_bytes(), &[shape.clone()]).unwrap();
     let after = Runner::new(&rewritten.to_bytes(original).unwrap(), &[shape]).unwrap();
-    let p = &rewritten.provenance;
+    let p = rewritten.provenance();
     let mut compared = 0;
     for (name, input) in inputs(spec, batch) {
         let raw = before.run(vec![input.clone().into_tensor()]).unwrap();
@@ -83,7 +82,7 @@ fn assert_matches_reference(
                 .unwrap();
         let decoded = after.run(vec![input.into_tensor()]).unwrap();
         // The original outputs are still there and still the same values.
-        for head in spec.output_order.iter().filter(|_| rewritten.nodes_pruned == 0) {
+        for head in spec.output_order.iter().filter(|_| rewritten.nodes_pruned() == 0) {
             let head = spec.names.get(*head);
             assert_eq!(output(&before, &raw, head), output(&after, &decoded, head), "{label} {name}: {head} changed");
         }
@@ -113,12 +112,15 @@ fn matrix_rewrites_match_snapshots_and_the_reference() {
     for spec in synthetic::matrix() {
         let (original, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
         snapshot_settings().bind(|| {
-            insta::assert_snapshot!(format!("decoder_{}", spec.label()), render::appended_subgraph(&rewritten.model));
+            insta::assert_snapshot!(
+                format!("decoder_{}", spec.label()),
+                onnx_posefix::testing::render::appended_subgraph(rewritten.model())
+            );
         });
-        assert_eq!(rewritten.provenance.settings.stride as usize, spec.stride, "{}", spec.label());
+        assert_eq!(rewritten.provenance().settings.stride as usize, spec.stride, "{}", spec.label());
         let expected_scores = if spec.sigmoid_heatmaps { ScoreMode::Raw } else { ScoreMode::Sigmoid };
-        assert_eq!(rewritten.provenance.settings.scores, expected_scores, "{}", spec.label());
-        assert_eq!(rewritten.provenance.settings.layout, spec.heads_layout, "{}", spec.label());
+        assert_eq!(rewritten.provenance().settings.scores, expected_scores, "{}", spec.label());
+        assert_eq!(rewritten.provenance().settings.layout, spec.heads_layout, "{}", spec.label());
         let batch = spec.batch.concrete(2);
         total += assert_matches_reference(&spec, &original, &rewritten, batch);
     }
@@ -133,7 +135,7 @@ fn matrix_multi_pose_rewrites_match_snapshots() {
     for spec in synthetic::matrix() {
         let options = RewriteOptions { multi_pose: Some(MultiPoseOptions::new(2)), ..RewriteOptions::default() };
         let (_, rewritten) = rewrite_spec(&spec, &options);
-        let text = render::appended_subgraph_under(&rewritten.model, "posefix/mp_");
+        let text = onnx_posefix::testing::render::appended_subgraph_under(rewritten.model(), "posefix/mp_");
         snapshot_settings().bind(|| insta::assert_snapshot!(format!("multi_pose_decoder_{}", spec.label()), text));
     }
 }
@@ -143,7 +145,7 @@ fn rewrite_is_additive() {
     for spec in synthetic::matrix() {
         let (original, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
         let spliced = rewritten.to_bytes(&original).unwrap();
-        let a = ModelProto::parse_from_bytes(&original.bytes).unwrap();
+        let a = ModelProto::parse_from_bytes(original.file_bytes()).unwrap();
         let b = ModelProto::parse_from_bytes(&spliced).unwrap();
         // The splice of a canonically encoded model is canonical: the same bytes as encoding the
         // whole parsed result.
@@ -173,7 +175,7 @@ fn unknown_fields_survive() {
     let node = &mut model.graph.as_mut().unwrap().node[0];
     node.special_fields.mut_unknown_fields().add_length_delimited(98, b"future".to_vec());
     let bytes = encode(&model);
-    let original = LoadedModel { proto: ModelProto::parse_from_bytes(&bytes).unwrap(), bytes };
+    let original = LoadedModel::from_parts(bytes.clone(), ModelProto::parse_from_bytes(&bytes).unwrap());
     let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
     let reread = ModelProto::parse_from_bytes(&rewritten.to_bytes(&original).unwrap()).unwrap();
     assert_eq!(reread.special_fields.unknown_fields().get(99).map(|f| format!("{f:?}")), Some("Varint(7)".to_string()));
@@ -196,9 +198,9 @@ fn assert_prefix<M: Message + std::fmt::Debug>(before: &[M], after: &[M], what: 
 fn decoder_uses_only_portable_ops_ranks_and_constant_weights() {
     for spec in synthetic::matrix() {
         let (_, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
-        let graph = rewritten.model.graph.as_ref().unwrap();
+        let graph = rewritten.model().graph.as_ref().unwrap();
         let ours: Vec<_> = graph.node.iter().filter(|n| n.name.starts_with("posefix/")).collect();
-        assert_eq!(ours.len(), rewritten.nodes_added);
+        assert_eq!(ours.len(), rewritten.nodes_added());
         let transposes = if spec.heads_layout == Layout::Nhwc { 2 } else { 0 };
         let recomputed = ours.iter().filter(|n| n.name.contains("_copy")).count();
         assert!(
@@ -250,9 +252,9 @@ fn prune_keeps_only_keypoints_and_gives_the_same_result() {
     let options = RewriteOptions { prune: true, ..RewriteOptions::default() };
     let (original, pruned) = rewrite_spec(&spec, &options);
     let (_, full) = rewrite_spec(&spec, &RewriteOptions::default());
-    let graph = pruned.model.graph.as_ref().unwrap();
+    let graph = pruned.model().graph.as_ref().unwrap();
     assert_eq!(graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["keypoints"]);
-    assert!(pruned.nodes_pruned >= 2, "the displacement heads feed nothing: {}", pruned.nodes_pruned);
+    assert!(pruned.nodes_pruned() >= 2, "the displacement heads feed nothing: {}", pruned.nodes_pruned());
     let names: HashSet<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
     assert!(!names.iter().any(|n| n.contains("displacement")), "{names:?}");
     let remaining: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -289,7 +291,7 @@ fn symbolic_dims_need_pinning_and_pins_are_written_into_the_model() {
         ..RewriteOptions::default()
     };
     let rewritten = rewrite(&loaded(&model), &options).unwrap();
-    let graph = rewritten.model.graph.as_ref().unwrap();
+    let graph = rewritten.model().graph.as_ref().unwrap();
     let (_, input) = declared_tensor(&graph.input[0]).unwrap();
     assert_eq!(input.unwrap(), [1, 3, 257, 257].map(Dim::Fixed));
     let heatmaps = graph.output.iter().find(|o| o.name == "heatmaps").unwrap();
@@ -320,9 +322,9 @@ fn heads_can_be_named_and_scores_forced() {
         ..RewriteOptions::default()
     };
     let (original, rewritten) = rewrite_spec(&spec, &options);
-    assert_eq!(rewritten.provenance.settings.scores, ScoreMode::Sigmoid);
-    assert!(!rewritten.scores_detected);
-    assert_eq!(rewritten.model.graph.as_ref().unwrap().output.last().unwrap().name, "pose");
+    assert_eq!(rewritten.provenance().settings.scores, ScoreMode::Sigmoid);
+    assert!(!rewritten.scores_detected());
+    assert_eq!(rewritten.model().graph.as_ref().unwrap().output.last().unwrap().name, "pose");
     assert_matches_reference(&spec, &original, &rewritten, 1);
 }
 
@@ -331,9 +333,9 @@ fn a_decorated_model_is_refused() {
     let spec = SyntheticSpec::posenet(11);
     let (_, rewritten) = rewrite_spec(&spec, &RewriteOptions::default());
     let again =
-        rewrite(&loaded(&rewritten.model), &RewriteOptions { output_name: "other".into(), ..Default::default() });
+        rewrite(&loaded(rewritten.model()), &RewriteOptions { output_name: "other".into(), ..Default::default() });
     assert!(again.unwrap_err().to_string().contains("already has an onnx-posefix decoder"));
-    assert_eq!(onnx_posefix::model::query::provenance(&rewritten.model), Some(rewritten.provenance.clone()));
+    assert_eq!(onnx_posefix::model::query::provenance(rewritten.model()), Some(rewritten.provenance().clone()));
 }
 
 #[test]
@@ -347,7 +349,7 @@ fn names_that_collide_with_ours_get_suffixes() {
     extra.output = vec!["posefix/heatmap_max".into()];
     graph.node.push(extra);
     let rewritten = rewrite(&loaded(&model), &RewriteOptions::default()).unwrap();
-    let graph = rewritten.model.graph.as_ref().unwrap();
+    let graph = rewritten.model().graph.as_ref().unwrap();
     let outputs: Vec<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
     let unique: HashSet<&String> = outputs.iter().copied().collect();
     assert_eq!(outputs.len(), unique.len(), "every tensor is written once");
@@ -368,23 +370,26 @@ fn real_model_rewrites_and_matches_the_reference_on_noise() {
     // The same rewrite on the fully decoded model, re-encoded whole, reads the same.
     let decoded = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap();
     let classic = rewrite(&decoded, &RewriteOptions::default()).unwrap();
-    assert!(full == classic.model, "splicing and re-encoding disagree");
+    assert!(&full == classic.model(), "splicing and re-encoding disagree");
     // The file was written by Python's protobuf, so its bytes are kept as they were, not
     // re-encoded: every original weight record appears verbatim.
-    let before = ModelProto::parse_from_bytes(&decoded.bytes).unwrap();
-    assert!(spliced.len() > decoded.bytes.len() && spliced.len() < decoded.bytes.len() + 96 * 1024);
+    let before = ModelProto::parse_from_bytes(decoded.file_bytes()).unwrap();
+    assert!(spliced.len() > decoded.file_bytes().len() && spliced.len() < decoded.file_bytes().len() + 96 * 1024);
     assert_prefix(&before.graph.initializer, &full.graph.initializer, "initializer");
     assert_prefix(&before.graph.node, &full.graph.node, "node");
     snapshot_settings().bind(|| {
-        insta::assert_snapshot!("decoder_real_posenet_mobilenet075_257", render::appended_subgraph(&rewritten.model));
+        insta::assert_snapshot!(
+            "decoder_real_posenet_mobilenet075_257",
+            onnx_posefix::testing::render::appended_subgraph(rewritten.model())
+        );
     });
-    let p = &rewritten.provenance;
+    let p = rewritten.provenance();
     assert_eq!(
         (p.settings.heatmaps.as_str(), p.settings.offsets.as_str(), p.settings.stride, p.settings.scores),
         ("heatmaps", "offsets", 16, ScoreMode::Sigmoid)
     );
     let shape = vec![1, 3, 257, 257];
-    let before = Runner::new(&decoded.bytes, std::slice::from_ref(&shape)).unwrap();
+    let before = Runner::new(decoded.file_bytes(), std::slice::from_ref(&shape)).unwrap();
     let after = Runner::new(&rewritten.to_bytes(&original).unwrap(), std::slice::from_ref(&shape)).unwrap();
     let mut rng = Rng::new(3);
     for _ in 0..3 {
@@ -419,8 +424,8 @@ fn structure_only_shape_inference_survives_tract_style_names() {
     let original = loaded(&model);
     assert!(original.weights_stripped());
     let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
-    assert!(rewritten.notes.is_empty(), "{:?}", rewritten.notes);
-    assert_eq!(rewritten.provenance.settings.stride, 32);
+    assert!(rewritten.notes().is_empty(), "{:?}", rewritten.notes());
+    assert_eq!(rewritten.provenance().settings.stride, 32);
 }
 
 /// Callers tell errors apart by variant, not by message.
@@ -433,7 +438,7 @@ fn errors_say_which_kind_they_are() {
     assert!(matches!(err, Error::Opset { found: Some(8), supported: (9, 21) }), "{err:?}");
 
     let done = rewrite(&loaded(&synthetic::generate(&SyntheticSpec::posenet(11))), &RewriteOptions::default()).unwrap();
-    let err = rewrite(&loaded(&done.model), &RewriteOptions::default()).map(|_| ()).unwrap_err();
+    let err = rewrite(&loaded(done.model()), &RewriteOptions::default()).map(|_| ()).unwrap_err();
     assert!(matches!(err, Error::AlreadyDecoded), "{err:?}");
 
     // wonnx reads Clip's bounds as inputs only, so an opset-9 decoder breaks its profile.

@@ -30,7 +30,7 @@ fn pair(dir: &TempDir, spec: &SyntheticSpec) -> (PathBuf, PathBuf, ModelProto) {
     let rewritten = rewrite(&original, &RewriteOptions::default()).expect("rewrite");
     let bytes = rewritten.to_bytes(&original).expect("encode");
     let (o, r) = (dir.path().join("original.onnx"), dir.path().join("rewritten.onnx"));
-    fs::write(&o, &original.bytes).unwrap();
+    fs::write(&o, original.file_bytes()).unwrap();
     fs::write(&r, &bytes).unwrap();
     (o, r, onnx_posefix::model::io::parse_model(&bytes).expect("parse"))
 }
@@ -313,7 +313,8 @@ fn every_matrix_model_verifies_and_ties_resolve_first() {
         let original = loaded(&synthetic::generate(&spec));
         // Both structure-only parses, as the rewrite reads models: verify must cope.
         let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
-        let rewritten = LoadedModel { bytes: rewritten.to_bytes(&original).unwrap(), proto: rewritten.model };
+        let rewritten =
+            LoadedModel::from_bytes(rewritten.to_bytes(&original).unwrap(), std::path::Path::new(&label)).unwrap();
         let report = verify::verify(
             &original,
             &rewritten,

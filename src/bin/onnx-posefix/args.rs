@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 pub(crate) use onnx_posefix::cli::RewriteArgs;
-use onnx_posefix::contract::ScoreMode;
-use onnx_posefix::profiles;
-use onnx_posefix::rewrite::InputShape;
-use onnx_posefix::verify::{DecoderOverrides, Preprocess, Tolerances, VerifyOptions};
+use onnx_posefix::{DecoderOverrides, InputShape, Preprocess, ScoreMode, Tolerances, VerifyOptions, PROFILE_NAMES};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,7 +67,7 @@ pub(crate) struct InspectCommand {
     /// The model to describe.
     pub(crate) model: PathBuf,
     /// Check only this runtime profile [default: every profile].
-    #[arg(long, value_name = "PROFILE", value_parser = PossibleValuesParser::new(profiles::PROFILE_NAMES))]
+    #[arg(long, value_name = "PROFILE", value_parser = PossibleValuesParser::new(PROFILE_NAMES))]
     pub(crate) target: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]

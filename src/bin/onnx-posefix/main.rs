@@ -10,11 +10,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use onnx_posefix::inspect;
-use onnx_posefix::model::io::{self as model_io, Durability};
-use onnx_posefix::profiles::Profile;
-use onnx_posefix::rewrite;
-use onnx_posefix::verify::{self, DecoderOverrides, Event, Outcome, VerifyOptions};
+use onnx_posefix::{
+    inspect, one_line, read_structure, remove_temporaries_on_interrupt, rewrite_file, verify_files, write_atomically,
+    DecoderOverrides, Durability, Event, Outcome, Profile, VerifyOptions,
+};
 
 use args::{Cli, Command, InspectCommand};
 
@@ -67,21 +66,21 @@ fn run_verification(
             bar.inc(1);
         }
     };
-    let report = verify::verify_files(original, rewritten, options, &mut on_event)?;
+    let report = verify_files(original, rewritten, options, &mut on_event)?;
     bar.finish_and_clear();
     for line in report.summary_lines() {
         say(&line);
     }
     if let Some(path) = json {
-        model_io::write_atomically(path, report.to_json().as_bytes(), Durability::Cached)?;
+        write_atomically(path, report.to_json().as_bytes(), Durability::Cached)?;
     }
     Ok(report.outcome())
 }
 
 fn run_inspect(cmd: &InspectCommand) -> anyhow::Result<Exit> {
-    let model = model_io::read_structure(&cmd.model)?;
+    let model = read_structure(&cmd.model)?;
     let target = cmd.target.as_deref().map(Profile::by_name).transpose()?;
-    let inspection = inspect::inspect(&model, target.as_ref(), &cmd.input_shape)?;
+    let inspection = inspect(&model, target.as_ref(), &cmd.input_shape)?;
     if cmd.json {
         say(&serde_json::to_string_pretty(&inspection).context("cannot encode the inspection as JSON")?);
     } else {
@@ -111,9 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
     }
     let options = cli.rewrite.options(cli.verification.preprocess)?;
-    let rewritten = rewrite::rewrite_file(input, output, &options, cli.rewrite.output_options())?;
+    let rewritten = rewrite_file(input, output, &options, cli.rewrite.output_options())?;
     say(&rewritten.summary(output));
-    for note in &rewritten.notes {
+    for note in rewritten.notes() {
         say(&format!("note: {note}"));
     }
     if !cli.verify {
@@ -123,26 +122,10 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     run_verification(input, output, &options, cli.verification.json.as_deref()).map(Exit::Verified)
 }
 
-/// The error and its causes on one line, whatever a hostile model's names hold, each cause
-/// once: the library's messages already end with their cause, which `{:#}` would repeat.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line.replace(['\n', '\r'], " ")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ctrl-C or SIGTERM mid-write: the temporary file goes, OUT stays whole or absent.
-    if let Err(e) = onnx_posefix::model::temporary::remove_temporaries_on_interrupt() {
+    if let Err(e) = remove_temporaries_on_interrupt() {
         eprintln!("warning: cannot watch for interrupts ({e}); an interrupted run may leave a .posefix-*.tmp file");
     }
     match run(cli) {
@@ -150,7 +133,7 @@ fn main() -> ExitCode {
         Ok(Exit::Verified(Outcome::Mismatch)) => ExitCode::from(1),
         Ok(Exit::Verified(Outcome::Unreadable)) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", one_line(e.as_ref()));
             ExitCode::from(2)
         }
     }

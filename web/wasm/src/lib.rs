@@ -17,8 +17,8 @@ use std::path::Path;
 
 use clap::Parser;
 use onnx_posefix::cli::RewriteArgs;
-use onnx_posefix::contract::{Preprocess, KEYPOINT_NAMES, SKELETON};
 use onnx_posefix::{inspect, rewrite, LoadedModel};
+use onnx_posefix::{Preprocess, KEYPOINT_NAMES, SKELETON};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -90,7 +90,7 @@ fn parse_request(request: &[u8]) -> Result<(Request, PageArgs), String> {
 fn inspect_reply(model: &[u8], request: &[u8]) -> Result<serde_json::Value, String> {
     let (request, args) = parse_request(request)?;
     let model = LoadedModel::from_bytes(model.to_vec(), Path::new(&request.name)).map_err(|e| error_line(&e))?;
-    let inspection = inspect::inspect(&model, None, &args.rewrite.input_shape).map_err(|e| error_line(&e))?;
+    let inspection = inspect(&model, None, &args.rewrite.input_shape).map_err(|e| error_line(&e))?;
     Ok(json!({ "ok": true, "text": inspection.to_string().trim_end(), "inspection": inspection }))
 }
 
@@ -98,14 +98,14 @@ fn rewrite_reply(model: &[u8], request: &[u8]) -> Result<(serde_json::Value, Vec
     let (request, args) = parse_request(request)?;
     let options = args.rewrite.options(args.preprocess).map_err(|e| error_line(&e))?;
     let model = LoadedModel::from_bytes(model.to_vec(), Path::new(&request.name)).map_err(|e| error_line(&e))?;
-    let rewritten = rewrite::rewrite(&model, &options).map_err(|e| error_line(&e))?;
+    let rewritten = rewrite(&model, &options).map_err(|e| error_line(&e))?;
     let bytes = rewritten.to_bytes(&model).map_err(|e| error_line(&e))?;
     let reply = json!({
         "ok": true,
         "summary": rewritten.summary(Path::new(&request.out)),
-        "notes": rewritten.notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>(),
-        "provenance": rewritten.provenance.to_metadata(),
-        "grid": [rewritten.heads.grid.0, rewritten.heads.grid.1],
+        "notes": rewritten.notes().iter().map(|n| format!("note: {n}")).collect::<Vec<_>>(),
+        "provenance": rewritten.provenance().to_metadata(),
+        "grid": [rewritten.heads().grid.0, rewritten.heads().grid.1],
     });
     Ok((reply, bytes))
 }
@@ -198,46 +198,14 @@ pub unsafe extern "C" fn posefix_rewrite(model: *const u8, model_len: usize, req
     }
 }
 
-/// The model declared for a `size`x`size` input, its rank-4 outputs for the grid that gives at
-/// the same output stride (PoseNet's convolutions work at any size; the bench's
-/// `models::real_variant` does the same for the 513 and 1025 figures): for the saving measured at
-/// 513 on a model exported at 257.
-fn resized(model: &[u8], size: usize) -> Result<Vec<u8>, String> {
-    use onnx_posefix::model::proto::{declared_tensor, set_declared_shape, Dim};
-    let fail = |why: &str| format!("error: cannot declare the model for {size}x{size}: {why}");
-    let mut proto = onnx_posefix::model::io::parse_model(model).map_err(|e| error_line(&e))?;
-    let graph = proto.graph.as_mut().ok_or_else(|| fail("no graph"))?;
-    let fixed = |dims: &[Dim]| -> Option<Vec<i64>> {
-        dims.iter().map(|d| if let Dim::Fixed(v) = d { Some(*v) } else { None }).collect()
-    };
-    let input = graph.input.first_mut().ok_or_else(|| fail("no input"))?;
-    let dims = declared_tensor(input).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4);
-    let dims = dims.ok_or_else(|| fail("the first input is not a fixed rank-4 tensor"))?;
-    // NCHW when the channels come second (1 or 3 of them), NHWC otherwise.
-    let (h, w) = if matches!(dims[1], 1 | 3) { (2, 3) } else { (1, 2) };
-    let mut new = dims.clone();
-    (new[h], new[w]) = (size as i64, size as i64);
-    set_declared_shape(input, &new.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
-    for out in &mut graph.output {
-        let Some(d) = declared_tensor(out).and_then(|(_, d)| d).and_then(|d| fixed(&d)).filter(|d| d.len() == 4) else {
-            continue;
-        };
-        let stride = if d[h] > 1 { (dims[h] - 1) / (d[h] - 1) } else { return Err(fail("a 1-cell grid")) };
-        let mut g = d.clone();
-        (g[h], g[w]) = ((size as i64 - 1) / stride + 1, (size as i64 - 1) / stride + 1);
-        set_declared_shape(out, &g.iter().map(|&v| Dim::Fixed(v)).collect::<Vec<_>>());
-    }
-    onnx_posefix::model::io::to_bytes(&proto).map_err(|e| error_line(&e))
-}
-
-/// [`resized`]: the model at [`posefix_model_ptr`]. Returns 0, or 1 with the error line.
+/// [`onnx_posefix::redeclared_for_size`]: the model at [`posefix_model_ptr`]. Returns 0, or 1 with the error line.
 ///
 /// # Safety
 /// The range must be a live allocation of this module's memory.
 #[no_mangle]
 pub unsafe extern "C" fn posefix_resize(model: *const u8, model_len: usize, size: usize) -> u32 {
     install_panic_hook();
-    match resized(bytes(model, model_len), size) {
+    match onnx_posefix::redeclared_for_size(bytes(model, model_len), size).map_err(|e| error_line(&e)) {
         Ok(out) => {
             MODEL.with(|m| *m.borrow_mut() = out);
             set_reply(json!({ "ok": true }));
@@ -255,10 +223,10 @@ pub unsafe extern "C" fn posefix_resize(model: *const u8, model_len: usize, size
 #[no_mangle]
 pub extern "C" fn posefix_about() {
     set_reply(json!({
-        "version": onnx_posefix::contract::TOOL_VERSION,
+        "version": onnx_posefix::TOOL_VERSION,
         "keypoints": KEYPOINT_NAMES,
         "skeleton": SKELETON,
-        "style": onnx_posefix::render::DRAW_STYLE,
+        "style": onnx_posefix::DRAW_STYLE,
         "profiles": onnx_posefix::PROFILE_NAMES,
     }));
 }
