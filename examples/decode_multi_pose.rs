@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use onnx_posefix::contract::{ScoreMode, NUM_KEYPOINTS};
-use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams, NUM_EDGES};
+use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, MultiPoseParams, NUM_EDGES};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -90,7 +90,7 @@ fn decode(job: &Job) -> Result<serde_json::Value> {
     let mut items = Vec::with_capacity(b);
     for i in 0..b {
         let item = |k: usize| &heads_data[k][i * per_item[k]..(i + 1) * per_item[k]];
-        let heads = Heads::new(item(0), item(1), item(2), item(3), h, w, mode)?;
+        let heads = HeadMaps::new(item(0), item(1), item(2), item(3), h, w, mode)?;
         items.push(decode_multiple_poses(&heads, &params));
     }
     let fixed = to_fixed(&items, job.max_poses);

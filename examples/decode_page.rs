@@ -21,7 +21,7 @@ use std::io::{self, Read};
 
 use anyhow::{bail, Context, Result};
 use onnx_posefix::contract::{FloatType, Layout, ScoreMode};
-use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams};
+use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, MultiPoseParams};
 use onnx_posefix::reference::single_pose;
 use onnx_posefix::tract_onnx::prelude::tract_ndarray::ArrayD;
 use serde::Deserialize;
@@ -79,7 +79,7 @@ fn main() -> Result<()> {
         let (h, w) = (r.heatmaps_dims[2], r.heatmaps_dims[3]);
         let (fwd, bwd) = (floats(&m.fwd)?, floats(&m.bwd)?);
         let heads =
-            Heads::new(hm.as_slice().expect("standard"), off.as_slice().expect("standard"), &fwd, &bwd, h, w, mode)?;
+            HeadMaps::new(hm.as_slice().expect("standard"), off.as_slice().expect("standard"), &fwd, &bwd, h, w, mode)?;
         let params = MultiPoseParams {
             max_poses: m.max_poses,
             score_threshold: m.score_threshold,

@@ -41,7 +41,7 @@ pub struct RewriteArgs {
     pub input_shape: Vec<InputShape>,
     /// Output stride in input pixels per heatmap cell, when it cannot be derived from the input and
     /// grid sizes.
-    #[arg(long, value_name = "N", help_heading = "Heads")]
+    #[arg(long, value_name = "N", help_heading = "Heads", value_parser = clap::value_parser!(u32).range(1..))]
     pub stride: Option<u32>,
     /// Score = sigmoid(heatmap max), or the max itself (raw); detected by default (raw when the
     /// heatmaps already end in a Sigmoid).

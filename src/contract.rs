@@ -158,7 +158,22 @@ pub enum FloatType {
 impl FloatType {
     /// The ONNX element type.
     pub fn onnx(self) -> onnx_protobuf::tensor_proto::DataType {
-        crate::model::element_type::onnx_float(self)
+        use onnx_protobuf::tensor_proto::DataType;
+        match self {
+            FloatType::Float32 => DataType::FLOAT,
+            FloatType::Float16 => DataType::FLOAT16,
+        }
+    }
+
+    /// The float type the decoders read a head of tract type `dt` as: float32, and float16
+    /// (through an exact Cast); `None` for any other.
+    pub fn of_datum(dt: tract_onnx::prelude::DatumType) -> Option<FloatType> {
+        use tract_onnx::prelude::DatumType;
+        match dt {
+            DatumType::F32 => Some(FloatType::Float32),
+            DatumType::F16 => Some(FloatType::Float16),
+            _ => None,
+        }
     }
 
     /// `value` as this type holds it (float16: rounded to nearest even), widened back to f32.

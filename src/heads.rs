@@ -8,11 +8,10 @@
 use onnx_protobuf::GraphProto;
 use tract_onnx::prelude::DatumType;
 
-use crate::contract::{FloatType, Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
+use crate::contract::{DecoderSettings, FloatType, Layout, ScoreMode, DEFAULT_OUTPUT_NAME, NUM_KEYPOINTS, POSE_CHAIN};
 use crate::decoders::single_pose::MAX_CELLS_F32;
 use crate::error::printable;
 use crate::error::{Error, HeadCandidate, Result};
-use crate::model::element_type::float_type;
 use crate::model::proto::Dim;
 use crate::model::query;
 use crate::tract_bridge::{list_tensors, TensorFacts};
@@ -48,9 +47,53 @@ pub struct Displacements {
     pub bwd: String,
 }
 
+/// What is fixed of the decoder settings before anything is detected: the rewrite's flags, or
+/// verify's flags over REWRITTEN's provenance.
+#[derive(Clone, Debug, Default)]
+pub struct GivenSettings {
+    pub heads: HeadChoice,
+    pub stride: Option<u32>,
+    pub scores: Option<ScoreMode>,
+    pub output: Option<String>,
+}
+
+/// The decoder settings for a model whose outputs are `outputs` and whose image input is
+/// `image`: what `given` fixes, the rest detected (the heads by shape and name, the stride from
+/// the image and the grid, the score mode from what computes the heatmaps); with the heads found.
+pub fn settle(
+    given: &GivenSettings,
+    outputs: &[TensorFacts],
+    inputs: &[TensorFacts],
+    image: Option<&ImageInput>,
+    graph: &GraphProto,
+) -> Result<(DecoderSettings, Heads)> {
+    let heads = detect(outputs, &given.heads)?;
+    let stride = match (given.stride, image) {
+        (Some(0), _) => return Err(Error::Usage("--stride must be positive".into())),
+        (Some(s), _) => s,
+        (None, Some(image)) => derive_stride(image.size, heads.grid)
+            .map_err(|unknown| Error::Usage(format!("{unknown}; pass --stride N")))?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "cannot tell the image input among {}; pass --stride N (and --input-shape for symbolic dims)",
+                list_tensors(inputs)
+            )))
+        }
+    };
+    let settings = DecoderSettings {
+        heatmaps: heads.heatmaps.clone(),
+        offsets: heads.offsets.clone(),
+        output: given.output.clone().unwrap_or_else(|| DEFAULT_OUTPUT_NAME.to_string()),
+        layout: heads.layout,
+        stride,
+        scores: given.scores.unwrap_or_else(|| score_mode(graph, &heads.heatmaps)),
+    };
+    Ok((settings, heads))
+}
+
 /// The type of head `name` among `outputs`: float32 unless inference settled on float16.
 pub fn head_type(outputs: &[TensorFacts], name: &str) -> FloatType {
-    outputs.iter().find(|o| o.name == name).and_then(|o| o.datum_type).and_then(float_type).unwrap_or_default()
+    outputs.iter().find(|o| o.name == name).and_then(|o| o.datum_type).and_then(FloatType::of_datum).unwrap_or_default()
 }
 
 /// One way of reading an output as a head.
@@ -63,7 +106,7 @@ struct Reading<'a> {
 }
 
 fn readings(output: &TensorFacts, channels: usize) -> Vec<Reading<'_>> {
-    if output.datum_type.is_some_and(|dt| float_type(dt).is_none()) {
+    if output.datum_type.is_some_and(|dt| FloatType::of_datum(dt).is_none()) {
         return vec![];
     }
     let Some(dims) = output.shape.as_ref().filter(|d| d.len() == 4) else { return vec![] };
@@ -290,7 +333,7 @@ fn near_miss(output: &TensorFacts) -> Option<String> {
             output.shape_string()
         ));
     }
-    if let Some(dt) = output.datum_type.filter(|dt| float_type(*dt).is_none()) {
+    if let Some(dt) = output.datum_type.filter(|dt| FloatType::of_datum(*dt).is_none()) {
         // Narrowing float64 to float32 could make distinct scores equal, and the decode inexact.
         let why = if dt == DatumType::F64 {
             " (double is not narrowed to float32: that could tie distinct scores)"

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{GraphProto, ModelProto};
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto, TensorProto};
 use protobuf::{Enum, Message};
 
 use crate::contract::{
@@ -18,7 +18,7 @@ use crate::decoders::normalize;
 use crate::decoders::reroute;
 use crate::decoders::single_pose::{self as decoder, DecoderSpec};
 use crate::error::{printable, Error, Result};
-use crate::heads::{self, HeadChoice, Heads, ImageInput};
+use crate::heads::{self, GivenSettings, HeadChoice, Heads, ImageInput};
 use crate::model::io::{self as model_io, Durability, ModelSource};
 use crate::model::proto::{self, Dim};
 use crate::model::query;
@@ -310,6 +310,38 @@ fn shape_facts(model: &dyn ModelSource, pins: &[(String, Vec<usize>)]) -> Result
 
 /// Rewrites a loaded model. Nothing is written.
 pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewritten> {
+    let mut settled = settle(model, options)?;
+    let built = build(model.proto(), &mut settled, options)?;
+    splice(model.proto(), settled, built, options)
+}
+
+/// What the rewrite decided before building anything: the decoder settings and the heads, the
+/// target profile, the input normalization, and what it noticed on the way.
+struct Settled {
+    opset: i64,
+    pins: Vec<(String, Vec<usize>)>,
+    facts: ModelFacts,
+    image: Option<ImageInput>,
+    settings: DecoderSettings,
+    heads: Heads,
+    displacements: Option<heads::Displacements>,
+    pixels: Option<PixelInput>,
+    target: Profile,
+    notes: Vec<String>,
+}
+
+impl Settled {
+    /// Where the decoders read `head` (see `decoders::reroute`).
+    fn head_input(&self, graph: &GraphProto, head: &str) -> reroute::HeadInput {
+        let dims = self.facts.outputs.iter().find(|o| o.name == head).and_then(|o| o.shape.as_ref());
+        let dims = dims.map(|d| d.iter().map(|d| if let Dim::Fixed(v) = d { *v } else { -1 }).collect());
+        reroute::head_input(graph, head, heads::head_type(&self.facts.outputs, head), dims.unwrap_or_default())
+    }
+}
+
+/// Checks the model and the options, infers the shapes, finds the heads and settles the decoder
+/// settings and the target.
+fn settle(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Settled> {
     let proto = model.proto();
     let opset = query::default_opset(proto).filter(|o| (MIN_OPSET..=MAX_OPSET).contains(o));
     let Some(opset) = opset else {
@@ -324,41 +356,14 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     let graph = graph_of(proto);
     let pins = query::resolve_pins(graph, &options.input_shapes)?;
     let (facts, mut notes) = shape_facts(model, &pins)?;
-    let heads = heads::detect(&facts.outputs, &options.heads)?;
     let image = heads::image_input(&facts.inputs);
-    let stride = match (options.stride, &image) {
-        (Some(0), _) => return Err(Error::Usage("--stride must be positive".into())),
-        (Some(s), _) => s,
-        (None, Some(image)) => heads::derive_stride(image.size, heads.grid)
-            .map_err(|unknown| Error::Usage(format!("{unknown}; pass --stride N")))?,
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "cannot tell the image input among {}; pass --stride N (and --input-shape for symbolic dims)",
-                tract_bridge::list_tensors(&facts.inputs)
-            )))
-        }
+    let given = GivenSettings {
+        heads: options.heads.clone(),
+        stride: options.stride,
+        scores: options.scores,
+        output: Some(options.output_name.clone()),
     };
-    let scores = options.scores.unwrap_or_else(|| heads::score_mode(graph, &heads.heatmaps));
-
-    let settings = DecoderSettings {
-        heatmaps: heads.heatmaps.clone(),
-        offsets: heads.offsets.clone(),
-        output: options.output_name.clone(),
-        layout: heads.layout,
-        stride,
-        scores,
-    };
-    let head_input = |head: &str| {
-        let dims = facts.outputs.iter().find(|o| o.name == head).and_then(|o| o.shape.as_ref());
-        let dims = dims.map(|d| d.iter().map(|d| if let Dim::Fixed(v) = d { *v } else { -1 }).collect());
-        reroute::head_input(graph, head, heads::head_type(&facts.outputs, head), dims.unwrap_or_default())
-    };
-    let spec = DecoderSpec {
-        settings: &settings,
-        heatmaps_read: head_input(&heads.heatmaps),
-        offsets_read: head_input(&heads.offsets),
-        grid: heads.grid,
-    };
+    let (settings, heads) = heads::settle(&given, &facts.outputs, &facts.inputs, image.as_ref(), graph)?;
     let displacements = match &options.multi_pose {
         Some(_) => Some(heads::detect_displacements(&facts.outputs, &heads, &options.heads)?),
         None => None,
@@ -377,7 +382,7 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
     // The model's own tensors too: a float16 body behind float32 heads (onnxconverter-common's
     // keep_io_types) does not load on a runtime without float16, whatever the decoder; the
     // target's check covers the appended nodes only.
-    let own = profiles::Facts::propagate(model.proto(), &[]);
+    let own = profiles::Facts::propagate(proto, &[]);
     let refusing = Profile::refusing_types(&target.name, &own.element_types(), &left_out)?;
     if !refusing.is_empty() {
         let said: Vec<String> = refusing.iter().map(|(runtime, ty)| format!("{runtime} ({ty})")).collect();
@@ -391,14 +396,30 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         Some(p) => Some(pixel_input(p, image.as_ref(), &facts)?),
         None => None,
     };
+    Ok(Settled { opset, pins, facts, image, settings, heads, displacements, pixels, target, notes })
+}
+
+/// The nodes and weights a rewrite adds: the normalization (before the model's nodes) and the
+/// decoders (after them).
+struct Built {
+    normalized: Option<String>,
+    prepended: Vec<NodeProto>,
+    appended: Vec<NodeProto>,
+    weights: Vec<TensorProto>,
+    multi_pose: Option<MultiPoseSettings>,
+}
+
+/// Builds the normalization and the decoders for `settled`, under names `proto` leaves free.
+fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) -> Result<Built> {
+    let graph = graph_of(proto);
     // The output names are ours to write: no decoder node may take one for its own tensor.
     let mut taken = query::taken_names(graph);
     taken.extend(appended_outputs(options).into_iter().map(|(name, _)| name.to_string()));
     // The normalization first (its nodes go before the model's), then the decoders.
-    let (normalized, prepended, prepended_weights) = match (&pixels, &image) {
+    let (normalized, prepended, prepended_weights) = match (&settled.pixels, &settled.image) {
         (Some(p), Some(image)) => {
-            let mut b = GraphBuilder::new(opset, NameAllocator::new(taken.clone()));
-            let channels = input_channels(&facts, image);
+            let mut b = GraphBuilder::new(settled.opset, NameAllocator::new(taken.clone()));
+            let channels = input_channels(&settled.facts, image);
             let normalized = normalize::build(&mut b, &p.input, p.pixels, p.preprocess, image.layout, channels);
             let (nodes, weights) = b.finish();
             taken.extend(nodes.iter().flat_map(|n| n.output.iter().chain(std::iter::once(&n.name)).cloned()));
@@ -407,12 +428,19 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         }
         _ => (None, vec![], vec![]),
     };
-    let mut builder = GraphBuilder::new(opset, NameAllocator::new(taken));
+    let mut builder = GraphBuilder::new(settled.opset, NameAllocator::new(taken));
     builder.set_output_type(options.output_type);
+    let heads = &settled.heads;
+    let spec = DecoderSpec {
+        settings: &settled.settings,
+        heatmaps_read: settled.head_input(graph, &heads.heatmaps),
+        offsets_read: settled.head_input(graph, &heads.offsets),
+        grid: heads.grid,
+    };
     decoder::build(&mut builder, &spec)?;
-    let multi_pose = match (&options.multi_pose, displacements) {
+    let multi_pose = match (&options.multi_pose, &settled.displacements) {
         (Some(m), Some(displacements)) => {
-            let mut read = |hint: &str, head: &str| builder.read_head(hint, head, &head_input(head));
+            let mut read = |hint: &str, head: &str| builder.read_head(hint, head, &settled.head_input(graph, head));
             let spec = MultiPoseSpec {
                 heatmaps: read("mp_heatmaps_copy", &heads.heatmaps),
                 offsets: read("mp_offsets_copy", &heads.offsets),
@@ -420,8 +448,8 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
                 displacement_bwd: read("mp_displacement_bwd_copy", &displacements.bwd),
                 layout: heads.layout,
                 grid: heads.grid,
-                stride,
-                scores,
+                stride: settled.settings.stride,
+                scores: settled.settings.scores,
                 max_poses: m.max_poses,
                 score_threshold: m.score_threshold,
                 nms_radius: m.nms_radius,
@@ -429,10 +457,10 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
                 pose_scores: m.pose_scores_name.clone(),
             };
             multi_pose::build(&mut builder, &spec)?;
-            notes.extend(Profile::multi_pose_narrow_notes(&target.name)?);
+            settled.notes.extend(Profile::multi_pose_narrow_notes(&settled.target.name)?);
             Some(MultiPoseSettings {
-                displacement_fwd: displacements.fwd,
-                displacement_bwd: displacements.bwd,
+                displacement_fwd: displacements.fwd.clone(),
+                displacement_bwd: displacements.bwd.clone(),
                 max_poses: m.max_poses,
                 score_threshold: m.score_threshold,
                 nms_radius: m.nms_radius,
@@ -442,33 +470,39 @@ pub fn rewrite(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Rewr
         }
         _ => None,
     };
-    let (nodes, mut initializers) = builder.finish();
-    let nodes_added = nodes.len() + prepended.len();
-    initializers.extend(prepended_weights);
+    let (appended, mut weights) = builder.finish();
+    weights.extend(prepended_weights);
+    Ok(Built { normalized, prepended, appended, weights, multi_pose })
+}
 
+/// `proto` with what was built spliced in: the normalization before its nodes, the decoders
+/// after them, their outputs and provenance; pruned if asked; checked against the target.
+fn splice(proto: &ModelProto, settled: Settled, built: Built, options: &RewriteOptions) -> Result<Rewritten> {
+    let Settled { pins, facts, image, settings, heads, pixels, target, notes, .. } = settled;
+    let nodes_added = built.prepended.len() + built.appended.len();
     let provenance = Provenance {
         tool_version: TOOL_VERSION.to_string(),
         settings,
-        multi_pose,
+        multi_pose: built.multi_pose,
         pixels,
         output_type: options.output_type,
     };
     let mut out = proto.clone();
-    let graph = out.graph.as_mut().expect("checked above");
-    if let (Some(p), Some(normalized)) = (&provenance.pixels, &normalized) {
+    let graph = out.graph.as_mut().expect("settle checked the graph");
+    if let (Some(p), Some(normalized)) = (&provenance.pixels, &built.normalized) {
         normalize::rewire(graph, &p.input, normalized);
-        graph.node.splice(0..0, prepended);
+        graph.node.splice(0..0, built.prepended);
     }
     if out.ir_version < 4 {
         // IR 3 requires every initializer to be declared as a graph input too.
-        for t in &initializers {
+        for t in &built.weights {
             let dims: Vec<Dim> = t.dims.iter().map(|d| Dim::Fixed(*d)).collect();
             let dt = DataType::from_i32(t.data_type).unwrap_or(DataType::FLOAT);
             graph.input.push(proto::value_info(&t.name, dt, &dims));
         }
     }
-    graph.node.extend(nodes);
-    graph.initializer.extend(initializers);
+    graph.node.extend(built.appended);
+    graph.initializer.extend(built.weights);
     let batch = heads.batch.clone();
     let (k, v) = (Dim::Fixed(NUM_KEYPOINTS as i64), Dim::Fixed(VALUES_PER_KEYPOINT as i64));
     let output_type = options.output_type.onnx();

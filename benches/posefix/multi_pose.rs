@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use onnx_posefix::contract::{Provenance, NAME_PREFIX, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
-use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams};
+use onnx_posefix::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, MultiPoseParams};
 use onnx_posefix::testing::rng::Rng;
 use onnx_posefix::tract_bridge::Runner;
 use onnx_posefix::tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
@@ -124,7 +124,7 @@ pub fn section(ws: &Workspace, peer: &Peer, rounds: usize) -> String {
                 .collect();
             let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
             let decode = || {
-                let heads = Heads::new(slices[0], slices[1], slices[2], slices[3], hh, ww, prov.settings.scores)
+                let heads = HeadMaps::new(slices[0], slices[1], slices[2], slices[3], hh, ww, prov.settings.scores)
                     .expect("heads");
                 decode_multiple_poses(&heads, &params)
             };

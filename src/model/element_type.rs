@@ -1,12 +1,10 @@
 //! ONNX element types, one table: their ONNX names (`TensorProto.DataType` lowercase, as profiles
-//! and reports spell them), tract's datum types for them, and the two float types the decoders
-//! read and write.
+//! and reports spell them) and tract's datum types for them. The two float types the decoders
+//! read and write map themselves ([`crate::contract::FloatType`]).
 
 use onnx_protobuf::tensor_proto::DataType;
 use protobuf::Enum;
 use tract_onnx::prelude::DatumType;
-
-use crate::contract::FloatType;
 
 /// The ONNX element types tract also has, paired.
 const PAIRS: [(DataType, DatumType); 13] = [
@@ -45,24 +43,6 @@ pub fn to_datum(elem: i32) -> Option<DatumType> {
     PAIRS.iter().find(|(o, _)| *o == onnx).map(|(_, d)| *d)
 }
 
-/// The float type the decoders read a head of datum type `dt` as: float32, and float16
-/// (through an exact Cast); `None` for any other.
-pub fn float_type(dt: DatumType) -> Option<FloatType> {
-    match dt {
-        DatumType::F32 => Some(FloatType::Float32),
-        DatumType::F16 => Some(FloatType::Float16),
-        _ => None,
-    }
-}
-
-/// The ONNX element type of a float type.
-pub fn onnx_float(ty: FloatType) -> DataType {
-    match ty {
-        FloatType::Float32 => DataType::FLOAT,
-        FloatType::Float16 => DataType::FLOAT16,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,8 +58,5 @@ mod tests {
             assert_eq!(Some(datum_name(datum)), onnx_name(onnx as i32));
         }
         assert_eq!(to_datum(DataType::BFLOAT16 as i32), None);
-        for ty in [FloatType::Float32, FloatType::Float16] {
-            assert_eq!(to_datum(onnx_float(ty) as i32).and_then(float_type), Some(ty));
-        }
     }
 }

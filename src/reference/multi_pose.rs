@@ -127,14 +127,14 @@ impl Default for MultiPoseParams {
 
 /// Heads whose sizes do not fit `[17|34|32|32, H, W]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeadsError {
+pub struct HeadMapsError {
     /// Which head: "heatmaps", "offsets", "displacement_fwd", "displacement_bwd" or "grid".
     pub head: &'static str,
     pub expected: usize,
     pub actual: usize,
 }
 
-impl fmt::Display for HeadsError {
+impl fmt::Display for HeadMapsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.head == "grid" {
             write!(f, "the heads' grid has no cells")
@@ -144,11 +144,11 @@ impl fmt::Display for HeadsError {
     }
 }
 
-impl std::error::Error for HeadsError {}
+impl std::error::Error for HeadMapsError {}
 
 /// One batch item's heads, CHW, row-major.
 #[derive(Clone, Copy, Debug)]
-pub struct Heads<'a> {
+pub struct HeadMaps<'a> {
     heatmaps: &'a [f32],
     offsets: &'a [f32],
     displacement_fwd: &'a [f32],
@@ -158,7 +158,7 @@ pub struct Heads<'a> {
     mode: ScoreMode,
 }
 
-impl<'a> Heads<'a> {
+impl<'a> HeadMaps<'a> {
     /// Checks the slice lengths: `17*H*W`, `34*H*W`, `32*H*W`, `32*H*W`, with `H, W >= 1`.
     pub fn new(
         heatmaps: &'a [f32],
@@ -168,10 +168,10 @@ impl<'a> Heads<'a> {
         height: usize,
         width: usize,
         mode: ScoreMode,
-    ) -> Result<Self, HeadsError> {
+    ) -> Result<Self, HeadMapsError> {
         let cells = height * width;
         if cells == 0 {
-            return Err(HeadsError { head: "grid", expected: 1, actual: 0 });
+            return Err(HeadMapsError { head: "grid", expected: 1, actual: 0 });
         }
         for (head, data, channels) in [
             ("heatmaps", heatmaps, NUM_KEYPOINTS),
@@ -180,10 +180,10 @@ impl<'a> Heads<'a> {
             ("displacement_bwd", displacement_bwd, 2 * NUM_EDGES),
         ] {
             if data.len() != channels * cells {
-                return Err(HeadsError { head, expected: channels * cells, actual: data.len() });
+                return Err(HeadMapsError { head, expected: channels * cells, actual: data.len() });
             }
         }
-        Ok(Heads { heatmaps, offsets, displacement_fwd, displacement_bwd, height, width, mode })
+        Ok(HeadMaps { heatmaps, offsets, displacement_fwd, displacement_bwd, height, width, mode })
     }
 
     #[cfg(feature = "testing")]
@@ -275,7 +275,7 @@ pub struct Pose {
 }
 
 /// All candidates (step 1), in scan order `(y, x, k)`.
-pub fn candidates(heads: &Heads, params: &MultiPoseParams) -> Vec<Candidate> {
+pub fn candidates(heads: &HeadMaps, params: &MultiPoseParams) -> Vec<Candidate> {
     let threshold = decision_threshold(params.score_threshold, heads.mode);
     let (h, w) = (heads.height, heads.width);
     let r = LOCAL_MAXIMUM_RADIUS;
@@ -311,12 +311,12 @@ fn suppressed(poses: &[Pose], r2: f32, k: usize, y: f32, x: f32) -> bool {
 }
 
 /// The position of a candidate (step 2), `(y, x)`.
-pub fn candidate_position(heads: &Heads, stride: u32, c: &Candidate) -> (f32, f32) {
+pub fn candidate_position(heads: &HeadMaps, stride: u32, c: &Candidate) -> (f32, f32) {
     heads.refined(c.keypoint, c.y, c.x, stride as f32)
 }
 
 /// Follows edge `edge`'s displacement from `source` to keypoint `target`, then refines twice.
-fn traverse(heads: &Heads, stride: f32, edge: usize, source: &Keypoint, target: usize, disp: &[f32]) -> Keypoint {
+fn traverse(heads: &HeadMaps, stride: f32, edge: usize, source: &Keypoint, target: usize, disp: &[f32]) -> Keypoint {
     let (h, w) = (heads.height, heads.width);
     let sy = cell(source.y, stride, h);
     let sx = cell(source.x, stride, w);
@@ -333,7 +333,7 @@ fn traverse(heads: &Heads, stride: f32, edge: usize, source: &Keypoint, target: 
 }
 
 /// Grows a pose from `root` (step 3) and scores it against `earlier` (step 4).
-fn decode_pose(heads: &Heads, params: &MultiPoseParams, root: &Candidate, earlier: &[Pose]) -> Pose {
+fn decode_pose(heads: &HeadMaps, params: &MultiPoseParams, root: &Candidate, earlier: &[Pose]) -> Pose {
     let stride = params.stride as f32;
     let mut kps: [Option<Keypoint>; NUM_KEYPOINTS] = [None; NUM_KEYPOINTS];
     let (ry, rx) = heads.refined(root.keypoint, root.y, root.x, stride);
@@ -363,7 +363,7 @@ fn decode_pose(heads: &Heads, params: &MultiPoseParams, root: &Candidate, earlie
 
 /// Decodes up to N poses, tfjs's way: the candidates in decreasing decision value (ties in scan
 /// order), each rejected when within R of its keypoint in an accepted pose.
-pub fn decode_multiple_poses(heads: &Heads, params: &MultiPoseParams) -> Vec<Pose> {
+pub fn decode_multiple_poses(heads: &HeadMaps, params: &MultiPoseParams) -> Vec<Pose> {
     let mut queue = candidates(heads, params);
     // Stable: equal values keep scan order. Candidates are never NaN.
     queue.sort_by(|a, b| b.value.partial_cmp(&a.value).expect("candidates are not NaN"));
@@ -392,7 +392,7 @@ pub fn decode_multiple_poses(heads: &Heads, params: &MultiPoseParams) -> Vec<Pos
 /// when its position is NaN or infinite (NaN or infinite offsets: `inf - inf` is NaN) or R is
 /// NaN, and without the mask such a root would be chosen again in every round.
 #[cfg(feature = "testing")]
-pub fn decode_multiple_poses_unrolled(heads: &Heads, params: &MultiPoseParams) -> Vec<Pose> {
+pub fn decode_multiple_poses_unrolled(heads: &HeadMaps, params: &MultiPoseParams) -> Vec<Pose> {
     let cands = candidates(heads, params);
     let mut taken = vec![false; cands.len()];
     let r2 = params.nms_radius * params.nms_radius;

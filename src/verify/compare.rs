@@ -29,7 +29,7 @@ impl Default for Tolerances {
 
 /// The comparison of one input.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Outcome {
+pub(crate) struct Comparison {
     pub keypoints: usize,
     pub mismatches: Vec<KeypointMismatch>,
     /// Over the keypoints whose values are not NaN.
@@ -146,9 +146,9 @@ pub(crate) fn compare(
     layout: Layout,
     stride: u32,
     tol: Tolerances,
-) -> Outcome {
+) -> Comparison {
     let cells = Cells { offsets: &offsets, layout, stride };
-    let mut outcome = Outcome::default();
+    let mut outcome = Comparison::default();
     let expected = [reference.len(), NUM_KEYPOINTS, VALUES_PER_KEYPOINT];
     if keypoints.shape() != expected {
         outcome.shape_error =

@@ -59,16 +59,16 @@ pub(crate) fn draw_pose(photo: &RgbImage, pose: &[[f32; 3]; NUM_KEYPOINTS], inpu
 
 /// A pose as `--poses` outputs it: 17 keypoints `[x, y, score]` and the pose score (-1 for an
 /// empty slot).
-pub(crate) type Pose = ([[f32; 3]; NUM_KEYPOINTS], f32);
+pub(crate) type DrawnPose = ([[f32; 3]; NUM_KEYPOINTS], f32);
 
 /// The photo with every pose found (score >= 0) drawn over it, pose i in the style's i-th pose
 /// colour, its score written above it. The last pose is drawn first, so that where poses
 /// overlap (a weak near-copy of a person is common) the better one is on top; the labels go over
 /// all of them, placed best first, each moved down past those placed before it.
-pub(crate) fn draw_poses(photo: &RgbImage, poses: &[Pose], input_size: (usize, usize)) -> RgbImage {
+pub(crate) fn draw_poses(photo: &RgbImage, poses: &[DrawnPose], input_size: (usize, usize)) -> RgbImage {
     let mut img = photo.clone();
     let canvas = Canvas::of(&img, input_size);
-    let found: Vec<&Pose> = poses.iter().filter(|(_, score)| *score >= 0.0).collect();
+    let found: Vec<&DrawnPose> = poses.iter().filter(|(_, score)| *score >= 0.0).collect();
     let mut placed: Vec<(f32, f32, f32)> = vec![];
     let labels: Vec<Option<(String, (f32, f32))>> = found
         .iter()

@@ -298,7 +298,7 @@ pub fn verify(
 struct Found {
     keypoints: [[f32; 3]; NUM_KEYPOINTS],
     /// With `--poses`: every slot, empty ones included (score -1).
-    poses: Option<Vec<draw::Pose>>,
+    poses: Option<Vec<draw::DrawnPose>>,
 }
 
 /// Batch item 0's rows `[x, y, score]` of a `[.., 17, 3]` tensor, from flat index `first`.
@@ -428,7 +428,7 @@ fn check_direct_multi_pose(
     let heads = [&hm.view(), &off.view(), &fwd.view(), &bwd.view()];
     let verdict = judge_poses(setup, m, heads, poses, pose_scores, options);
     let name = format!("direct:{}", case.name);
-    Ok(InputResult::judged(&name, InputKind::Direct, compare::Outcome::default(), false).with_poses(verdict))
+    Ok(InputResult::judged(&name, InputKind::Direct, compare::Comparison::default(), false).with_poses(verdict))
 }
 
 /// The multi-pose reference on the four heads against `poses`/`pose_scores`.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tract_onnx::prelude::tract_ndarray::{ArrayViewD, Axis};
 
 use crate::contract::{Layout, MultiPoseSettings, KEYPOINT_NAMES, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
-use crate::reference::multi_pose::{decode_multiple_poses, to_fixed, Heads, MultiPoseParams, Pose};
+use crate::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, MultiPoseParams, Pose};
 
 use super::compare::{delta, number, Tolerances};
 
@@ -118,7 +118,7 @@ pub(crate) fn reference_poses(
         .map(|b| {
             let [hm, off, fwd, bwd] = heads.map(|head| chw(head, b, layout));
             let heads =
-                Heads::new(&hm, &off, &fwd, &bwd, h, w, scores).map_err(|e| format!("ORIGINAL's heads: {e}"))?;
+                HeadMaps::new(&hm, &off, &fwd, &bwd, h, w, scores).map_err(|e| format!("ORIGINAL's heads: {e}"))?;
             Ok(decode_multiple_poses(&heads, &params))
         })
         .collect()

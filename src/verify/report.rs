@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::contract::{DecoderSettings, FloatType, MultiPoseSettings};
 
-use super::compare::{number, KeypointMismatch, Outcome as Comparison, Position, Tolerances};
+use super::compare::{number, Comparison, KeypointMismatch, Position, Tolerances};
 use super::poses::PosesResult;
 
 /// Bumped whenever a field of the JSON report changes meaning or disappears.

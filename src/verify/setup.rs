@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::contract::{DecoderSettings, FloatType, MultiPoseSettings, PixelInput, DEFAULT_OUTPUT_NAME};
+use crate::contract::{DecoderSettings, FloatType, MultiPoseSettings, PixelInput};
 use crate::error::{Error, Result};
-use crate::heads::{self, HeadChoice, ImageInput};
+use crate::heads::{self, GivenSettings, HeadChoice, ImageInput};
 use crate::model::io::LoadedModel;
 use crate::model::proto::Dim;
 use crate::model::query::{self, provenance as existing_provenance};
@@ -179,7 +179,7 @@ pub(crate) fn prepare(original: &LoadedModel, rewritten: &LoadedModel, options: 
         notes.push("REWRITTEN's outputs are float16: compared with the reference rounded once to float16".into());
     }
     let head_types: HashMap<String, FloatType> =
-        orig_facts.outputs.iter().filter_map(|o| Some((o.name.clone(), crate::model::element_type::float_type(o.datum_type?)?))).collect();
+        orig_facts.outputs.iter().filter_map(|o| Some((o.name.clone(), FloatType::of_datum(o.datum_type?)?))).collect();
     let d = &spec.settings;
     let displacements = spec.multi_pose.iter().flat_map(|m| [&m.displacement_fwd, &m.displacement_bwd]);
     let float16_heads: Vec<&str> = [&d.heatmaps, &d.offsets]
@@ -288,9 +288,6 @@ fn resolve_spec(
     if existing_provenance(&original.proto).is_some() {
         notes.push("ORIGINAL itself carries an onnx-posefix decoder (are the arguments swapped?)".to_string());
     }
-    if flags.stride == Some(0) {
-        return Err(Error::Usage("--stride must be positive".into()));
-    }
     let source = match (&provenance, flags.any()) {
         (_, true) => DecoderSource::Flags,
         (Some(_), false) => DecoderSource::Provenance,
@@ -304,36 +301,19 @@ fn resolve_spec(
         );
     }
 
-    let heads_named = flags.heatmaps.is_some() || flags.offsets.is_some();
-    let (heatmaps, offsets, layout, grid) = match &provenance {
-        Some(p) if !heads_named => (p.heatmaps.clone(), p.offsets.clone(), p.layout, None),
-        _ => {
-            let choice = HeadChoice {
-                heatmaps: flags.heatmaps.clone().or_else(|| provenance.as_ref().map(|p| p.heatmaps.clone())),
-                offsets: flags.offsets.clone().or_else(|| provenance.as_ref().map(|p| p.offsets.clone())),
-                ..HeadChoice::default()
-            };
-            let heads = heads::detect(&orig_facts.outputs, &choice).map_err(|e| about("ORIGINAL", e))?;
-            (heads.heatmaps, heads.offsets, heads.layout, Some(heads.grid))
-        }
+    // Flags over provenance; what neither gives is detected from ORIGINAL, as the rewrite does.
+    let given = GivenSettings {
+        heads: HeadChoice {
+            heatmaps: flags.heatmaps.clone().or_else(|| provenance.as_ref().map(|p| p.heatmaps.clone())),
+            offsets: flags.offsets.clone().or_else(|| provenance.as_ref().map(|p| p.offsets.clone())),
+            ..HeadChoice::default()
+        },
+        stride: flags.stride.or(provenance.as_ref().map(|p| p.stride)),
+        scores: flags.scores.or(provenance.as_ref().map(|p| p.scores)),
+        output: flags.output.clone().or(provenance.as_ref().map(|p| p.output.clone())),
     };
-    let stride = match (flags.stride, &provenance, grid) {
-        (Some(s), _, _) => s,
-        (None, Some(p), _) => p.stride,
-        (None, None, Some(grid)) => heads::derive_stride(image.size, grid)
-            .map_err(|unknown| Error::Usage(format!("REWRITTEN has no provenance: {unknown}; pass --stride N")))?,
-        // Without provenance the heads are detected, with their grid.
-        (None, None, None) => return Err(Error::Internal("no heads grid to derive the stride from".into())),
-    };
-    let scores = flags
-        .scores
-        .or(provenance.as_ref().map(|p| p.scores))
-        .unwrap_or_else(|| heads::score_mode(original.proto.graph.as_ref().expect("read_model checked"), &heatmaps));
-    let output = flags
-        .output
-        .clone()
-        .or(provenance.as_ref().map(|p| p.output.clone()))
-        .unwrap_or_else(|| DEFAULT_OUTPUT_NAME.to_string());
-    let settings = DecoderSettings { heatmaps, offsets, output, layout, stride, scores };
+    let graph = original.proto.graph.as_ref().expect("read_model checked");
+    let (settings, _) = heads::settle(&given, &orig_facts.outputs, &orig_facts.inputs, Some(image), graph)
+        .map_err(|e| about("ORIGINAL", e))?;
     Ok((Spec { settings, source, multi_pose }, notes))
 }

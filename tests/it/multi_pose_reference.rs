@@ -62,8 +62,8 @@ impl Synth {
         self.bwd[b] = dx;
         self
     }
-    fn heads(&self) -> Heads<'_> {
-        Heads::new(&self.hm, &self.off, &self.fwd, &self.bwd, self.h, self.w, self.mode).unwrap()
+    fn heads(&self) -> HeadMaps<'_> {
+        HeadMaps::new(&self.hm, &self.off, &self.fwd, &self.bwd, self.h, self.w, self.mode).unwrap()
     }
     /// Decodes with both forms, checks they agree, returns the poses.
     fn decode(&self, params: &MultiPoseParams) -> Vec<Pose> {
@@ -515,10 +515,11 @@ fn nan_positions_never_suppress() {
 #[test]
 fn shape_errors() {
     let z = vec![0.0f32; 34 * 4];
-    assert!(Heads::new(&z[..17 * 4], &z, &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).is_ok());
-    let e = Heads::new(&z[..17 * 4], &z[..33 * 4], &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).unwrap_err();
+    assert!(HeadMaps::new(&z[..17 * 4], &z, &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).is_ok());
+    let e =
+        HeadMaps::new(&z[..17 * 4], &z[..33 * 4], &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).unwrap_err();
     assert_eq!((e.head, e.expected, e.actual), ("offsets", 136, 132));
-    assert!(Heads::new(&[], &[], &[], &[], 0, 5, ScoreMode::Sigmoid).is_err());
+    assert!(HeadMaps::new(&[], &[], &[], &[], 0, 5, ScoreMode::Sigmoid).is_err());
 }
 
 #[test]
@@ -587,7 +588,7 @@ fn queue_and_unrolled_forms_agree_on_the_real_heads() {
     assert!(photos.len() >= 20, "{} shared photos", photos.len());
     let (mut decoded, mut crowded) = (0, 0);
     for (photo, heads) in photos.iter().zip(crate::common::real_model_heads(&photos)) {
-        let heads = Heads::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
+        let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
         for max_poses in [1, 5, 10, 50] {
             for nms_radius in [10.0, 20.0, 30.0] {
                 let prm = MultiPoseParams { max_poses, nms_radius, ..MultiPoseParams::default() };

@@ -15,7 +15,7 @@
 use std::process::Command;
 
 use onnx_posefix::contract::ScoreMode;
-use onnx_posefix::reference::multi_pose::{decode_multiple_poses, Heads, MultiPoseParams, Pose};
+use onnx_posefix::reference::multi_pose::{decode_multiple_poses, HeadMaps, MultiPoseParams, Pose};
 use serde_json::Value;
 
 use crate::common::{real_model_heads, repo_path, shared_photos, REAL_HEAD_CHANNELS as CHANNELS};
@@ -90,7 +90,7 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     let (mut score_ulps, mut pose_ulps, mut poses, mut crowded) = (0f32, 0f32, 0, 0);
     for ((name, heads), theirs) in heads_of.iter().zip(tfjs["photos"].as_array().unwrap()) {
         assert_eq!(theirs["name"], name.as_str());
-        let heads = Heads::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
+        let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
         for n in MAX_POSES {
             let ours = decode_multiple_poses(&heads, &MultiPoseParams { max_poses: n, ..params });
             let (s, p) = compare(name, n, &ours, theirs["runs"][n.to_string()].as_array().unwrap());

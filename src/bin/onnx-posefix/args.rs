@@ -101,7 +101,7 @@ pub(crate) struct DecoderArgs {
     #[arg(long, value_name = "NAME", help_heading = "Decoder (default: REWRITTEN's provenance)")]
     pub(crate) offsets: Option<String>,
     /// Output stride in input pixels per heatmap cell.
-    #[arg(long, value_name = "N", help_heading = "Decoder (default: REWRITTEN's provenance)")]
+    #[arg(long, value_name = "N", help_heading = "Decoder (default: REWRITTEN's provenance)", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) stride: Option<u32>,
     /// Score = sigmoid(heatmap max) or the max itself.
     #[arg(long, value_enum, help_heading = "Decoder (default: REWRITTEN's provenance)")]
