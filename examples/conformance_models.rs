@@ -194,9 +194,9 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
     // What the provenance records is what check.py decodes with.
     let multi_pose = match &rewritten.provenance().multi_pose {
         Some(m) => json!({
-            "max_poses": m.max_poses,
-            "score_threshold": m.score_threshold,
-            "nms_radius": m.nms_radius,
+            "max_poses": m.params.max_poses,
+            "score_threshold": m.params.score_threshold,
+            "nms_radius": m.params.nms_radius,
             "poses": m.poses,
             "pose_scores": m.pose_scores,
             "heatmaps": rewritten.provenance().settings.heatmaps,

@@ -81,16 +81,12 @@ fn decode(job: &Job) -> Result<serde_json::Value> {
         heads_data.push(head);
         rest = tail;
     }
-    let params = MultiPoseParams {
-        max_poses: job.max_poses,
-        score_threshold: job.score_threshold,
-        nms_radius: job.nms_radius,
-        stride: job.stride,
-    };
+    let params =
+        MultiPoseParams { max_poses: job.max_poses, score_threshold: job.score_threshold, nms_radius: job.nms_radius };
     let mut items = Vec::with_capacity(b);
     for i in 0..b {
         let item = |k: usize| &heads_data[k][i * per_item[k]..(i + 1) * per_item[k]];
-        let heads = HeadMaps::new(item(0), item(1), item(2), item(3), h, w, mode)?;
+        let heads = HeadMaps::new(item(0), item(1), item(2), item(3), (h, w), job.stride, mode)?;
         items.push(decode_multiple_poses(&heads, &params));
     }
     let fixed = to_fixed(&items, job.max_poses);

@@ -78,14 +78,17 @@ fn main() -> Result<()> {
         }
         let (h, w) = (r.heatmaps_dims[2], r.heatmaps_dims[3]);
         let (fwd, bwd) = (floats(&m.fwd)?, floats(&m.bwd)?);
-        let heads =
-            HeadMaps::new(hm.as_slice().expect("standard"), off.as_slice().expect("standard"), &fwd, &bwd, h, w, mode)?;
-        let params = MultiPoseParams {
-            max_poses: m.max_poses,
-            score_threshold: m.score_threshold,
-            nms_radius: m.nms_radius,
-            stride: r.stride,
-        };
+        let heads = HeadMaps::new(
+            hm.as_slice().expect("standard"),
+            off.as_slice().expect("standard"),
+            &fwd,
+            &bwd,
+            (h, w),
+            r.stride,
+            mode,
+        )?;
+        let params =
+            MultiPoseParams { max_poses: m.max_poses, score_threshold: m.score_threshold, nms_radius: m.nms_radius };
         let fixed = to_fixed(&[decode_multiple_poses(&heads, &params)], m.max_poses);
         answer["poses"] = json!(fixed.poses.iter().map(|v| ty.round(*v)).collect::<Vec<_>>());
         answer["pose_scores"] = json!(fixed.pose_scores.iter().map(|v| ty.round(*v)).collect::<Vec<_>>());

@@ -7,8 +7,8 @@ use clap::builder::PossibleValuesParser;
 use clap::Args;
 
 use crate::contract::{
-    FloatType, Pixels, Preprocess, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME,
-    DEFAULT_SCORE_THRESHOLD,
+    FloatType, MultiPoseParams, Pixels, Preprocess, ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_POSES_NAME,
+    DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
 };
 use crate::error::{Error, Result};
 use crate::heads::HeadChoice;
@@ -128,9 +128,11 @@ impl RewriteArgs {
             prune: self.prune,
             target: self.target.clone(),
             multi_pose: self.poses.map(|max_poses| MultiPoseOptions {
-                max_poses,
-                score_threshold: self.score_threshold,
-                nms_radius: self.nms_radius,
+                params: MultiPoseParams {
+                    max_poses,
+                    score_threshold: self.score_threshold,
+                    nms_radius: self.nms_radius,
+                },
                 poses_name: self.poses_name.clone(),
                 pose_scores_name: self.pose_scores_name.clone(),
             }),

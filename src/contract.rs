@@ -294,6 +294,48 @@ pub const DEFAULT_POSE_SCORES_NAME: &str = "pose_scores";
 pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
 pub const DEFAULT_NMS_RADIUS: f32 = 20.0;
 
+/// tfjs posenet's `decodeMultiplePoses` parameters: the one home of N, T and R, which the
+/// options, the provenance, the decoder, the reference and verification all carry.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MultiPoseParams {
+    /// N: at most this many poses per batch item (slots in the outputs).
+    pub max_poses: usize,
+    /// T: a root candidate's score must be at least this (in sigmoid mode, its logit at least
+    /// `ln(T/(1-T))`).
+    pub score_threshold: f32,
+    /// R: part-based NMS radius in model-input pixels (`d^2 <= R*R` suppresses).
+    pub nms_radius: f32,
+}
+
+impl MultiPoseParams {
+    /// tfjs posenet's defaults (`MULTI_PERSON_INFERENCE_CONFIG`) for `max_poses` poses.
+    pub fn new(max_poses: usize) -> MultiPoseParams {
+        MultiPoseParams { max_poses, score_threshold: DEFAULT_SCORE_THRESHOLD, nms_radius: DEFAULT_NMS_RADIUS }
+    }
+
+    /// Why these are outside the contract (`N >= 1`, `T` in [0, 1], `R > 0` and finite), in the
+    /// command line's words; `None` when they are fine.
+    pub fn out_of_range(&self) -> Option<String> {
+        let MultiPoseParams { max_poses, score_threshold, nms_radius } = *self;
+        if max_poses == 0 {
+            Some("--poses must be at least 1".into())
+        } else if !(0.0..=1.0).contains(&score_threshold) {
+            Some(format!("--score-threshold must be in [0, 1], not {score_threshold}"))
+        } else if !(nms_radius > 0.0 && nms_radius.is_finite()) {
+            Some(format!("--nms-radius must be a positive number of pixels, not {nms_radius}"))
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for MultiPoseParams {
+    /// Five poses, tfjs's defaults otherwise.
+    fn default() -> Self {
+        MultiPoseParams::new(5)
+    }
+}
+
 /// The settings of a multi-pose decoder (tfjs posenet's `decodeMultiplePoses`), beside the
 /// single-pose one whose heatmaps, offsets, layout, stride and score mode it shares.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -302,12 +344,8 @@ pub struct MultiPoseSettings {
     pub displacement_fwd: String,
     /// The backward displacements head (32 channels).
     pub displacement_bwd: String,
-    /// N: slots in the outputs.
-    pub max_poses: usize,
-    /// T: a root candidate's score must be at least this.
-    pub score_threshold: f32,
-    /// R: part-based NMS radius in model-input pixels.
-    pub nms_radius: f32,
+    #[serde(flatten)]
+    pub params: MultiPoseParams,
     /// The appended `[B, N, 17, 3]` output.
     pub poses: String,
     /// The appended `[B, N]` output.
@@ -324,24 +362,10 @@ impl MultiPoseSettings {
             self.pose_scores,
             self.displacement_fwd,
             self.displacement_bwd,
-            self.max_poses,
-            self.score_threshold,
-            self.nms_radius
+            self.params.max_poses,
+            self.params.score_threshold,
+            self.params.nms_radius
         )
-    }
-
-    /// Why these parameters are outside the contract (`N >= 1`, `T` in [0, 1], `R > 0` and
-    /// finite), in the command line's words; `None` when they are fine.
-    pub fn out_of_range(max_poses: usize, score_threshold: f32, nms_radius: f32) -> Option<String> {
-        if max_poses == 0 {
-            Some("--poses must be at least 1".into())
-        } else if !(0.0..=1.0).contains(&score_threshold) {
-            Some(format!("--score-threshold must be in [0, 1], not {score_threshold}"))
-        } else if !(nms_radius > 0.0 && nms_radius.is_finite()) {
-            Some(format!("--nms-radius must be a positive number of pixels, not {nms_radius}"))
-        } else {
-            None
-        }
     }
 }
 
@@ -394,9 +418,9 @@ impl Provenance {
         if let Some(m) = &self.multi_pose {
             // f32's Display is the shortest text that reads back to the same value.
             entries.extend([
-                ("poses.max", m.max_poses.to_string()),
-                ("poses.score_threshold", m.score_threshold.to_string()),
-                ("poses.nms_radius", m.nms_radius.to_string()),
+                ("poses.max", m.params.max_poses.to_string()),
+                ("poses.score_threshold", m.params.score_threshold.to_string()),
+                ("poses.nms_radius", m.params.nms_radius.to_string()),
                 ("poses.displacement_fwd", m.displacement_fwd.clone()),
                 ("poses.displacement_bwd", m.displacement_bwd.clone()),
                 ("poses.output", m.poses.clone()),
@@ -429,9 +453,11 @@ impl Provenance {
             true => Some(MultiPoseSettings {
                 displacement_fwd: get("poses.displacement_fwd")?.to_string(),
                 displacement_bwd: get("poses.displacement_bwd")?.to_string(),
-                max_poses: get("poses.max")?.parse().ok()?,
-                score_threshold: get("poses.score_threshold")?.parse().ok()?,
-                nms_radius: get("poses.nms_radius")?.parse().ok()?,
+                params: MultiPoseParams {
+                    max_poses: get("poses.max")?.parse().ok()?,
+                    score_threshold: get("poses.score_threshold")?.parse().ok()?,
+                    nms_radius: get("poses.nms_radius")?.parse().ok()?,
+                },
                 poses: get("poses.output")?.to_string(),
                 pose_scores: get("poses.scores_output")?.to_string(),
             }),

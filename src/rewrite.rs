@@ -9,7 +9,7 @@ use protobuf::{Enum, Message};
 
 use crate::contract::{
     DecoderSettings, FloatType, MultiPoseSettings, PixelInput, Pixels, Preprocess, Provenance, ScoreMode,
-    DEFAULT_NMS_RADIUS, DEFAULT_OUTPUT_NAME, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME, DEFAULT_SCORE_THRESHOLD,
+    MultiPoseParams, DEFAULT_OUTPUT_NAME, DEFAULT_POSES_NAME, DEFAULT_POSE_SCORES_NAME,
     NUM_KEYPOINTS, TOOL_VERSION, VALUES_PER_KEYPOINT,
 };
 use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
@@ -54,15 +54,11 @@ pub struct PixelOptions {
     pub preprocess: Preprocess,
 }
 
-/// The multi-pose decoder's options (`--poses`, `--score-threshold`, `--nms-radius`).
+/// The multi-pose decoder's options (`--poses`, `--score-threshold`, `--nms-radius`, and the
+/// outputs' names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiPoseOptions {
-    /// N >= 1: slots in `poses`.
-    pub max_poses: usize,
-    /// T in [0, 1].
-    pub score_threshold: f32,
-    /// R > 0, model-input pixels.
-    pub nms_radius: f32,
+    pub params: MultiPoseParams,
     pub poses_name: String,
     pub pose_scores_name: String,
 }
@@ -71,9 +67,7 @@ impl MultiPoseOptions {
     /// tfjs posenet's defaults for `max_poses` poses.
     pub fn new(max_poses: usize) -> MultiPoseOptions {
         MultiPoseOptions {
-            max_poses,
-            score_threshold: DEFAULT_SCORE_THRESHOLD,
-            nms_radius: DEFAULT_NMS_RADIUS,
+            params: MultiPoseParams::new(max_poses),
             poses_name: DEFAULT_POSES_NAME.to_string(),
             pose_scores_name: DEFAULT_POSE_SCORES_NAME.to_string(),
         }
@@ -158,12 +152,12 @@ impl Rewritten {
                  with displacements '{}' and '{}'",
                 m.poses,
                 m.pose_scores,
-                m.score_threshold,
-                m.nms_radius,
+                m.params.score_threshold,
+                m.params.nms_radius,
                 m.displacement_fwd,
                 m.displacement_bwd,
                 b = self.heads.batch,
-                n = m.max_poses,
+                n = m.params.max_poses,
             ),
             None => String::new(),
         };
@@ -348,7 +342,7 @@ fn settle(model: &dyn ModelSource, options: &RewriteOptions) -> Result<Settled> 
         return Err(Error::Opset { found: query::default_opset(proto), supported: (MIN_OPSET, MAX_OPSET) });
     };
     if let Some(m) = &options.multi_pose {
-        if let Some(why) = MultiPoseSettings::out_of_range(m.max_poses, m.score_threshold, m.nms_radius) {
+        if let Some(why) = m.params.out_of_range() {
             return Err(Error::Usage(why));
         }
     }
@@ -450,9 +444,9 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
                 grid: heads.grid,
                 stride: settled.settings.stride,
                 scores: settled.settings.scores,
-                max_poses: m.max_poses,
-                score_threshold: m.score_threshold,
-                nms_radius: m.nms_radius,
+                max_poses: m.params.max_poses,
+                score_threshold: m.params.score_threshold,
+                nms_radius: m.params.nms_radius,
                 poses: m.poses_name.clone(),
                 pose_scores: m.pose_scores_name.clone(),
             };
@@ -461,9 +455,7 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
             Some(MultiPoseSettings {
                 displacement_fwd: displacements.fwd.clone(),
                 displacement_bwd: displacements.bwd.clone(),
-                max_poses: m.max_poses,
-                score_threshold: m.score_threshold,
-                nms_radius: m.nms_radius,
+                params: m.params,
                 poses: m.poses_name.clone(),
                 pose_scores: m.pose_scores_name.clone(),
             })
@@ -508,7 +500,7 @@ fn splice(proto: &ModelProto, settled: Settled, built: Built, options: &RewriteO
     let output_type = options.output_type.onnx();
     graph.output.push(proto::value_info(&options.output_name, output_type, &[batch.clone(), k.clone(), v.clone()]));
     if let Some(m) = &provenance.multi_pose {
-        let n = Dim::Fixed(m.max_poses as i64);
+        let n = Dim::Fixed(m.params.max_poses as i64);
         graph.output.push(proto::value_info(&m.poses, output_type, &[batch.clone(), n.clone(), k, v]));
         graph.output.push(proto::value_info(&m.pose_scores, output_type, &[batch, n]));
     }

@@ -112,20 +112,23 @@ pub fn section(ws: &Workspace, peer: &Peer, rounds: usize) -> String {
                 head(&mp.displacement_bwd),
             ];
             let (hh, ww) = (four[0].shape()[2], four[0].shape()[3]);
-            let params = MultiPoseParams {
-                max_poses: n,
-                score_threshold: mp.score_threshold,
-                nms_radius: mp.nms_radius,
-                stride: 16,
-            };
+            let params = MultiPoseParams { max_poses: n, ..mp.params };
             let values: Vec<Vec<f32>> = four
                 .iter()
                 .map(|t| t.to_plain_array_view::<f32>().expect("f32 heads").iter().copied().collect())
                 .collect();
             let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
             let decode = || {
-                let heads = HeadMaps::new(slices[0], slices[1], slices[2], slices[3], hh, ww, prov.settings.scores)
-                    .expect("heads");
+                let heads = HeadMaps::new(
+                    slices[0],
+                    slices[1],
+                    slices[2],
+                    slices[3],
+                    (hh, ww),
+                    prov.settings.stride,
+                    prov.settings.scores,
+                )
+                .expect("heads");
                 decode_multiple_poses(&heads, &params)
             };
             // What is timed decodes right: the rewritten model's poses are the reference's.

@@ -265,8 +265,8 @@ fn plan(ws: &Workspace, built: &[Built], out: &Path, frames: usize) -> serde_jso
                 let m = mp.expect("multi-pose settings");
                 names.extend([m.displacement_fwd.clone(), m.displacement_bwd.clone()]);
                 outputs = vec![
-                    (m.poses.clone(), fixed(&[1, m.max_poses, NUM_KEYPOINTS, VALUES_PER_KEYPOINT])),
-                    (m.pose_scores.clone(), fixed(&[1, m.max_poses])),
+                    (m.poses.clone(), fixed(&[1, m.params.max_poses, NUM_KEYPOINTS, VALUES_PER_KEYPOINT])),
+                    (m.pose_scores.clone(), fixed(&[1, m.params.max_poses])),
                 ];
             }
             let fed: Vec<&(String, Vec<usize>, PathBuf)> =
@@ -287,9 +287,9 @@ fn plan(ws: &Workspace, built: &[Built], out: &Path, frames: usize) -> serde_jso
             decoders.push(json!({
                 "size": size,
                 "kind": kind,
-                "max_poses": mp.filter(|_| kind == "multi").map(|m| m.max_poses),
-                "score_threshold": mp.map(|m| m.score_threshold),
-                "nms_radius": mp.map(|m| m.nms_radius),
+                "max_poses": mp.filter(|_| kind == "multi").map(|m| m.params.max_poses),
+                "score_threshold": mp.map(|m| m.params.score_threshold),
+                "nms_radius": mp.map(|m| m.params.nms_radius),
                 "stride": s.stride,
                 "decoder": decoder,
                 "read_back": rb,

@@ -9,8 +9,8 @@
 //! Inputs per batch item: CHW float32 heads `heatmaps [17,H,W]`, `offsets [34,H,W]` (channel k is
 //! the y offset of keypoint k, k+17 its x offset), `displacement_fwd`, `displacement_bwd`
 //! `[32,H,W]` (channel e is the y displacement along edge e of [`POSE_CHAIN`], e+16 the x one),
-//! and [`MultiPoseParams`] `(N, T, R, stride)`, defaults `(5, 0.5, 20, 16)` as posenet's
-//! `MULTI_PERSON_INFERENCE_CONFIG`. `scores` is `sigmoid(heatmaps)` ([`ScoreMode::Sigmoid`]) or
+//! the output stride (in [`HeadMaps`]), and [`MultiPoseParams`] `(N, T, R)`, defaults
+//! `(5, 0.5, 20)` as posenet's `MULTI_PERSON_INFERENCE_CONFIG`. `scores` is `sigmoid(heatmaps)` ([`ScoreMode::Sigmoid`]) or
 //! the heatmaps themselves ([`ScoreMode::Raw`], for models whose heatmaps already end in a
 //! Sigmoid).
 //!
@@ -88,9 +88,7 @@
 
 use std::fmt;
 
-use crate::contract::{
-    ScoreMode, DEFAULT_NMS_RADIUS, DEFAULT_SCORE_THRESHOLD, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT,
-};
+use crate::contract::{ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 
 pub use super::Keypoint;
 
@@ -101,29 +99,7 @@ pub const LOCAL_MAXIMUM_RADIUS: usize = 1;
 /// Offset refinement steps per traversed edge (tfjs's `offsetRefineStep`).
 pub const OFFSET_REFINE_STEPS: usize = 2;
 
-/// Decoding parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MultiPoseParams {
-    /// N: at most this many poses per batch item.
-    pub max_poses: usize,
-    /// T: a candidate's score must be `>= T` (in sigmoid mode, its logit `>= ln(T/(1-T))`).
-    pub score_threshold: f32,
-    /// R: part-based NMS radius in model-input pixels (`d^2 <= R*R` suppresses).
-    pub nms_radius: f32,
-    /// Output stride of the model (pixels per grid cell).
-    pub stride: u32,
-}
-
-impl Default for MultiPoseParams {
-    fn default() -> Self {
-        MultiPoseParams {
-            max_poses: 5,
-            score_threshold: DEFAULT_SCORE_THRESHOLD,
-            nms_radius: DEFAULT_NMS_RADIUS,
-            stride: 16,
-        }
-    }
-}
+pub use crate::contract::MultiPoseParams;
 
 /// Heads whose sizes do not fit `[17|34|32|32, H, W]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +131,8 @@ pub struct HeadMaps<'a> {
     displacement_bwd: &'a [f32],
     height: usize,
     width: usize,
+    /// Model-input pixels per grid cell.
+    stride: u32,
     mode: ScoreMode,
 }
 
@@ -165,8 +143,8 @@ impl<'a> HeadMaps<'a> {
         offsets: &'a [f32],
         displacement_fwd: &'a [f32],
         displacement_bwd: &'a [f32],
-        height: usize,
-        width: usize,
+        (height, width): (usize, usize),
+        stride: u32,
         mode: ScoreMode,
     ) -> Result<Self, HeadMapsError> {
         let cells = height * width;
@@ -183,7 +161,7 @@ impl<'a> HeadMaps<'a> {
                 return Err(HeadMapsError { head, expected: channels * cells, actual: data.len() });
             }
         }
-        Ok(HeadMaps { heatmaps, offsets, displacement_fwd, displacement_bwd, height, width, mode })
+        Ok(HeadMaps { heatmaps, offsets, displacement_fwd, displacement_bwd, height, width, stride, mode })
     }
 
     #[cfg(feature = "testing")]
@@ -334,7 +312,7 @@ fn traverse(heads: &HeadMaps, stride: f32, edge: usize, source: &Keypoint, targe
 
 /// Grows a pose from `root` (step 3) and scores it against `earlier` (step 4).
 fn decode_pose(heads: &HeadMaps, params: &MultiPoseParams, root: &Candidate, earlier: &[Pose]) -> Pose {
-    let stride = params.stride as f32;
+    let stride = heads.stride as f32;
     let mut kps: [Option<Keypoint>; NUM_KEYPOINTS] = [None; NUM_KEYPOINTS];
     let (ry, rx) = heads.refined(root.keypoint, root.y, root.x, stride);
     kps[root.keypoint] =
@@ -368,7 +346,7 @@ pub fn decode_multiple_poses(heads: &HeadMaps, params: &MultiPoseParams) -> Vec<
     // Stable: equal values keep scan order. Candidates are never NaN.
     queue.sort_by(|a, b| b.value.partial_cmp(&a.value).expect("candidates are not NaN"));
     let r2 = params.nms_radius * params.nms_radius;
-    let stride = params.stride;
+    let stride = heads.stride;
     let mut poses: Vec<Pose> = Vec::new();
     for c in &queue {
         if poses.len() >= params.max_poses {
@@ -400,7 +378,7 @@ pub fn decode_multiple_poses_unrolled(heads: &HeadMaps, params: &MultiPoseParams
     for _round in 0..params.max_poses {
         let mut best: Option<usize> = None;
         for (i, c) in cands.iter().enumerate() {
-            let (y, x) = candidate_position(heads, params.stride, c);
+            let (y, x) = candidate_position(heads, heads.stride, c);
             if taken[i] || suppressed(&poses, r2, c.keypoint, y, x) {
                 continue;
             }

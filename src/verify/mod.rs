@@ -334,7 +334,7 @@ fn check_image(
         let bwd = f32_view(&heads[m.bwd_ix], "ORIGINAL", &m.settings.displacement_bwd)?;
         let poses = f32_view(&outputs[m.poses_ix], "REWRITTEN", &m.settings.poses)?;
         let pose_scores = f32_view(&outputs[m.pose_scores_ix], "REWRITTEN", &m.settings.pose_scores)?;
-        let slots = m.settings.max_poses;
+        let slots = m.settings.params.max_poses;
         let score = |i: usize| pose_scores.as_slice().and_then(|s| s.get(i).copied()).unwrap_or(-1.0);
         found.poses = Some((0..slots).map(|i| (rows_at(&poses, i * NUM_KEYPOINTS * 3), score(i))).collect());
         result =
@@ -381,7 +381,7 @@ fn cut_multi_pose(
     let heads: Vec<(&str, &[usize], FloatType)> =
         names.iter().zip(shapes).map(|(n, s)| (n.as_str(), s.as_slice(), setup.head_type(n))).collect();
     let batch = proto::Dim::Fixed(setup.heatmaps_shape[0] as i64);
-    let slots = proto::Dim::Fixed(m.settings.max_poses as i64);
+    let slots = proto::Dim::Fixed(m.settings.params.max_poses as i64);
     let k = proto::Dim::Fixed(NUM_KEYPOINTS as i64);
     let outputs = [
         (m.settings.poses.as_str(), vec![batch.clone(), slots.clone(), k, proto::Dim::Fixed(3)]),
@@ -397,9 +397,7 @@ fn cut_multi_pose(
         width: setup.heatmaps_shape[wx],
         stride: d.stride,
         scores: d.scores,
-        max_poses: m.settings.max_poses,
-        score_threshold: m.settings.score_threshold,
-        nms_radius: m.settings.nms_radius,
+        params: m.settings.params,
     };
     Ok((runner, direct::crafted_multi_pose_cases(&grid, d.layout)))
 }
@@ -448,7 +446,7 @@ fn judge_poses(
                 pose.keypoints = pose.keypoints.map(|k| k.rounded(setup.output_type));
                 pose.score = setup.output_type.round(pose.score);
             }
-            poses::compare(&reference, m.settings.max_poses, poses, pose_scores, options.tolerances)
+            poses::compare(&reference, m.settings.params.max_poses, poses, pose_scores, options.tolerances)
         }
         Err(error) => PosesResult { error: Some(error), ..PosesResult::default() },
     }

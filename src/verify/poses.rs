@@ -12,7 +12,7 @@ use serde::Serialize;
 use tract_onnx::prelude::tract_ndarray::{ArrayViewD, Axis};
 
 use crate::contract::{Layout, MultiPoseSettings, KEYPOINT_NAMES, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
-use crate::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, MultiPoseParams, Pose};
+use crate::reference::multi_pose::{decode_multiple_poses, to_fixed, HeadMaps, Pose};
 
 use super::compare::{delta, number, Tolerances};
 
@@ -108,17 +108,12 @@ pub(crate) fn reference_poses(
     let (hy, wx) = layout.spatial_axes();
     let shape = heads[0].shape();
     let (batch, h, w) = (shape[0], shape[hy], shape[wx]);
-    let params = MultiPoseParams {
-        max_poses: settings.max_poses,
-        score_threshold: settings.score_threshold,
-        nms_radius: settings.nms_radius,
-        stride,
-    };
+    let params = settings.params;
     (0..batch)
         .map(|b| {
             let [hm, off, fwd, bwd] = heads.map(|head| chw(head, b, layout));
             let heads =
-                HeadMaps::new(&hm, &off, &fwd, &bwd, h, w, scores).map_err(|e| format!("ORIGINAL's heads: {e}"))?;
+                HeadMaps::new(&hm, &off, &fwd, &bwd, (h, w), stride, scores).map_err(|e| format!("ORIGINAL's heads: {e}"))?;
             Ok(decode_multiple_poses(&heads, &params))
         })
         .collect()

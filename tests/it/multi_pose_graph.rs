@@ -73,7 +73,7 @@ fn decoder_model(spec: &MultiPoseSpec, opset: i64) -> Vec<u8> {
 /// Compares the decoder's outputs with the reference on the same heads.
 fn judge(label: &str, heads: &[Vec<f32>], grid: (usize, usize), n: usize, outputs: &[Tensor]) -> usize {
     let (h, w) = grid;
-    let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], h, w, ScoreMode::Sigmoid).unwrap();
+    let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], (h, w), 16, ScoreMode::Sigmoid).unwrap();
     let params = MultiPoseParams { max_poses: n, ..MultiPoseParams::default() };
     let found = decode_multiple_poses(&heads, &params);
     let want = to_fixed(std::slice::from_ref(&found), n);
@@ -193,7 +193,7 @@ fn decoder_alone_matches_the_reference_at_the_nms_radius() {
     let grid = (9, 9);
     let heads = heads_at_the_nms_radius();
     let (h, w) = grid;
-    let reference = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], h, w, ScoreMode::Sigmoid).unwrap();
+    let reference = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], (h, w), 16, ScoreMode::Sigmoid).unwrap();
     let params = MultiPoseParams { max_poses: 4, ..MultiPoseParams::default() };
     let inside = decode_multiple_poses(&reference, &params);
     let nearer = decode_multiple_poses(&reference, &MultiPoseParams { nms_radius: 19.999, ..params });

@@ -18,6 +18,7 @@ struct Synth {
     fwd: Vec<f32>,
     bwd: Vec<f32>,
     mode: ScoreMode,
+    stride: u32,
 }
 
 impl Synth {
@@ -33,6 +34,7 @@ impl Synth {
             fwd: vec![0.0; 32 * h * w],
             bwd: vec![0.0; 32 * h * w],
             mode: ScoreMode::Sigmoid,
+            stride: 16,
         }
     }
     fn i(&self, c: usize, y: usize, x: usize) -> usize {
@@ -63,7 +65,7 @@ impl Synth {
         self
     }
     fn heads(&self) -> HeadMaps<'_> {
-        HeadMaps::new(&self.hm, &self.off, &self.fwd, &self.bwd, self.h, self.w, self.mode).unwrap()
+        HeadMaps::new(&self.hm, &self.off, &self.fwd, &self.bwd, (self.h, self.w), self.stride, self.mode).unwrap()
     }
     /// Decodes with both forms, checks they agree, returns the poses.
     fn decode(&self, params: &MultiPoseParams) -> Vec<Pose> {
@@ -91,7 +93,7 @@ fn sigmoid(v: f32) -> f32 {
 #[test]
 fn defaults_match_posenet_multi_person_config() {
     let p = MultiPoseParams::default();
-    assert_eq!((p.max_poses, p.score_threshold, p.nms_radius, p.stride), (5, 0.5, 20.0, 16));
+    assert_eq!((p.max_poses, p.score_threshold, p.nms_radius), (5, 0.5, 20.0));
 }
 
 #[test]
@@ -515,11 +517,11 @@ fn nan_positions_never_suppress() {
 #[test]
 fn shape_errors() {
     let z = vec![0.0f32; 34 * 4];
-    assert!(HeadMaps::new(&z[..17 * 4], &z, &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).is_ok());
-    let e =
-        HeadMaps::new(&z[..17 * 4], &z[..33 * 4], &z[..32 * 4], &z[..32 * 4], 2, 2, ScoreMode::Sigmoid).unwrap_err();
+    assert!(HeadMaps::new(&z[..17 * 4], &z, &z[..32 * 4], &z[..32 * 4], (2, 2), 16, ScoreMode::Sigmoid).is_ok());
+    let e = HeadMaps::new(&z[..17 * 4], &z[..33 * 4], &z[..32 * 4], &z[..32 * 4], (2, 2), 16, ScoreMode::Sigmoid)
+        .unwrap_err();
     assert_eq!((e.head, e.expected, e.actual), ("offsets", 136, 132));
-    assert!(HeadMaps::new(&[], &[], &[], &[], 0, 5, ScoreMode::Sigmoid).is_err());
+    assert!(HeadMaps::new(&[], &[], &[], &[], (0, 5), 16, ScoreMode::Sigmoid).is_err());
 }
 
 #[test]
@@ -572,8 +574,8 @@ fn queue_and_unrolled_forms_agree_on_random_heads() {
             max_poses: 1 + (rng.next() % 20) as usize,
             score_threshold: [0.0, 0.3, 0.5, 0.8][case % 4],
             nms_radius: [0.0, 8.0, 20.0, 40.0][(case / 4) % 4],
-            stride: [8, 16, 24, 32][(case / 16) % 4],
         };
+        s.stride = [8, 16, 24, 32][(case / 16) % 4];
         total += s.decode(&p).len(); // asserts both forms agree
     }
     assert!(total > 500, "only {total} poses");
@@ -588,7 +590,8 @@ fn queue_and_unrolled_forms_agree_on_the_real_heads() {
     assert!(photos.len() >= 20, "{} shared photos", photos.len());
     let (mut decoded, mut crowded) = (0, 0);
     for (photo, heads) in photos.iter().zip(crate::common::real_model_heads(&photos)) {
-        let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
+        let heads =
+            HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], (17, 17), 16, ScoreMode::Sigmoid).unwrap();
         for max_poses in [1, 5, 10, 50] {
             for nms_radius in [10.0, 20.0, 30.0] {
                 let prm = MultiPoseParams { max_poses, nms_radius, ..MultiPoseParams::default() };

@@ -73,7 +73,7 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
         heads_of.push((name, heads));
     }
     let manifest = serde_json::json!({
-        "channels": CHANNELS, "stride": params.stride, "max_poses": MAX_POSES,
+        "channels": CHANNELS, "stride": 16, "max_poses": MAX_POSES,
         "score_threshold": params.score_threshold, "nms_radius": params.nms_radius, "photos": manifest,
     });
     std::fs::write(dir.as_path().join("manifest.json"), manifest.to_string()).unwrap();
@@ -90,7 +90,8 @@ fn multi_pose_reference_agrees_with_tfjs_posenet() {
     let (mut score_ulps, mut pose_ulps, mut poses, mut crowded) = (0f32, 0f32, 0, 0);
     for ((name, heads), theirs) in heads_of.iter().zip(tfjs["photos"].as_array().unwrap()) {
         assert_eq!(theirs["name"], name.as_str());
-        let heads = HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], 17, 17, ScoreMode::Sigmoid).unwrap();
+        let heads =
+            HeadMaps::new(&heads[0], &heads[1], &heads[2], &heads[3], (17, 17), 16, ScoreMode::Sigmoid).unwrap();
         for n in MAX_POSES {
             let ours = decode_multiple_poses(&heads, &MultiPoseParams { max_poses: n, ..params });
             let (s, p) = compare(name, n, &ours, theirs["runs"][n.to_string()].as_array().unwrap());

@@ -2,7 +2,7 @@
 
 use tract_onnx::prelude::tract_ndarray::{Array4, ArrayD, Axis};
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS};
+use crate::contract::{Layout, MultiPoseParams, ScoreMode, NUM_KEYPOINTS};
 use crate::rng::Rng;
 
 /// Crafted heads with a name.
@@ -77,9 +77,7 @@ pub(crate) struct MultiPoseGrid {
     pub width: usize,
     pub stride: u32,
     pub scores: ScoreMode,
-    pub max_poses: usize,
-    pub score_threshold: f32,
-    pub nms_radius: f32,
+    pub params: MultiPoseParams,
 }
 
 impl MultiPoseGrid {
@@ -93,13 +91,13 @@ impl MultiPoseGrid {
 
     /// A score `t` of the way from the threshold to 1 (t in (0, 1)): a candidate.
     fn above(&self, t: f32) -> f32 {
-        let floor = self.score_threshold.clamp(0.0, 1.0);
+        let floor = self.params.score_threshold.clamp(0.0, 1.0);
         self.value(floor + (1.0 - floor) * t)
     }
 
     /// A score well below the threshold (0.4 of it): never a candidate unless T is 0.
     fn below(&self) -> f32 {
-        self.value((0.4 * self.score_threshold).max(1e-6))
+        self.value((0.4 * self.params.score_threshold).max(1e-6))
     }
 }
 
@@ -184,13 +182,13 @@ fn mp_random(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
 /// below it (the smallest normal float below 0 for a threshold of 0) or a little below in score
 /// (not candidates): one pose, whatever N.
 fn mp_at_threshold(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
-    let threshold = crate::reference::multi_pose::decision_threshold(g.score_threshold, g.scores);
+    let threshold = crate::reference::multi_pose::decision_threshold(g.params.score_threshold, g.scores);
     if !threshold.is_finite() {
         return;
     }
     let apart: Vec<(usize, usize)> =
         (0..g.height).step_by(2).flat_map(|y| (0..g.width).step_by(2).map(move |x| (y, x))).collect();
-    let t = g.score_threshold;
+    let t = g.params.score_threshold;
     // One float step below, but not into the subnormals (T = 0.5 puts the threshold at 0): Convs
     // may flush those to zero (tract's, which moves NHWC heads to NCHW), making them pass.
     let step_below = Some(threshold.next_down()).filter(|v| v.is_normal()).unwrap_or(-f32::MIN_POSITIVE);
@@ -251,7 +249,7 @@ fn mp_at_radius(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
         let (ay, ax) = pos(a, c);
         for (cell, extra) in [(bb, 0.0), (cc, 0.25)] {
             c.offsets[[0, k, cell.0, cell.1]] = ay - cell.0 as f32 * s;
-            c.offsets[[0, k + 17, cell.0, cell.1]] = ax + g.nms_radius + extra - cell.1 as f32 * s;
+            c.offsets[[0, k + 17, cell.0, cell.1]] = ax + g.params.nms_radius + extra - cell.1 as f32 * s;
         }
     }
 }
@@ -271,7 +269,7 @@ fn mp_half_cells(c: &mut Crafted, g: &MultiPoseGrid, _b: usize, rng: &mut Rng) {
 /// N - 1 candidates (none for N = 1), of distinct keypoints, in distinct cells.
 fn mp_few(c: &mut Crafted, g: &MultiPoseGrid, b: usize, _rng: &mut Rng) {
     let cells = g.height * g.width;
-    for i in 0..(g.max_poses - 1).min(NUM_KEYPOINTS) {
+    for i in 0..(g.params.max_poses - 1).min(NUM_KEYPOINTS) {
         let cell = (7 * i + b) % cells;
         c.heatmaps[[0, i, cell / g.width, cell % g.width]] = g.above(0.5);
     }
