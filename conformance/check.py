@@ -771,6 +771,9 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     entries share (the real model, under and without the multi-pose decoder): it runs once."""
     accepts = getattr(runtime, "accepts", None)
     res.skipped = accepts(entry) if accepts else None
+    if entry.get("runs_on") and runtime.name not in entry["runs_on"]:
+        # Built with --target for a profile with richer forms: its runtime proves them.
+        res.skipped = f"built for --target {entry['target']} ({', '.join(entry['runs_on'])} only)"
     if res.skipped:
         return
     cached = None if orig_cache is None else orig_cache.setdefault((runtime.name, entry["orig_sha256"]), {})

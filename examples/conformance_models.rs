@@ -111,7 +111,12 @@ fn pixel_models() -> Vec<(SyntheticSpec, PixelOptions)> {
 struct Extras {
     multi: Option<MultiPose>,
     pixels: Option<PixelOptions>,
+    /// `--target`: a profile with richer forms; check.py runs the model on that runtime only.
+    target: Option<&'static str>,
 }
+
+/// The profile whose richer decoder forms the suite proves, and the check.py runtimes it covers.
+const RICHER_TARGET: (&str, &[&str]) = ("onnxruntime", &["onnxruntime"]);
 
 fn main() -> Result<()> {
     let out_dir = match std::env::args_os().nth(1) {
@@ -151,6 +156,14 @@ fn main() -> Result<()> {
     for (spec, pixels) in &pixel_models() {
         models.push(write_synthetic(&out_dir, spec, Extras { pixels: Some(*pixels), ..Extras::default() })?);
     }
+    // The decoders built for a profile with richer forms, on its runtime: every layout, score
+    // mode, batch and opset of the matrix (below opset 11 the rewrite keeps the thin forms).
+    let richer = Extras { target: Some(RICHER_TARGET.0), ..Extras::default() };
+    let name = format!("{real_name}_target-{}", RICHER_TARGET.0);
+    models.push(write_pair(&out_dir, &name, &real, "real", richer).with_context(|| format!("model {name}"))?);
+    for spec in specs.iter().filter(|s| s.opset >= 11) {
+        models.push(write_synthetic(&out_dir, spec, richer)?);
+    }
 
     let opsets: BTreeSet<i64> = specs.iter().map(|s| s.opset).collect();
     let missing: Vec<i64> = (9..=21).filter(|o| !opsets.contains(o)).collect();
@@ -175,6 +188,9 @@ fn write_synthetic(out_dir: &Path, spec: &SyntheticSpec, extras: Extras) -> Resu
     if let Some(p) = extras.pixels {
         label += &format!("_pixels-{}-{}", p.pixels, p.preprocess);
     }
+    if let Some(target) = extras.target {
+        label += &format!("_target-{target}");
+    }
     let bytes = synthetic::generate(spec).write_to_bytes().with_context(|| format!("encoding {label}"))?;
     // Parsed and checked the way the CLI reads a model, so the rewrite takes the CLI's path.
     let model = LoadedModel::from_bytes(bytes, Path::new(&label)).map_err(|e| anyhow!("parsing {label}: {e}"))?;
@@ -188,6 +204,7 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
     let options = RewriteOptions {
         multi_pose: extras.multi.map(|m| MultiPoseOptions::new(m.max_poses)),
         pixels: extras.pixels,
+        target: extras.target.unwrap_or(onnx_posefix::PORTABLE).to_string(),
         ..Default::default()
     };
     let rewritten = rewrite::rewrite(model, &options)?;
@@ -233,6 +250,9 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
         "multi_pose": multi_pose,
         "pixels": p.pixels.as_ref().map(|x| x.pixels.as_str()),
         "preprocess": p.pixels.as_ref().map(|x| x.preprocess.as_str()),
+        "target": extras.target,
+        "runs_on": extras.target.map(|_| RICHER_TARGET.1),
+        "nodes_added": rewritten.nodes_added(),
     }))
 }
 

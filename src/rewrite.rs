@@ -16,6 +16,7 @@ use crate::decoders::graph::{GraphBuilder, NameAllocator, MAX_OPSET, MIN_OPSET};
 use crate::decoders::multi_pose::{self, MultiPoseSpec};
 use crate::decoders::normalize;
 use crate::decoders::reroute;
+use crate::decoders::{Forms, GATHER_ELEMENTS_OPSET};
 use crate::decoders::single_pose::{self as decoder, DecoderSpec};
 use crate::error::{printable, Error, Result};
 use crate::heads::{self, GivenSettings, HeadChoice, Heads, ImageInput};
@@ -425,11 +426,21 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
     let mut builder = GraphBuilder::new(settled.opset, NameAllocator::new(taken));
     builder.set_output_type(options.output_type);
     let heads = &settled.heads;
+    let mut forms = settled.target.decoder_forms();
+    if forms == Forms::ArgMaxGather && settled.opset < GATHER_ELEMENTS_OPSET {
+        forms = Forms::Thin;
+        settled.notes.push(format!(
+            "{} runs ArgMax and GatherElements, but GatherElements came in opset {GATHER_ELEMENTS_OPSET} and the \
+             model is at {}: the decoder keeps the thin ops",
+            settled.target.name, settled.opset
+        ));
+    }
     let spec = DecoderSpec {
         settings: &settled.settings,
         heatmaps_read: settled.head_input(graph, &heads.heatmaps),
         offsets_read: settled.head_input(graph, &heads.offsets),
         grid: heads.grid,
+        forms,
     };
     decoder::build(&mut builder, &spec)?;
     let multi_pose = match (&options.multi_pose, &settled.displacements) {

@@ -14,11 +14,13 @@ use onnx_posefix::onnx_protobuf::ModelProto;
 use crate::models::{self, Workspace};
 
 /// The decoders measured, as (label, the tool's flags).
-pub const DECODERS: [(&str, &[&str]); 4] = [
+pub const DECODERS: [(&str, &[&str]); 5] = [
     ("single pose", &[]),
     ("`--poses 1`", &["--poses", "1"]),
     ("`--poses 5`", &["--poses", "5"]),
     ("`--poses 10`", &["--poses", "10"]),
+    // ArgMax and GatherElements, where a proven profile allows them (docs/profiles.md).
+    ("single pose, `--target onnxruntime`", &["--target", "onnxruntime"]),
 ];
 pub const SIZES: [usize; 2] = [257, 513];
 
@@ -98,7 +100,7 @@ pub fn build(ws: &Workspace) -> Vec<Built> {
     for size in SIZES {
         let original = real_at(ws, size);
         for (label, args) in DECODERS {
-            let tag = if args.is_empty() { "single".to_string() } else { format!("poses{}", args[1]) };
+            let tag = if args.is_empty() { "single".to_string() } else { args.join("_").replace('-', "") };
             let path = ws.path(&format!("nodes_real_{size}_{tag}.onnx"));
             ws.rewrite_with(&original, &path, args);
             let model = models::load(&path);

@@ -10,6 +10,21 @@
 //!
 //! A decoder's plain-Rust reference lives apart from graph code, under [`crate::reference`].
 
+/// The form a decoder's primitives ("select the first maximum", "read a map at an index") take,
+/// which the target profile picks ([`crate::profiles::Profile::decoder_forms`]): the thin ops
+/// every runtime in `portable` runs, or richer ops where a proven profile runs them right.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Forms {
+    /// MaxPool, Clip, Ceil and 1x1 Convs (see [`graph`]).
+    #[default]
+    Thin,
+    /// ArgMax selects, GatherElements reads (opset 11 and later).
+    ArgMaxGather,
+}
+
+/// The first opset with GatherElements.
+pub const GATHER_ELEMENTS_OPSET: i64 = 11;
+
 pub mod graph;
 pub mod multi_pose;
 pub mod normalize;

@@ -38,6 +38,8 @@
 
 use crate::contract::{DecoderSettings, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
+use crate::decoders::Forms;
+use crate::model::proto;
 use crate::decoders::reroute::HeadInput;
 use crate::error::{Error, Result};
 
@@ -61,6 +63,8 @@ pub struct DecoderSpec<'a> {
     pub offsets_read: HeadInput,
     /// Heatmap grid `(height, width)`.
     pub grid: (usize, usize),
+    /// The primitives' form, as the target profile allows.
+    pub forms: Forms,
 }
 
 /// `(A - i) / 2^m` for every cell i, `2^m` the smallest power of two at least A: (0, 1].
@@ -87,6 +91,10 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
         Layout::Nchw => (heatmaps, offsets),
         Layout::Nhwc => (b.nhwc_to_nchw("heatmaps_nchw", &heatmaps), b.nhwc_to_nchw("offsets_nchw", &offsets)),
     };
+    if spec.forms == Forms::ArgMaxGather {
+        build_with_argmax(b, spec, &heatmaps, &offsets);
+        return Ok(());
+    }
 
     // The first maximal cell of each map. The heatmaps have two readers here (the Clip and the
     // score below): onnxruntime-web's WebGL backend fuses a Clip into a Conv output it alone
@@ -136,6 +144,51 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
     let shape = b.const_i64("keypoints_shape", &[3], &[-1, K as i64, VALUES_PER_KEYPOINT as i64]);
     b.op_into("Reshape", "keypoints", &[&keypoints, &shape], vec![], &spec.settings.output);
     Ok(())
+}
+
+/// The decoder where the target runs ArgMax and GatherElements right ([`Forms::ArgMaxGather`]):
+/// 12 nodes (a critical path of 7; 11 and 6 for raw scores), not 18 and 13. The clamped heatmaps
+/// of each keypoint flattened to `[N, 17, A, 1]`; ArgMax over the cells (its first maximum, as
+/// the reference; opset 12's `select_last_index` left at 0); a table `[N, 17, A, 3]` of
+/// `(y, x, score)` per cell (positions as the thin form makes them, one f32 addition);
+/// GatherElements reads the chosen row, and a Gather puts `(x, y, score)` in output order. Fewer
+/// nodes would need a reorder of the heads, which hold y before x in blocks of channels, or
+/// GatherND's `batch_dims` (opset 12, and the bundled model is at 11).
+fn build_with_argmax(b: &mut GraphBuilder, spec: &DecoderSpec<'_>, heatmaps: &str, offsets: &str) {
+    let (h, w) = spec.grid;
+    let cells = (h * w) as i64;
+    let k = K as i64;
+    let clamped = b.clamp_finite("heatmaps_finite", heatmaps);
+    let per_cell = b.const_i64("cells_shape", &[4], &[-1, k, cells, 1]);
+    let flat = b.op("Reshape", "heatmaps_cells", &[&clamped, &per_cell], vec![]);
+    let chosen = b.op(
+        "ArgMax",
+        "chosen_cell",
+        &[&flat],
+        vec![proto::attr_int("axis", 2), proto::attr_int("keepdims", 1)],
+    );
+    let three = b.const_i64("values_per_keypoint", &[4], &[1, 1, 1, VALUES_PER_KEYPOINT as i64]);
+    let chosen = b.op("Expand", "chosen_cell_per_value", &[&chosen, &three], vec![]);
+    let scores = match spec.settings.scores {
+        ScoreMode::Sigmoid => b.op("Sigmoid", "cell_scores", &[&flat], vec![]),
+        ScoreMode::Raw => flat,
+    };
+    let stride = spec.settings.stride as f32;
+    let pixels: Vec<f32> =
+        (0..2 * K).flat_map(|c| (0..h * w).map(move |i| if c < K { i / w } else { i % w } as f32 * stride)).collect();
+    let pixels = b.const_f32("grid_px", &[1, 2 * k, h as i64, w as i64], &pixels);
+    let positions = b.op("Add", "positions", &[offsets, &pixels], vec![]);
+    let yx_shape = b.const_i64("positions_shape", &[4], &[-1, 2, k, cells]);
+    let positions = b.op("Reshape", "positions_yx", &[&positions, &yx_shape], vec![]);
+    let positions =
+        b.op("Transpose", "positions_per_cell", &[&positions], vec![proto::attr_ints("perm", &[0, 2, 3, 1])]);
+    let table = b.op("Concat", "cell_values", &[&positions, &scores], vec![proto::attr_int("axis", 3)]);
+    let read =
+        b.op("GatherElements", "chosen_values", &[&table, &chosen], vec![proto::attr_int("axis", 2)]);
+    let shape = b.const_i64("keypoints_shape", &[3], &[-1, k, VALUES_PER_KEYPOINT as i64]);
+    let read = b.op("Reshape", "chosen_values_yx", &[&read, &shape], vec![]);
+    let xys = b.const_i64("xy_score_order", &[3], &[1, 0, 2]);
+    b.op_into("Gather", "keypoints", &[&read, &xys], vec![proto::attr_int("axis", 2)], &spec.settings.output);
 }
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ impl Profile {
             unsupported,
             derived_from: names,
             narrow_default: None,
+            // Portable keeps the thin forms: one runtime's richer op is not another's.
+            richer_forms: vec![],
             proof: Proof::Derived,
         }
     }

@@ -10,8 +10,17 @@ use serde::{Deserialize, Serialize};
 pub const PORTABLE: &str = "portable";
 
 /// Every profile name, `portable` first.
-pub const PROFILE_NAMES: [&str; 8] =
-    [PORTABLE, "barracuda-1.0.4", "barracuda-2.0", "opencv-4.x", "tensorrt-8.4", "ort-web-webgl", "ncnn", "wonnx"];
+pub const PROFILE_NAMES: [&str; 9] = [
+    PORTABLE,
+    "barracuda-1.0.4",
+    "barracuda-2.0",
+    "opencv-4.x",
+    "tensorrt-8.4",
+    "ort-web-webgl",
+    "ncnn",
+    "wonnx",
+    "onnxruntime",
+];
 
 /// A runtime profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +51,28 @@ pub struct Profile {
     /// Where the runtime computes in a type narrower than float32 at its default settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrow_default: Option<NarrowDefault>,
+    /// Decoder forms beyond the thin ops that the runtime runs right, each with what showed it.
+    /// Only a proven profile's unlock them (`--target`); `portable` keeps the thin forms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub richer_forms: Vec<RicherForm>,
+}
+
+/// A decoder form a runtime runs right (the `[[richer_forms]]` of a runtime file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RicherForm {
+    pub form: RicherFormKind,
+    /// The run that showed it.
+    pub source: String,
+}
+
+/// The richer forms a profile may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RicherFormKind {
+    /// ArgMax for "the first maximum" and GatherElements to read a map there:
+    /// [`crate::decoders::Forms::ArgMaxGather`].
+    ArgmaxGather,
 }
 
 /// A runtime's default arithmetic when narrower than float32 (the `[narrow_default]` table): the

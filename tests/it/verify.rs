@@ -304,15 +304,20 @@ fn nhwc_symbolic_batch_model_verifies() {
     assert!(text.contains("verified at batch 1"), "{text}");
 }
 
-/// The library over the whole matrix: every input equal, and the direct
-/// checks ran, so ties were driven into every decoder and resolved to the first cell.
+/// The library over the whole matrix, for the portable decoder and the one built from ArgMax and
+/// GatherElements (`--target onnxruntime`): every input equal, and the direct checks ran, so ties
+/// were driven into every decoder and resolved to the first cell.
 #[test]
 fn every_matrix_model_verifies_and_ties_resolve_first() {
-    for spec in synthetic::matrix() {
-        let label = spec.label();
+    let targets = [onnx_posefix::PORTABLE, "onnxruntime"];
+    for (spec, target) in synthetic::matrix().into_iter().flat_map(|s| targets.map(|t| (s.clone(), t))) {
+        let label = format!("{} --target {target}", spec.label());
         let original = loaded(&synthetic::generate(&spec));
         // Both structure-only parses, as the rewrite reads models: verify must cope.
-        let rewritten = rewrite(&original, &RewriteOptions::default()).unwrap();
+        let options = RewriteOptions { target: target.to_string(), ..RewriteOptions::default() };
+        let rewritten = rewrite(&original, &options).unwrap();
+        let argmax = rewritten.model().graph.node.iter().any(|n| n.op_type == "ArgMax");
+        assert_eq!(argmax, target != onnx_posefix::PORTABLE && spec.opset >= 11, "{label}");
         let rewritten =
             LoadedModel::from_bytes(rewritten.to_bytes(&original).unwrap(), std::path::Path::new(&label)).unwrap();
         let report = verify::verify(
