@@ -350,7 +350,7 @@ def render(ev):
         '[narrow_default]',
         'arithmetic = "float16"',
         'applies = "on a Vulkan device (opt.use_vulkan_compute = True)"',
-        'exact_with = "opt.use_fp16_packed, opt.use_fp16_storage and opt.use_fp16_arithmetic set to False"',
+        'exact_with = "opt.use_fp16_packed, opt.use_fp16_storage and opt.use_fp16_arithmetic to False"',
         'source = "ncnn\'s Option defaults (src/option.cpp: use_fp16_packed, use_fp16_storage and use_fp16_arithmetic are true, used where the Vulkan device supports them); measured by the ncnn leg, which runs Vulkan at its defaults and with the three off (conformance/legs/ncnn)"',
         "",
         "[supported]",
