@@ -43,7 +43,7 @@ rm -rf "$out"
 # One build for the model writer, the multi-pose reference check.py runs on the heads of each run
 # of the multi-pose models, and the binary that rewrites the float16 variants.
 cargo build --quiet --manifest-path "$root/Cargo.toml" --example conformance_models --example decode_multi_pose \
-    --bin onnx-posefix
+    --features cli --bin onnx-posefix
 "$target/debug/examples/conformance_models" "$out"
 # The float16 variants: originals converted by onnxconverter-common, rewritten by the binary.
 "$venv/bin/python" "$root/conformance/fp16_models.py" "$out" --posefix "$target/debug/onnx-posefix"

@@ -31,9 +31,9 @@
 //! tests, benchmarks, fuzzers and examples open them with the `testing` feature, which the
 //! product never turns on. ARCHITECTURE.md says where each concern lives.
 //!
-//! Features: `cli` (on by default) is the binary's: clap for its flags ([`cli::RewriteArgs`],
-//! which the browser page parses too) and indicatif for its progress bar. A library user who
-//! wants neither takes `default-features = false`.
+//! Features: `cli` is the binary's (not a default): clap for its flags (`cli::RewriteArgs`, which
+//! the browser page's crate parses too) and indicatif for its progress bar. The library alone
+//! pulls in neither.
 //!
 //! # The panic hook
 //! tract can panic on a hostile model; the library runs every call into it under a guard that

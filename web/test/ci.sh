@@ -19,7 +19,7 @@ bash web/build.sh
 echo "web test: page built in $((SECONDS - started))s"
 # The wasm crate's own lints (the library's run in .ci/run; this crate builds only for wasm32).
 (cd web/wasm && cargo clippy --locked --target wasm32-unknown-unknown -- -D warnings)
-cargo build --locked --bin onnx-posefix --example decode_page
+cargo build --locked --features cli --bin onnx-posefix --example decode_page
 target="${CARGO_TARGET_DIR:-target}"
 node web/test/run.mjs --cli "$target/debug/onnx-posefix" --decode "$target/debug/examples/decode_page" \
     --out web/out --measure --frames 3 --warmup 1 --sizes model --backends wasm
