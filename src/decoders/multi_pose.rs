@@ -194,8 +194,9 @@ struct Builder<'a> {
     h: usize,
     w: usize,
     stride: f32,
-    /// The scaled flat index of every cell, `[1, 1, H, W]`: made once, read by every lookup.
-    cell_index: Option<String>,
+    /// The scaled flat index of every cell, `[B, 1, H, W]` ([`Self::make_cell_index`]): made once,
+    /// read by every lookup.
+    cell_index: String,
 }
 
 impl Builder<'_> {
@@ -226,12 +227,37 @@ impl Builder<'_> {
     /// the pairs `(o, i)` (in this decoder at most one of them non-zero, or two integers, or
     /// two squares: one rounding at most, in any summation order).
     fn mix(&mut self, hint: &str, x: &str, inputs: usize, outputs: usize, pairs: &[(usize, usize)]) -> String {
+        let terms: Vec<(usize, usize, f32)> = pairs.iter().map(|&(o, i)| (o, i, 1.0)).collect();
+        self.weighted(hint, x, inputs, outputs, &terms, None)
+    }
+
+    /// A 1x1 Conv: output channel `o` is the sum of `w * x[i]` over the terms `(o, i, w)`, plus
+    /// `bias[o]`. The decoder's terms are exact products, at most two of them non-zero in any
+    /// output with a bias of 0, or integers: one rounding at most, in any summation order.
+    /// (Per-channel constants enter this way, not as a `[1, C, 1, 1]` operand of an element-wise
+    /// op: onnx2tf 1.29.24 transposes a rank-4 constant a second time when it is broadcast
+    /// against a tensor of another shape, see `lookup`.)
+    fn weighted(
+        &mut self,
+        hint: &str,
+        x: &str,
+        inputs: usize,
+        outputs: usize,
+        terms: &[(usize, usize, f32)],
+        bias: Option<&[f32]>,
+    ) -> String {
         let mut weights = vec![0.0f32; outputs * inputs];
-        for &(o, i) in pairs {
-            weights[o * inputs + i] = 1.0;
+        for &(o, i, w) in terms {
+            weights[o * inputs + i] = w;
         }
         let weights = self.b.const_f32(&format!("{hint}_weights"), &[outputs as i64, inputs as i64, 1, 1], &weights);
-        self.b.op("Conv", hint, &[x, &weights], vec![proto::attr_ints("kernel_shape", &[1, 1])])
+        let mut operands = vec![x.to_string(), weights];
+        if let Some(bias) = bias {
+            debug_assert_eq!(bias.len(), outputs);
+            operands.push(self.b.const_f32(&format!("{hint}_bias"), &[outputs as i64], bias));
+        }
+        let operands: Vec<&str> = operands.iter().map(String::as_str).collect();
+        self.b.op("Conv", hint, &operands, vec![proto::attr_ints("kernel_shape", &[1, 1])])
     }
 
     fn pick(&mut self, hint: &str, x: &str, sources: &[usize], inputs: usize) -> String {
@@ -243,7 +269,8 @@ impl Builder<'_> {
     /// reference's `cell`: `clamp(floor(p / stride + 0.5), 0, size - 1)`, computed as
     /// `floor(clip(p / stride + 0.5, 0.5, m - 0.5))` with `m` the larger grid side (the same
     /// for every non-NaN `p`, and its bounds are never 0, which a Clip-6 attribute cannot hold),
-    /// then on a non-square grid `c - relu(c - (size - 1))` per axis (exact on integers).
+    /// then on a non-square grid `c - relu(c - (size - 1))` per axis (exact on integers; the
+    /// per-axis `c - (size - 1)` by a 1x1 Conv's bias, see [`Self::weighted`]).
     fn cell(&mut self, hint: &str, p: &str, n: usize) -> String {
         let (h, w) = (self.h, self.w);
         let stride = self.b.scalar_f32("stride", self.stride, 1);
@@ -255,44 +282,51 @@ impl Builder<'_> {
         if h == w {
             return c;
         }
-        let last: Vec<f32> = (0..2 * n).map(|i| if i < n { h - 1 } else { w - 1 } as f32).collect();
-        let last = self.b.const_f32(&format!("last_cell_{n}"), &[1, 2 * n as i64, 1, 1], &last);
-        let past = self.b.op("Sub", &format!("{hint}_past"), &[&c, &last], vec![]);
+        let last: Vec<f32> = (0..2 * n).map(|i| -(if i < n { h - 1 } else { w - 1 } as f32)).collect();
+        let same: Vec<(usize, usize, f32)> = (0..2 * n).map(|i| (i, i, 1.0)).collect();
+        let past = self.weighted(&format!("{hint}_past"), &c, 2 * n, 2 * n, &same, Some(&last));
         let past = self.b.op("Relu", &format!("{hint}_past_positive"), &[&past], vec![]);
         self.b.op("Sub", hint, &[&c, &past], vec![])
     }
 
     /// The flat cell indices `(cy*W + cx) * 2^64` of cells `[B, 2n, ...]` (y then x), `copies`
-    /// times over: `[B, copies*n, ...]`. Exact: integers below 2^24 times a power of two.
+    /// times over: `[B, copies*n, ...]`, by one 1x1 Conv of weights `W * 2^64` and `2^64`.
+    /// Exact: integers below 2^24 times a power of two, both products and their sum.
     fn flat_index(&mut self, hint: &str, c: &str, n: usize, copies: usize) -> String {
-        let scale: Vec<f32> =
-            (0..2 * n).map(|i| if i < n { self.w as f32 * INDEX_SCALE } else { INDEX_SCALE }).collect();
-        let scale = self.b.const_f32(&format!("row_scale_{n}"), &[1, 2 * n as i64, 1, 1], &scale);
-        let scaled = self.b.op("Mul", &format!("{hint}_row_start"), &[c, &scale], vec![]);
-        let pairs: Vec<(usize, usize)> = (0..copies * n).flat_map(|o| [(o, o % n), (o, n + o % n)]).collect();
-        self.mix(hint, &scaled, 2 * n, copies * n, &pairs)
+        let row = self.w as f32 * INDEX_SCALE;
+        let terms: Vec<(usize, usize, f32)> =
+            (0..copies * n).flat_map(|o| [(o, o % n, row), (o, n + o % n, INDEX_SCALE)]).collect();
+        self.weighted(hint, c, 2 * n, copies * n, &terms, None)
     }
 
     /// The value of `map` (`[B, C, H, W]`, `channels` = C, finite) at the cells `at`
     /// (`[B, C, 1, 1]`, scaled flat indices), `[B, C, 1, 1]`: `max(map - (i - at)^2)` over the
-    /// grid by MaxPool, `i` the constant map of scaled indices. The square is 0 at the cell and
-    /// +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself. Three
-    /// element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
+    /// grid by MaxPool, `i` the map of scaled indices ([`Self::make_cell_index`]). The square is 0 at
+    /// the cell and +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself.
+    /// Three element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
     fn lookup(&mut self, hint: &str, map: &str, at: &str) -> String {
-        let (h, w) = (self.h, self.w);
-        let index = match &self.cell_index {
-            Some(index) => index.clone(),
-            None => {
-                let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
-                let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
-                self.cell_index.insert(index).clone()
-            }
-        };
+        let index = self.cell_index.clone();
         let d = self.b.op("Sub", &format!("{hint}_diff"), &[&index, at], vec![]);
         let far = self.b.op("Mul", &format!("{hint}_far"), &[&d, &d], vec![]);
         let kept = self.b.op("Sub", &format!("{hint}_kept"), &[map, &far], vec![]);
         let cells = self.cells();
         self.b.max_over(hint, &kept, cells)
+    }
+
+    /// The scaled flat index of every cell, `i * 2^64`, `[B, 1, H, W]`, made once per frame as a
+    /// tensor of the graph: zeros (a 1x1 Conv of zero weights over `v`, the clamped heatmaps)
+    /// plus the constant. Not the constant itself: onnx2tf 1.29.24 transposes a rank-4 constant
+    /// operand of an element-wise op to NHWC, then (`shape_unmatched_special_avoidance_workaround`,
+    /// which takes the already transposed constant for its ONNX shape) once more when the other
+    /// operand is broadcast against it (`[1, 1, H, W]` became `(1, H, 1, W)`, then the lookups'
+    /// `[1, C, H, W]` maps were read as `(1, H, C, W)`). Between two tensors of the graph it
+    /// broadcasts by their ONNX shapes. A NaN heatmap value makes the index NaN at its cell.
+    fn make_cell_index(&mut self, v: &str) -> String {
+        let (h, w) = (self.h, self.w);
+        let zeros = self.weighted("mp_cell_index_zeros", v, K, 1, &[], None);
+        let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
+        let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
+        self.b.op("Add", "mp_cell_index", &[&zeros, &index], vec![])
     }
 
     /// The largest value over channels and cells, `[B, 1, 1, 1]`.
@@ -417,7 +451,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.max_poses
         )));
     }
-    let mut g = Builder { b, h, w, stride: spec.stride as f32, cell_index: None };
+    let mut g = Builder { b, h, w, stride: spec.stride as f32, cell_index: String::new() };
 
     // Per frame.
     // NHWC heads are taken to NCHW first.
@@ -433,6 +467,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         ),
     };
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
+    g.cell_index = g.make_cell_index(&v);
     // Sigmoid of the heatmaps as they come (the same values as of `v`: sigmoid(+-FLT_MAX) is
     // sigmoid(+-inf)), the single-pose decoder's node.
     let scores = match spec.scores {
@@ -543,8 +578,12 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     // R^2 in f32, as the reference squares it; made where first read (one round reads none).
     let r2 = spec.nms_radius * spec.nms_radius;
     let n = spec.max_poses;
-    let slots = n.saturating_sub(1);
-    let mut earlier: Option<String> = None;
+    // Every pose so far, side by side in channels: slot j's `[y | x]` at channels 34j..34j+34
+    // (`[B, 34 N, 1, 1]`), placed by 1x1 Convs. (Not on the last axis, `[B, 34, 1, N - 1]`, by
+    // products with `[1, 1, 1, N - 1]` one-hot constants: onnx2tf lays such a constant out
+    // wrongly, see `lookup`.)
+    let per_yx = 2 * K;
+    let mut so_far: Option<String> = None;
     let mut pose_rows = vec![];
     let mut score_rows = vec![];
     for r in 0..n {
@@ -588,22 +627,38 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         // An empty round reads cell 0: its scores are zeros, as its positions.
         let score = g.b.op("Mul", &format!("{p}_keypoint_scores"), &[&score, &found], vec![]);
 
-        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose
-        // (the earlier poses side by side on the last axis, `[B, 34, 1, N - 1]`).
+        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose.
+        // The pose joins the earlier ones; then one 1x1 Conv takes it less each of them
+        // (`[B, 34 r, 1, 1]`, weights 1 and -1: one rounding, as a Sub), and per keypoint the
+        // count of the earlier poses it is near (`r` less the count of those it is far from, a
+        // Conv with bias r: integers) clipped to 1 says whether any is near.
         let mut counted = score.clone();
-        if let Some(earlier) = &earlier {
-            let d2 = g.squared_distance(&format!("{p}_vs_earlier_d2"), &pose, earlier);
-            let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
-            let valid: Vec<f32> = (0..slots).map(|j| if j < r { 1.0 } else { 0.0 }).collect();
-            let valid = g.b.const_f32(&format!("{p}_earlier_slots"), &[1, 1, 1, slots as i64], &valid);
-            // valid and not far: relu(valid - far) on 0/1 values.
-            let near = g.b.op("Sub", &format!("{p}_vs_earlier_near_gap"), &[&valid, &far], vec![]);
-            let mut near = g.b.op("Relu", &format!("{p}_vs_earlier_near"), &[&near], vec![]);
-            if slots > 1 {
-                near = g.b.max_over(&format!("{p}_vs_earlier_any"), &near, Cells { height: 1, width: slots });
+        if n > 1 {
+            let place: Vec<Option<usize>> = (0..n * per_yx).map(|c| (c / per_yx == r).then_some(c % per_yx)).collect();
+            let placed = g.b.pick_channels(&format!("{p}_pose_placed"), &pose, &place, per_yx);
+            let poses_so_far = match so_far {
+                None => placed,
+                Some(acc) => g.b.op("Add", &format!("{p}_poses_so_far"), &[&acc, &placed], vec![]),
+            };
+            if r > 0 {
+                let terms: Vec<(usize, usize, f32)> =
+                    (0..r * per_yx).flat_map(|o| [(o, r * per_yx + o % per_yx, 1.0), (o, o, -1.0)]).collect();
+                let d = g.weighted(&format!("{p}_vs_earlier_d"), &poses_so_far, n * per_yx, r * per_yx, &terms, None);
+                let d2 = g.b.op("Mul", &format!("{p}_vs_earlier_d_sq"), &[&d, &d], vec![]);
+                let pairs: Vec<(usize, usize)> = (0..r * K)
+                    .flat_map(|o| [(o, (o / K) * per_yx + Y + o % K), (o, (o / K) * per_yx + X + o % K)])
+                    .collect();
+                let d2 = g.mix(&format!("{p}_vs_earlier_d2"), &d2, r * per_yx, r * K, &pairs);
+                let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
+                let terms: Vec<(usize, usize, f32)> =
+                    (0..K).flat_map(|k| (0..r).map(move |j| (k, j * K + k, -1.0))).collect();
+                let near =
+                    g.weighted(&format!("{p}_vs_earlier_near_count"), &far, r * K, K, &terms, Some(&[r as f32; K]));
+                let near = g.b.clip(&format!("{p}_vs_earlier_near"), &near, -1.0, 1.0);
+                let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
+                counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
             }
-            let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
-            counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
+            so_far = Some(poses_so_far);
         }
         let ones = g.b.const_f32(&format!("{p}_sum_weights"), &[1, K as i64, 1, 1], &[1.0; NUM_KEYPOINTS]);
         let sum = g.b.op(
@@ -639,13 +694,6 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
             let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
             live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &keep], vec![]);
-            let slot: Vec<f32> = (0..slots).map(|j| if j == r { 1.0 } else { 0.0 }).collect();
-            let slot = g.b.const_f32(&format!("{p}_slot"), &[1, 1, 1, slots as i64], &slot);
-            let placed = g.b.op("Mul", &format!("{p}_pose_placed"), &[&pose, &slot], vec![]);
-            earlier = Some(match earlier {
-                None => placed,
-                Some(acc) => g.b.op("Add", &format!("{p}_earlier_poses"), &[&acc, &placed], vec![]),
-            });
         }
     }
 
