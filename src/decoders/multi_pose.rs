@@ -801,13 +801,16 @@ mod tests {
         assert_eq!(f32::MIN - f32::INFINITY, f32::NEG_INFINITY);
     }
 
+    /// A constant's dims and values, by name.
+    type Constants = HashMap<String, (Vec<i64>, Vec<f32>)>;
+
     /// The decoder's nodes and constants for NCHW heads on an `h x w` grid, with every tensor's
     /// shape (the few ops it emits, propagated from the heads').
     fn decoder_shapes(
         h: usize,
         w: usize,
         n: usize,
-    ) -> (Vec<onnx_protobuf::NodeProto>, HashMap<String, (Vec<i64>, Vec<f32>)>, HashMap<String, Vec<i64>>) {
+    ) -> (Vec<onnx_protobuf::NodeProto>, Constants, HashMap<String, Vec<i64>>) {
         use crate::decoders::graph::NameAllocator;
         let spec = MultiPoseSpec {
             heatmaps: "heatmaps".into(),
