@@ -31,6 +31,17 @@
 //!   float16`). The decoders compute in float32 throughout.
 //! - No constant outside the float16 range where a result depends on it: the clamps to
 //!   +-FLT_MAX become +-inf in float16 and change nothing there, since float16 heads are finite.
+//!   Every other constant is a float16 value: onnx2tf's float16 `.tflite` stores constants in
+//!   float16 and computes in float32 (the multi-pose decoder makes its 2^64 in the graph).
+//! - Constants that onnx2tf (1.29.24, at its defaults) converts as ONNX means them: no rank-4
+//!   constant operand of an element-wise op (Add, Sub, Mul, Div) broadcast against a tensor of
+//!   another shape (onnx2tf transposes the constant to NHWC, then, its
+//!   `shape_unmatched_special_avoidance_workaround` taking the transposed constant for its ONNX
+//!   shape, once more: `[1, 1, H, W]` becomes `(1, H, 1, W)`), and no rank-1 one of more than
+//!   two values (it reorders them as NCHW dims). A per-channel constant goes into a 1x1 Conv's
+//!   weights or bias; a constant map is added to zeros made in the graph first (a tensor of the
+//!   graph broadcasts by its ONNX shape). No division by a constant but a power of two: onnx2tf
+//!   writes it as a product with the reciprocal, which float16 rounds.
 //!
 //! The builder shares nodes: a node with the op, inputs and attributes of an earlier one (and a
 //! constant with the values of an earlier one) is not made twice, so the two decoders share the
@@ -43,9 +54,6 @@ use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 use crate::contract::{FloatType, NAME_PREFIX};
 use crate::decoders::reroute::{HeadInput, HeadRead};
 use crate::model::proto;
-
-/// `2^100`: applied twice, it takes the smallest gap between two f32 values (2^-149) to 2^51.
-const SELECT_GAIN: f32 = 1.2676506e30;
 
 /// The name of a Clip bound's constant.
 fn bound_name(v: f32) -> String {
@@ -304,26 +312,6 @@ impl GraphBuilder {
         self.op("Ceil", hint, &[&gap], vec![])
     }
 
-    /// 1.0 where `x` equals `max` and 0.0 elsewhere, by arithmetic alone:
-    /// `1 - Clip(Clip((max - x) * 2^100, -1, 1) * 2^100, -1, 1)`: float32 only (the multi-pose
-    /// decoder's, which is not float16-exact; the single-pose decoder uses [`Self::below_max`]).
-    /// For finite `x`, `max - x` is 0 at the maxima and at least 2^-149 elsewhere, which the two
-    /// products take to 2^51 or more: the result is exactly 1 or 0. The Clip between the
-    /// products keeps optimizers from folding them into one product by 2^200, which is `inf` in
-    /// f32: onnxsim (run before wonnx) folds two Muls in a row, and OpenCV DNN folds them across
-    /// a Relu.
-    pub fn select_maxima(&mut self, hint: &str, x: &str, max: &str) -> String {
-        let below = self.op("Sub", &format!("{hint}_below"), &[max, x], vec![]);
-        let gain = self.scalar_f32("two_pow_100", SELECT_GAIN, 1);
-        let scaled = self.op("Mul", &format!("{hint}_scaled"), &[&below, &gain], vec![]);
-        // The lower bound never binds (the products are >= 0).
-        let scaled = self.clip(&format!("{hint}_scaled_clipped"), &scaled, -1.0, 1.0);
-        let scaled = self.op("Mul", &format!("{hint}_scaled_twice"), &[&scaled, &gain], vec![]);
-        let below = self.clip(&format!("{hint}_is_below"), &scaled, -1.0, 1.0);
-        let one = self.scalar_f32("one", 1.0, 1);
-        self.op("Sub", hint, &[&one, &below], vec![])
-    }
-
     /// A 1x1 Conv with constant weights `weights[out][in]`, each output channel one input channel
     /// times its weight (or zero): exact, as no runtime rounds `v * w + 0 + ...` when `v * w` is
     /// exact. The portable way to copy, reorder or scale channels: no Concat (wonnx concatenates
@@ -450,14 +438,5 @@ mod tests {
         assert_eq!(step(f32::from_bits(1)), 1.0);
         assert_eq!(step(2f32.powi(-24)), 1.0); // the smallest float16 gap
         assert_eq!(step(f32::INFINITY), 1.0);
-    }
-
-    #[test]
-    fn the_gain_takes_the_smallest_gap_past_one() {
-        assert_eq!(SELECT_GAIN, 2f32.powi(100));
-        let smallest_gap = f32::from_bits(1);
-        assert!(smallest_gap * SELECT_GAIN * SELECT_GAIN >= 1.0);
-        // The widest gap, FLT_MAX - -FLT_MAX, overflows to inf, which the Clip takes to 1.
-        assert_eq!((f32::MAX - f32::MIN) * SELECT_GAIN, f32::INFINITY);
     }
 }

@@ -5,7 +5,7 @@
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
 //! `decodeMultiplePoses` as N unrolled rounds of "the best live candidate", with the reference's
 //! f32 arithmetic (see its module doc for every rounding). The ops are the single-pose decoder's
-//! ([`crate::decoders::graph`]) plus Div, Floor, Relu and `GraphBuilder::select_maxima`'s gains; no comparison, no bool tensor, no
+//! ([`crate::decoders::graph`]) plus Div, Floor and Relu; no comparison, no bool tensor, no
 //! Concat. All f32: the scaled indices (below) do not fit f16.
 //!
 //! NHWC heads are first taken to NCHW by a Transpose (see
@@ -14,9 +14,12 @@
 //! single-pose decoder the nodes both compute (the heads' copies, the clamped heatmaps, their
 //! sigmoid): the builder makes an equal node once.
 //!
-//! Not float16-exact: the cell indices are scaled by 2^64 and the selections by 2^100, beyond
-//! float16's range (see [`crate::profiles`]' float16 notes for the runtimes that compute in
-//! float16 by default, and the one setting that makes them exact).
+//! Not float16-exact: the cell indices are scaled by 2^64, beyond float16's range (see
+//! [`crate::profiles`]' float16 notes for the runtimes that compute in float16 by default, and
+//! the one setting that makes them exact). Its constants are float16 values, though (2^64 is
+//! made in the graph, `Builder::per_frame`): a runtime that stores constants in float16 and
+//! computes in float32 (onnx2tf's float16 `.tflite`) is exact, for grids of at most 2047 cells,
+//! a threshold whose logit is a float16 value (T = 0.5: 0) and an R^2 that is one (R = 20).
 //!
 //! Per frame: `v` the clamped heatmaps; `live`, 1.0 at the candidates (a 3x3 MaxPool equal to
 //! `v`, and `v >= thr`); every cell's position per keypoint `P` (offsets plus the cell grid) and
@@ -28,8 +31,8 @@
 //! targets' `[P_y | P_x | R]`.
 //!
 //! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
-//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks less
-//! a penalty that is 0 at the best value and 2^51 or more below it, then the top rank, which
+//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks
+//! where the value is the best (`1 - below_max`, exactly 0 or 1), then the top rank, which
 //! gives back the root's cell and keypoint by exact arithmetic, see `RANK_BLOCK`);
 //! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
 //! channel of zeros) holds the root's: its position and the cell of its position (read at its
@@ -51,8 +54,8 @@
 //! within R of the pose's keypoint are no longer live; that includes the root (its keypoint's
 //! position is read from the same map at its cell: d2 = 0), so the reference's "taken" mask,
 //! which matters only for non-finite positions or R, is not built. The pose score sums
-//! the keypoint scores not within R of an earlier pose's keypoint (the earlier poses side by
-//! side on the last axis, one comparison for all; the sum is a 1x1 Conv of ones: its summation
+//! the keypoint scores not within R of an earlier pose's keypoint (the poses so far side by
+//! side in channels, one comparison for all; the sum is a 1x1 Conv of ones: its summation
 //! order is the runtime's, so the pose score matches the reference within float error, not bit
 //! for bit).
 //!
@@ -83,8 +86,21 @@ const CELL: usize = 2 * K;
 const SCORE_CELL: usize = 3 * K;
 /// Flat cell indices are carried times 2^64, so that the square of a difference of two of them
 /// is 0 or past FLT_MAX (+inf): "infinitely far" unless equal. Exact: integers below 2^24 times
-/// a power of two.
+/// a power of two. Made in the graph as [`INDEX_SCALE_ROOT`] squared three times (a float16
+/// constant, see `Builder::per_frame`).
 const INDEX_SCALE: f32 = 18446744073709551616.0;
+const INDEX_SCALE_ROOT: f32 = 256.0;
+const _: () = assert!(
+    INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        * INDEX_SCALE_ROOT
+        == INDEX_SCALE
+);
 /// A candidate's rank is `RANK_BLOCK * (cells - i) - k` (cell i, keypoint k): scan order
 /// `(y, x, k)`, and a power of two at least K so that the top rank gives back i and k exactly
 /// (a division by a power of two, and a floor).
@@ -194,8 +210,13 @@ struct Builder<'a> {
     h: usize,
     w: usize,
     stride: f32,
-    /// The scaled flat index of every cell, `[1, 1, H, W]`: made once, read by every lookup.
-    cell_index: Option<String>,
+    /// `2^64` ([`INDEX_SCALE`]), `[B, 1, 1, 1]`: made once per frame ([`Self::per_frame`]).
+    scale: String,
+    /// 17.0, `[B, 1, 1, 1]`, the pose score's divisor ([`Self::per_frame`]).
+    keypoint_count: String,
+    /// The scaled flat index of every cell, `[B, 1, H, W]` ([`Self::per_frame`]): made once,
+    /// read by every lookup.
+    cell_index: String,
 }
 
 impl Builder<'_> {
@@ -203,14 +224,12 @@ impl Builder<'_> {
         Cells { height: self.h, width: self.w }
     }
 
-    /// 1.0 where `t > 0` (any positive f32, down to 2^-149), 0.0 where `t <= 0`, by arithmetic.
+    /// 1.0 where `t > 0` (any positive f32, down to 2^-149), 0.0 where `t <= 0`, by arithmetic:
+    /// `Ceil(Clip(t, -0.5, 1))` (Ceil takes (0, 1] to 1 and [-0.5, 0] to 0), as
+    /// [`GraphBuilder::below_max`]; no gain, so no constant beyond the float16 range.
     fn above_zero(&mut self, hint: &str, t: &str) -> String {
-        let gain = self.b.scalar_f32("two_pow_100", 1.2676506e30, 1);
-        let scaled = self.b.op("Mul", &format!("{hint}_scaled"), &[t, &gain], vec![]);
-        let scaled = self.b.clip(&format!("{hint}_scaled_clipped"), &scaled, -1.0, 1.0);
-        let positive = self.b.op("Relu", &format!("{hint}_positive"), &[&scaled], vec![]);
-        let scaled = self.b.op("Mul", &format!("{hint}_scaled_twice"), &[&positive, &gain], vec![]);
-        self.b.clip(hint, &scaled, -1.0, 1.0)
+        let clipped = self.b.clip(&format!("{hint}_clipped"), t, -0.5, 1.0);
+        self.b.op("Ceil", hint, &[&clipped], vec![])
     }
 
     /// 1.0 where `d2 > r2`, 0.0 where `d2 <= r2` (`r2` the f32 constant R*R): [`Self::above_zero`]
@@ -226,12 +245,37 @@ impl Builder<'_> {
     /// the pairs `(o, i)` (in this decoder at most one of them non-zero, or two integers, or
     /// two squares: one rounding at most, in any summation order).
     fn mix(&mut self, hint: &str, x: &str, inputs: usize, outputs: usize, pairs: &[(usize, usize)]) -> String {
+        let terms: Vec<(usize, usize, f32)> = pairs.iter().map(|&(o, i)| (o, i, 1.0)).collect();
+        self.weighted(hint, x, inputs, outputs, &terms, None)
+    }
+
+    /// A 1x1 Conv: output channel `o` is the sum of `w * x[i]` over the terms `(o, i, w)`, plus
+    /// `bias[o]`. The decoder's terms are exact products, at most two of them non-zero in any
+    /// output with a bias of 0, or integers: one rounding at most, in any summation order.
+    /// (Per-channel constants enter this way, not as a `[1, C, 1, 1]` operand of an element-wise
+    /// op: onnx2tf 1.29.24 transposes a rank-4 constant a second time when it is broadcast
+    /// against a tensor of another shape, see `lookup`.)
+    fn weighted(
+        &mut self,
+        hint: &str,
+        x: &str,
+        inputs: usize,
+        outputs: usize,
+        terms: &[(usize, usize, f32)],
+        bias: Option<&[f32]>,
+    ) -> String {
         let mut weights = vec![0.0f32; outputs * inputs];
-        for &(o, i) in pairs {
-            weights[o * inputs + i] = 1.0;
+        for &(o, i, w) in terms {
+            weights[o * inputs + i] = w;
         }
         let weights = self.b.const_f32(&format!("{hint}_weights"), &[outputs as i64, inputs as i64, 1, 1], &weights);
-        self.b.op("Conv", hint, &[x, &weights], vec![proto::attr_ints("kernel_shape", &[1, 1])])
+        let mut operands = vec![x.to_string(), weights];
+        if let Some(bias) = bias {
+            debug_assert_eq!(bias.len(), outputs);
+            operands.push(self.b.const_f32(&format!("{hint}_bias"), &[outputs as i64], bias));
+        }
+        let operands: Vec<&str> = operands.iter().map(String::as_str).collect();
+        self.b.op("Conv", hint, &operands, vec![proto::attr_ints("kernel_shape", &[1, 1])])
     }
 
     fn pick(&mut self, hint: &str, x: &str, sources: &[usize], inputs: usize) -> String {
@@ -243,7 +287,8 @@ impl Builder<'_> {
     /// reference's `cell`: `clamp(floor(p / stride + 0.5), 0, size - 1)`, computed as
     /// `floor(clip(p / stride + 0.5, 0.5, m - 0.5))` with `m` the larger grid side (the same
     /// for every non-NaN `p`, and its bounds are never 0, which a Clip-6 attribute cannot hold),
-    /// then on a non-square grid `c - relu(c - (size - 1))` per axis (exact on integers).
+    /// then on a non-square grid `c - relu(c - (size - 1))` per axis (exact on integers; the
+    /// per-axis `c - (size - 1)` by a 1x1 Conv's bias, see [`Self::weighted`]).
     fn cell(&mut self, hint: &str, p: &str, n: usize) -> String {
         let (h, w) = (self.h, self.w);
         let stride = self.b.scalar_f32("stride", self.stride, 1);
@@ -255,44 +300,82 @@ impl Builder<'_> {
         if h == w {
             return c;
         }
-        let last: Vec<f32> = (0..2 * n).map(|i| if i < n { h - 1 } else { w - 1 } as f32).collect();
-        let last = self.b.const_f32(&format!("last_cell_{n}"), &[1, 2 * n as i64, 1, 1], &last);
-        let past = self.b.op("Sub", &format!("{hint}_past"), &[&c, &last], vec![]);
+        let last: Vec<f32> = (0..2 * n).map(|i| -(if i < n { h - 1 } else { w - 1 } as f32)).collect();
+        let same: Vec<(usize, usize, f32)> = (0..2 * n).map(|i| (i, i, 1.0)).collect();
+        let past = self.weighted(&format!("{hint}_past"), &c, 2 * n, 2 * n, &same, Some(&last));
         let past = self.b.op("Relu", &format!("{hint}_past_positive"), &[&past], vec![]);
         self.b.op("Sub", hint, &[&c, &past], vec![])
     }
 
     /// The flat cell indices `(cy*W + cx) * 2^64` of cells `[B, 2n, ...]` (y then x), `copies`
-    /// times over: `[B, copies*n, ...]`. Exact: integers below 2^24 times a power of two.
+    /// times over: `[B, copies*n, ...]`, by a 1x1 Conv of weights `W` and 1, times the frame's
+    /// `2^64` ([`Self::per_frame`]). Exact: integers below 2^24, times a power of two.
     fn flat_index(&mut self, hint: &str, c: &str, n: usize, copies: usize) -> String {
-        let scale: Vec<f32> =
-            (0..2 * n).map(|i| if i < n { self.w as f32 * INDEX_SCALE } else { INDEX_SCALE }).collect();
-        let scale = self.b.const_f32(&format!("row_scale_{n}"), &[1, 2 * n as i64, 1, 1], &scale);
-        let scaled = self.b.op("Mul", &format!("{hint}_row_start"), &[c, &scale], vec![]);
-        let pairs: Vec<(usize, usize)> = (0..copies * n).flat_map(|o| [(o, o % n), (o, n + o % n)]).collect();
-        self.mix(hint, &scaled, 2 * n, copies * n, &pairs)
+        let row = self.w as f32;
+        let terms: Vec<(usize, usize, f32)> =
+            (0..copies * n).flat_map(|o| [(o, o % n, row), (o, n + o % n, 1.0)]).collect();
+        let flat = self.weighted(&format!("{hint}_unscaled"), c, 2 * n, copies * n, &terms, None);
+        let scale = self.scale.clone();
+        self.b.op("Mul", hint, &[&flat, &scale], vec![])
     }
 
     /// The value of `map` (`[B, C, H, W]`, `channels` = C, finite) at the cells `at`
     /// (`[B, C, 1, 1]`, scaled flat indices), `[B, C, 1, 1]`: `max(map - (i - at)^2)` over the
-    /// grid by MaxPool, `i` the constant map of scaled indices. The square is 0 at the cell and
-    /// +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself. Three
-    /// element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
+    /// grid by MaxPool, `i` the map of scaled indices ([`Self::make_cell_index`]). The square is 0 at
+    /// the cell and +inf elsewhere (see [`INDEX_SCALE`]), so the max is the cell's value itself.
+    /// Three element-wise ops and a MaxPool, where a one-hot, a product and a sum take six.
     fn lookup(&mut self, hint: &str, map: &str, at: &str) -> String {
-        let (h, w) = (self.h, self.w);
-        let index = match &self.cell_index {
-            Some(index) => index.clone(),
-            None => {
-                let index: Vec<f32> = (0..h * w).map(|i| i as f32 * INDEX_SCALE).collect();
-                let index = self.b.const_f32("grid_index_scaled", &[1, 1, h as i64, w as i64], &index);
-                self.cell_index.insert(index).clone()
-            }
-        };
+        let index = self.cell_index.clone();
         let d = self.b.op("Sub", &format!("{hint}_diff"), &[&index, at], vec![]);
         let far = self.b.op("Mul", &format!("{hint}_far"), &[&d, &d], vec![]);
         let kept = self.b.op("Sub", &format!("{hint}_kept"), &[map, &far], vec![]);
         let cells = self.cells();
         self.b.max_over(hint, &kept, cells)
+    }
+
+    /// What every round reads, made once per frame from `v` (the clamped heatmaps), as tensors
+    /// of the graph rather than constants: zeros `[B, 1, H, W]` (a 1x1 Conv of zero weights over
+    /// `v`) plus a constant.
+    /// - `2^64` ([`INDEX_SCALE`]), `[B, 1, 1, 1]`: `(0 + 2^8)` squared three times. Every
+    ///   constant of the decoder is a float16 value (onnx2tf's float16 `.tflite` stores them so and
+    ///   computes in float32): the scaled indices are made by products of tensors, and no
+    ///   converter folds those into a constant.
+    /// - The scaled flat index of every cell, `i * 2^64`, `[B, 1, H, W]` (self.cell_index).
+    ///   Not a `[1, 1, H, W]` constant operand of the lookups' Sub: onnx2tf 1.29.24 transposes a
+    ///   rank-4 constant operand of an element-wise op to NHWC, then
+    ///   (`shape_unmatched_special_avoidance_workaround`, which takes the transposed constant for
+    ///   its ONNX shape) once more when the other operand is broadcast against it (`[1, 1, H, W]`
+    ///   became `(1, H, 1, W)`, then the lookups' `[1, C, H, W]` maps were read as
+    ///   `(1, H, C, W)`). Between two tensors of the graph it broadcasts by their ONNX shapes.
+    /// - The ranks `RANK_BLOCK * (cells - i) - k`, `[B, 17, H, W]`: `cells - i` (a float16
+    ///   integer up to 2048 cells), then a 1x1 Conv of weight `RANK_BLOCK` and bias `-k`.
+    ///
+    /// A NaN heatmap value makes the zeros NaN at its cell, and so every read and the whole
+    /// decode where MaxPool propagates NaN (heatmaps with NaN are outside the contract).
+    fn per_frame(&mut self, v: &str) -> String {
+        let (h, w) = (self.h, self.w);
+        let cells = h * w;
+        let zeros = self.weighted("mp_zeros", v, K, 1, &[], None);
+        let zero = self.b.max_over("mp_zero", &zeros, self.cells());
+        let base = self.b.scalar_f32("mp_two_pow_8", INDEX_SCALE_ROOT, 1);
+        let mut scale = self.b.op("Add", "mp_two_pow_8_tensor", &[&zero, &base], vec![]);
+        for power in [16, 32, 64] {
+            scale = self.b.op("Mul", &format!("mp_two_pow_{power}"), &[&scale, &scale], vec![]);
+        }
+        self.scale = scale.clone();
+        let count = self.b.scalar_f32("mp_keypoints", K as f32, 1);
+        self.keypoint_count = self.b.op("Add", "mp_keypoints_tensor", &[&zero, &count], vec![]);
+        let index: Vec<f32> = (0..cells).map(|i| i as f32).collect();
+        let index = self.b.const_f32("mp_cell_number", &[1, 1, h as i64, w as i64], &index);
+        let index = self.b.op("Add", "mp_cell_number_tensor", &[&zeros, &index], vec![]);
+        self.cell_index = self.b.op("Mul", "mp_cell_index", &[&index, &scale], vec![]);
+        // Scan order (y, x, k): the first candidate gets the largest rank (see `RANK_BLOCK`).
+        let left: Vec<f32> = (0..cells).map(|i| (cells - i) as f32).collect();
+        let left = self.b.const_f32("mp_cells_left", &[1, 1, h as i64, w as i64], &left);
+        let left = self.b.op("Add", "mp_cells_left_tensor", &[&zeros, &left], vec![]);
+        let terms: Vec<(usize, usize, f32)> = (0..K).map(|k| (k, 0, RANK_BLOCK as f32)).collect();
+        let bias: Vec<f32> = (0..K).map(|k| -(k as f32)).collect();
+        self.weighted("mp_scan_rank", &left, 1, K, &terms, Some(&bias))
     }
 
     /// The largest value over channels and cells, `[B, 1, 1, 1]`.
@@ -350,7 +433,7 @@ impl Builder<'_> {
         let one = self.b.scalar_f32("one", 1.0, 1);
         let root_keypoint = self.b.op("Sub", &format!("{p}_root_keypoint"), &[&one, &other], vec![]);
 
-        let scale = self.b.scalar_f32("mp_index_scale", INDEX_SCALE, 1);
+        let scale = self.scale.clone();
         let at = self.b.op("Mul", &format!("{p}_root_index"), &[&cell, &scale], vec![]);
         let values = self.lookup(&format!("{p}_root_values"), refined, &at);
         let thrice: Vec<usize> = (0..3 * K).map(|c| c % K).collect();
@@ -417,7 +500,15 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.max_poses
         )));
     }
-    let mut g = Builder { b, h, w, stride: spec.stride as f32, cell_index: None };
+    let mut g = Builder {
+        b,
+        h,
+        w,
+        stride: spec.stride as f32,
+        scale: String::new(),
+        keypoint_count: String::new(),
+        cell_index: String::new(),
+    };
 
     // Per frame.
     // NHWC heads are taken to NCHW first.
@@ -433,6 +524,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         ),
     };
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
+    let ranks = g.per_frame(&v);
     // Sigmoid of the heatmaps as they come (the same values as of `v`: sigmoid(+-FLT_MAX) is
     // sigmoid(+-inf)), the single-pose decoder's node.
     let scores = match spec.scores {
@@ -449,14 +541,15 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             proto::attr_ints("strides", &[1, 1]),
         ],
     );
-    let is_local_max = g.b.select_maxima("mp_is_local_max", &v, &window);
+    let is_local_max = g.b.below_max("mp_not_local_max", &v, &window);
+    let one = g.b.scalar_f32("one", 1.0, 1);
+    let is_local_max = g.b.op("Sub", "mp_is_local_max", &[&one, &is_local_max], vec![]);
     let threshold = match spec.scores {
         ScoreMode::Sigmoid => (spec.score_threshold / (1.0 - spec.score_threshold)).ln(),
         ScoreMode::Raw => spec.score_threshold,
     };
     let threshold_value = threshold;
     let threshold = g.b.scalar_f32("mp_threshold", threshold, 1);
-    let one = g.b.scalar_f32("one", 1.0, 1);
     let below = g.b.op("Sub", "mp_threshold_gap", &[&threshold, &v], vec![]);
     let below = g.above_zero("mp_below_threshold", &below);
     let passes = g.b.op("Sub", "mp_passes", &[&one, &below], vec![]);
@@ -486,10 +579,6 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         K,
     );
     let refined = g.b.op("Add", "mp_refined", &[&refined, &refined_cells], vec![]);
-    // Scan order (y, x, k): the first candidate gets the largest rank (see `RANK_BLOCK`).
-    let ranks: Vec<f32> =
-        (0..K).flat_map(|kp| (0..cells).map(move |i| (RANK_BLOCK * (cells - i) - kp) as f32)).collect();
-    let ranks = g.b.const_f32("mp_scan_rank", &[1, K as i64, h as i64, w as i64], &ranks);
 
     let levels = schedule();
     let mut plan: Vec<LevelMaps> = vec![];
@@ -543,35 +632,37 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     // R^2 in f32, as the reference squares it; made where first read (one round reads none).
     let r2 = spec.nms_radius * spec.nms_radius;
     let n = spec.max_poses;
-    let slots = n.saturating_sub(1);
-    let mut earlier: Option<String> = None;
+    // Every pose so far, side by side in channels: slot j's `[y | x]` at channels 34j..34j+34
+    // (`[B, 34 N, 1, 1]`), placed by 1x1 Convs. (Not on the last axis, `[B, 34, 1, N - 1]`, by
+    // products with `[1, 1, 1, N - 1]` one-hot constants: onnx2tf lays such a constant out
+    // wrongly, see `lookup`.)
+    let per_yx = 2 * K;
+    let mut so_far: Option<String> = None;
     let mut pose_rows = vec![];
     let mut score_rows = vec![];
     for r in 0..n {
         let p = format!("mp_round{r}");
         // The best live candidate. With a threshold >= 0 every live value is >= 0 and the dead
-        // cells read 0 (v * 0); otherwise they are taken to -FLT_MAX, below every live one but
-        // one at -FLT_MAX itself. The ranks keep them apart by multiplying with `live` again.
+        // cells read 0 (v * 0); otherwise they are taken to -2^64 (the frame's scale), below
+        // every live one (the threshold's logit is above -104 for any T > 0; with T = 0, live
+        // values below -2^64 lose to the dead cells). The ranks keep them apart by multiplying
+        // with `live` again.
         let masked = if threshold_value < 0.0 {
             let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, &one], vec![]);
-            let flt_max = g.b.scalar_f32("flt_max", f32::MAX, 1);
-            let dead = g.b.op("Mul", &format!("{p}_dead_low"), &[&dead, &flt_max], vec![]);
+            let scale = g.scale.clone();
+            let dead = g.b.op("Mul", &format!("{p}_dead_low"), &[&dead, &scale], vec![]);
             let kept = g.b.op("Mul", &format!("{p}_kept"), &[&v, &live], vec![]);
             g.b.op("Add", &format!("{p}_masked"), &[&kept, &dead], vec![])
         } else {
             g.b.op("Mul", &format!("{p}_masked"), &[&v, &live], vec![])
         };
         let best = g.global_max(&format!("{p}_best"), &masked, K);
-        // The live cells' ranks, less a penalty that is 0 at the best value and 2^51 or more
-        // below it (`select_maxima`'s two gains, without its last step): the rank at the best
-        // live cells, <= 0 at the dead ones, negative elsewhere.
-        let below = g.b.op("Sub", &format!("{p}_below_best"), &[&best, &masked], vec![]);
-        let gain = g.b.scalar_f32("two_pow_100", 1.2676506e30, 1);
-        let penalty = g.b.op("Mul", &format!("{p}_penalty_scaled"), &[&below, &gain], vec![]);
-        let penalty = g.b.clip(&format!("{p}_penalty_clipped"), &penalty, -1.0, 1.0);
-        let penalty = g.b.op("Mul", &format!("{p}_penalty"), &[&penalty, &gain], vec![]);
+        // The live cells' ranks at the best value (`1 - below_max`: exactly 0 or 1), 0 elsewhere:
+        // the top rank is the first best live candidate's, or 0 when nothing is live.
+        let below = g.b.below_max(&format!("{p}_below_best"), &masked, &best);
+        let at_best = g.b.op("Sub", &format!("{p}_at_best"), &[&one, &below], vec![]);
         let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, &ranks], vec![]);
-        let ranked = g.b.op("Sub", &format!("{p}_ranked"), &[&live_ranks, &penalty], vec![]);
+        let ranked = g.b.op("Mul", &format!("{p}_ranked"), &[&live_ranks, &at_best], vec![]);
         let top = g.global_max(&format!("{p}_top"), &ranked, K);
         // `found` is 1, or 0 when nothing is live (top 0: every cell's ranked value is 0 then).
         let found = g.b.clip(&format!("{p}_found_clipped"), &top, -1.0, 1.0);
@@ -588,22 +679,38 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         // An empty round reads cell 0: its scores are zeros, as its positions.
         let score = g.b.op("Mul", &format!("{p}_keypoint_scores"), &[&score, &found], vec![]);
 
-        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose
-        // (the earlier poses side by side on the last axis, `[B, 34, 1, N - 1]`).
+        // The pose score: keypoint scores not within R of the same keypoint of an earlier pose.
+        // The pose joins the earlier ones; then one 1x1 Conv takes it less each of them
+        // (`[B, 34 r, 1, 1]`, weights 1 and -1: one rounding, as a Sub), and per keypoint the
+        // count of the earlier poses it is near (`r` less the count of those it is far from, a
+        // Conv with bias r: integers) clipped to 1 says whether any is near.
         let mut counted = score.clone();
-        if let Some(earlier) = &earlier {
-            let d2 = g.squared_distance(&format!("{p}_vs_earlier_d2"), &pose, earlier);
-            let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
-            let valid: Vec<f32> = (0..slots).map(|j| if j < r { 1.0 } else { 0.0 }).collect();
-            let valid = g.b.const_f32(&format!("{p}_earlier_slots"), &[1, 1, 1, slots as i64], &valid);
-            // valid and not far: relu(valid - far) on 0/1 values.
-            let near = g.b.op("Sub", &format!("{p}_vs_earlier_near_gap"), &[&valid, &far], vec![]);
-            let mut near = g.b.op("Relu", &format!("{p}_vs_earlier_near"), &[&near], vec![]);
-            if slots > 1 {
-                near = g.b.max_over(&format!("{p}_vs_earlier_any"), &near, Cells { height: 1, width: slots });
+        if n > 1 {
+            let place: Vec<Option<usize>> = (0..n * per_yx).map(|c| (c / per_yx == r).then_some(c % per_yx)).collect();
+            let placed = g.b.pick_channels(&format!("{p}_pose_placed"), &pose, &place, per_yx);
+            let poses_so_far = match so_far {
+                None => placed,
+                Some(acc) => g.b.op("Add", &format!("{p}_poses_so_far"), &[&acc, &placed], vec![]),
+            };
+            if r > 0 {
+                let terms: Vec<(usize, usize, f32)> =
+                    (0..r * per_yx).flat_map(|o| [(o, r * per_yx + o % per_yx, 1.0), (o, o, -1.0)]).collect();
+                let d = g.weighted(&format!("{p}_vs_earlier_d"), &poses_so_far, n * per_yx, r * per_yx, &terms, None);
+                let d2 = g.b.op("Mul", &format!("{p}_vs_earlier_d_sq"), &[&d, &d], vec![]);
+                let pairs: Vec<(usize, usize)> = (0..r * K)
+                    .flat_map(|o| [(o, (o / K) * per_yx + Y + o % K), (o, (o / K) * per_yx + X + o % K)])
+                    .collect();
+                let d2 = g.mix(&format!("{p}_vs_earlier_d2"), &d2, r * per_yx, r * K, &pairs);
+                let far = g.farther_than(&format!("{p}_vs_earlier_far"), &d2, r2);
+                let terms: Vec<(usize, usize, f32)> =
+                    (0..K).flat_map(|k| (0..r).map(move |j| (k, j * K + k, -1.0))).collect();
+                let near =
+                    g.weighted(&format!("{p}_vs_earlier_near_count"), &far, r * K, K, &terms, Some(&[r as f32; K]));
+                let near = g.b.clip(&format!("{p}_vs_earlier_near"), &near, -1.0, 1.0);
+                let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
+                counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
             }
-            let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
-            counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
+            so_far = Some(poses_so_far);
         }
         let ones = g.b.const_f32(&format!("{p}_sum_weights"), &[1, K as i64, 1, 1], &[1.0; NUM_KEYPOINTS]);
         let sum = g.b.op(
@@ -612,7 +719,10 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             &[&counted, &ones],
             vec![proto::attr_ints("kernel_shape", &[1, 1])],
         );
-        let count = g.b.scalar_f32("mp_keypoints", K as f32, 1);
+        // Divided by a tensor, not a constant: onnx2tf writes a division by a constant as a
+        // product with its reciprocal, and the float16 .tflite rounds 1/17 to float16 (pose
+        // scores 2.4e-4 off).
+        let count = g.keypoint_count.clone();
         let mean = g.b.op("Div", &format!("{p}_pose_score_found"), &[&sum, &count], vec![]);
         // mean + (found - 1): the mean, or -1 for an empty slot (whose scores are zeros).
         let empty = g.b.op("Sub", &format!("{p}_empty"), &[&found, &one], vec![]);
@@ -639,13 +749,6 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
             let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
             live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &keep], vec![]);
-            let slot: Vec<f32> = (0..slots).map(|j| if j == r { 1.0 } else { 0.0 }).collect();
-            let slot = g.b.const_f32(&format!("{p}_slot"), &[1, 1, 1, slots as i64], &slot);
-            let placed = g.b.op("Mul", &format!("{p}_pose_placed"), &[&pose, &slot], vec![]);
-            earlier = Some(match earlier {
-                None => placed,
-                Some(acc) => g.b.op("Add", &format!("{p}_earlier_poses"), &[&acc, &placed], vec![]),
-            });
         }
     }
 
@@ -686,6 +789,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn scaled_indices_are_exact_and_apart_by_infinity() {
@@ -695,6 +799,122 @@ mod tests {
         let one_apart = INDEX_SCALE - 0.0;
         assert_eq!(one_apart * one_apart, f32::INFINITY);
         assert_eq!(f32::MIN - f32::INFINITY, f32::NEG_INFINITY);
+    }
+
+    /// A constant's dims and values, by name.
+    type Constants = HashMap<String, (Vec<i64>, Vec<f32>)>;
+
+    /// The decoder's nodes and constants for NCHW heads on an `h x w` grid, with every tensor's
+    /// shape (the few ops it emits, propagated from the heads').
+    fn decoder_shapes(
+        h: usize,
+        w: usize,
+        n: usize,
+    ) -> (Vec<onnx_protobuf::NodeProto>, Constants, HashMap<String, Vec<i64>>) {
+        use crate::decoders::graph::NameAllocator;
+        let spec = MultiPoseSpec {
+            heatmaps: "heatmaps".into(),
+            offsets: "offsets".into(),
+            displacement_fwd: "fwd".into(),
+            displacement_bwd: "bwd".into(),
+            layout: Layout::Nchw,
+            grid: (h, w),
+            stride: 16,
+            scores: ScoreMode::Sigmoid,
+            max_poses: n,
+            score_threshold: 0.5,
+            nms_radius: 20.0,
+            poses: "poses".into(),
+            pose_scores: "pose_scores".into(),
+        };
+        let mut b = GraphBuilder::new(13, NameAllocator::new(Default::default()));
+        build(&mut b, &spec).unwrap();
+        let (nodes, initializers) = b.finish();
+        let mut constants = HashMap::new();
+        let mut shapes: HashMap<String, Vec<i64>> = HashMap::new();
+        for t in &initializers {
+            let values = proto::tensor_f32_values(t)
+                .unwrap_or_else(|| proto::tensor_i64_values(t).unwrap().iter().map(|&v| v as f32).collect());
+            constants.insert(t.name.clone(), (t.dims.clone(), values));
+            shapes.insert(t.name.clone(), t.dims.clone());
+        }
+        let (h, w) = (h as i64, w as i64);
+        for (head, c) in [("heatmaps", 17), ("offsets", 34), ("fwd", 32), ("bwd", 32)] {
+            shapes.insert(head.into(), vec![1, c, h, w]);
+        }
+        let ints = |node: &onnx_protobuf::NodeProto, name: &str| {
+            node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
+        };
+        for node in &nodes {
+            let input = |i: usize| shapes[&node.input[i]].clone();
+            let shape = match node.op_type.as_str() {
+                "Add" | "Sub" | "Mul" | "Div" => {
+                    let (a, b) = (input(0), input(1));
+                    let rank = a.len().max(b.len());
+                    let dim = |s: &Vec<i64>, i: usize| if i + s.len() < rank { 1 } else { s[i + s.len() - rank] };
+                    (0..rank)
+                        .map(|i| {
+                            let (x, y) = (dim(&a, i), dim(&b, i));
+                            assert!(x == y || x == 1 || y == 1, "{}: {a:?} {b:?}", node.name);
+                            x.max(y)
+                        })
+                        .collect()
+                }
+                "Conv" => {
+                    let (x, weights) = (input(0), input(1));
+                    assert_eq!((x[1], &weights[2..]), (weights[1], &[1, 1][..]), "{}", node.name);
+                    vec![x[0], weights[0], x[2], x[3]]
+                }
+                "MaxPool" => {
+                    let x = input(0);
+                    let k = ints(node, "kernel_shape").unwrap();
+                    let pads = ints(node, "pads").unwrap_or(vec![0; 4]);
+                    vec![x[0], x[1], x[2] + pads[0] + pads[2] - k[0] + 1, x[3] + pads[1] + pads[3] - k[1] + 1]
+                }
+                "Reshape" => {
+                    let (x, to) = (input(0), &constants[&node.input[1]].1);
+                    let known: i64 = to.iter().filter(|&&d| d > 0.0).map(|&d| d as i64).product();
+                    let all: i64 = x.iter().product();
+                    to.iter().map(|&d| if d < 0.0 { all / known } else { d as i64 }).collect()
+                }
+                "Clip" | "Sigmoid" | "Relu" | "Floor" | "Ceil" => input(0),
+                op => panic!("{}: {op} not expected", node.name),
+            };
+            shapes.insert(node.output[0].clone(), shape);
+        }
+        (nodes, constants, shapes)
+    }
+
+    fn is_float16(v: f32) -> bool {
+        // 11 significant bits, within float16's range (subnormals aside: none here).
+        v == 0.0 || (v.abs() <= 65504.0 && (v * 2f32.powi(10 - v.abs().log2().floor() as i32)).fract() == 0.0)
+    }
+
+    #[test]
+    fn onnx2tf_reads_every_constant_as_onnx_means_it() {
+        for (h, w, n) in [(17, 17, 5), (23, 17, 3), (17, 23, 2), (1, 1, 2), (33, 33, 10)] {
+            let (nodes, constants, shapes) = decoder_shapes(h, w, n);
+            for node in nodes.iter().filter(|n| ["Add", "Sub", "Mul", "Div"].contains(&n.op_type.as_str())) {
+                for (c, other) in [(0, 1), (1, 0)] {
+                    let Some((dims, values)) = constants.get(&node.input[c]) else { continue };
+                    let other = &shapes[&node.input[other]];
+                    // A rank-4 constant only against a tensor of its own shape; else one value.
+                    assert!(values.len() == 1 || dims == other, "{}: {dims:?} against {other:?}", node.name);
+                    if node.op_type == "Div" && c == 1 {
+                        assert!(values.iter().all(|v| v.log2().fract() == 0.0), "{}: divides by {values:?}", node.name);
+                    }
+                }
+            }
+            // Every constant a float16 value (onnx2tf's float16 .tflite stores them so), but the
+            // clamps to +-FLT_MAX.
+            for (name, (_, values)) in &constants {
+                if !name.ends_with("lowest") && !name.ends_with("highest") {
+                    assert!(values.iter().all(|&v| is_float16(v)), "{name}: {values:?}");
+                }
+            }
+        }
+        assert!(is_float16(2048.0) && is_float16(34848.0) && is_float16(-0.5) && is_float16(0.0625));
+        assert!(!is_float16(2049.0) && !is_float16(1.0 / 17.0) && !is_float16(65536.0));
     }
 
     #[test]
