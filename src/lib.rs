@@ -91,8 +91,8 @@ pub mod cli;
 pub mod testing;
 
 pub use contract::{
-    DecoderSettings, FloatType, Layout, MultiPoseSettings, Pixels, Preprocess, Provenance, ScoreMode, KEYPOINT_NAMES,
-    NUM_KEYPOINTS, SKELETON, TOOL_VERSION,
+    DecoderSettings, FloatType, Layout, MultiPoseParams, MultiPoseSettings, Pixels, Preprocess, Provenance, ScoreMode,
+    KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON, TOOL_VERSION,
 };
 pub use error::{one_line, Error, HeadCandidate, Invalid, Result};
 pub use heads::HeadChoice;

@@ -455,9 +455,7 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
                 grid: heads.grid,
                 stride: settled.settings.stride,
                 scores: settled.settings.scores,
-                max_poses: m.params.max_poses,
-                score_threshold: m.params.score_threshold,
-                nms_radius: m.params.nms_radius,
+                params: m.params,
                 poses: m.poses_name.clone(),
                 pose_scores: m.pose_scores_name.clone(),
             };

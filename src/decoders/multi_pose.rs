@@ -21,55 +21,20 @@
 //! computes in float32 (onnx2tf's float16 `.tflite`) is exact, for grids of at most 2047 cells,
 //! a threshold whose logit is a float16 value (T = 0.5: 0) and an R^2 that is one (R = 20).
 //!
-//! Per frame: `v` the clamped heatmaps; `live`, 1.0 at the candidates (a 3x3 MaxPool equal to
-//! `v`, and `v >= thr`); every cell's position per keypoint `P` (offsets plus the cell grid) and
-//! the flat index `R` of that position's cell. A refinement at cell c moves keypoint k to
-//! `P_k(c)`, whose cell is `R_k(c)`: so of the reference's three cell computations per edge
-//! (after the displacement, after each refinement) only the first is computed per round; the
-//! others are reads of `R`. Per level of the traversal, the maps it reads are reordered once by
-//! 1x1 Convs to its edges: the displacements `[y | x]`, the targets' `R`, and the
-//! targets' `[P_y | P_x | R]`.
-//!
-//! Per round: the best live candidate (max over the grid by MaxPool, over the channels by a
-//! MaxPool on a reshape; ties to the first in scan order `(y, x, k)`: the live cells' ranks
-//! where the value is the best (`1 - below_max`, exactly 0 or 1), then the top rank, which
-//! gives back the root's cell and keypoint by exact arithmetic, see `RANK_BLOCK`);
-//! the pose state `[B, 69, 1, 1]` (y, x, traversal cell and score cell of each keypoint, and a
-//! channel of zeros) holds the root's: its position and the cell of its position (read at its
-//! cell), and the candidate's own cell (where the reference reads the root's score). Then 4
-//! backward and 4 forward levels. The levels are static: the reference decodes each keypoint
-//! once, from its child going backward and from its parent going forward, so a level holds the
-//! edges whose child lies at one depth of the chain's tree (`schedule`: 2, 4, 6, 4 backward,
-//! deepest first; 4, 6, 4, 2 forward; padded with never-active edges to a count not a multiple
-//! of 4, see `padded_edges`), and which of them are active (the reference's replay for each
-//! root keypoint) is a 1x1 Conv of the root's keypoint one-hot. A level, for all its edges at
-//! once:
-//! the displacement read at the source's cell and added to the source (`p'`), the
-//! cell of `p'` (c0), `R` read at c0 (c1, the cell of the first refinement), `[P | R]` read at c1
-//! (the second refinement's position and its cell, the target's traversal and score cell);
-//! masked by the active edges and added into the state by a 1x1 Conv (each keypoint is written
-//! once, an edge sum holds at most one active term). Y and x travel together in one tensor
-//! (`[y | x]` channels) so that each cell computation and lookup serves both axes.
-//! After the levels, the keypoint scores are one read at the score cells. Then the candidates
-//! within R of the pose's keypoint are no longer live; that includes the root (its keypoint's
-//! position is read from the same map at its cell: d2 = 0), so the reference's "taken" mask,
-//! which matters only for non-finite positions or R, is not built. The pose score sums
-//! the keypoint scores not within R of an earlier pose's keypoint (the poses so far side by
-//! side in channels, one comparison for all; the sum is a 1x1 Conv of ones: its summation
-//! order is the runtime's, so the pose score matches the reference within float error, not bit
-//! for bit).
-//!
-//! A cell is read by a lookup: the map minus the square of the difference between the cell's
-//! flat index and every cell's, the indices scaled by 2^64 so that the square is 0 at the cell
-//! and +inf elsewhere, then the max over the grid by MaxPool: the cell's own value, exactly.
-//! (wonnx's MaxPool starts from -3.4e37, not -inf: values read must lie above it, as
-//! any position, displacement, index or score does.) A non-finite value anywhere in a map that
-//! is read turns the read NaN or infinite, where the reference reads the one cell. Heads with NaN or infinite offsets or displacements
-//! are out of the contract.
+//! The derivation, step by step, is in `docs/multi-pose-decoder.md` ("Once per frame", "N
+//! rounds"); `build` follows it in four parts: `frame` (the candidates, every cell's position
+//! and its cell), `level_plan` (the maps each level of the traversal reads), `rounds` (per
+//! round: the best live candidate, ties to the first in scan order `(y, x, k)`; its pose,
+//! traversed level by level; its score; the NMS for the next rounds) and `outputs` (each
+//! round's slot). A cell is read by a lookup (`Builder::lookup`): the map less the square of the
+//! scaled index difference, whose max over the grid is the cell's own value, exactly. A
+//! non-finite value anywhere in a map that is read turns the read NaN or infinite, where the
+//! reference reads the one cell: heads with NaN or infinite offsets or displacements are out of
+//! the contract.
 
 use std::collections::BTreeMap;
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
+use crate::contract::{Layout, MultiPoseParams, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::error::{Error, Result};
 use crate::model::proto;
@@ -118,9 +83,8 @@ pub struct MultiPoseSpec {
     pub grid: (usize, usize),
     pub stride: u32,
     pub scores: ScoreMode,
-    pub max_poses: usize,
-    pub score_threshold: f32,
-    pub nms_radius: f32,
+    /// N, T and R.
+    pub params: MultiPoseParams,
     pub poses: String,
     pub pose_scores: String,
 }
@@ -494,10 +458,10 @@ impl Builder<'_> {
 pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let (h, w) = spec.grid;
     let cells = h * w;
-    if cells == 0 || RANK_BLOCK * cells > 1 << 24 || spec.max_poses == 0 {
+    if cells == 0 || RANK_BLOCK * cells > 1 << 24 || spec.params.max_poses == 0 {
         return Err(Error::Unsupported(format!(
             "a {h}x{w} grid or {} poses is outside the decoder's range",
-            spec.max_poses
+            spec.params.max_poses
         )));
     }
     let mut g = Builder {
@@ -510,7 +474,34 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         cell_index: String::new(),
     };
 
-    // Per frame.
+    let frame = frame(&mut g, spec);
+    let plan = level_plan(&mut g, &frame);
+    let (pose_rows, score_rows) = rounds(&mut g, spec, &frame, &plan);
+    outputs(&mut g, spec, &pose_rows, &score_rows);
+    Ok(())
+}
+
+/// What the rounds read, made once per frame: the NCHW heads, the clamped heatmaps `v`, their
+/// ranks and scores, the live candidates, every cell's position per keypoint and its cell.
+struct Frame {
+    displacement_fwd: String,
+    displacement_bwd: String,
+    v: String,
+    ranks: String,
+    scores: String,
+    one: String,
+    live: String,
+    /// The threshold on `v` (a logit in sigmoid mode).
+    threshold_value: f32,
+    positions: String,
+    position_cells: String,
+    refined: String,
+}
+
+/// The per-frame part (`docs/multi-pose-decoder.md`, "Once per frame").
+fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
+    let (h, w) = spec.grid;
+    let cells = h * w;
     // NHWC heads are taken to NCHW first.
     let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
         Layout::Nchw => {
@@ -545,15 +536,15 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     let one = g.b.scalar_f32("one", 1.0, 1);
     let is_local_max = g.b.op("Sub", "mp_is_local_max", &[&one, &is_local_max], vec![]);
     let threshold = match spec.scores {
-        ScoreMode::Sigmoid => (spec.score_threshold / (1.0 - spec.score_threshold)).ln(),
-        ScoreMode::Raw => spec.score_threshold,
+        ScoreMode::Sigmoid => (spec.params.score_threshold / (1.0 - spec.params.score_threshold)).ln(),
+        ScoreMode::Raw => spec.params.score_threshold,
     };
     let threshold_value = threshold;
     let threshold = g.b.scalar_f32("mp_threshold", threshold, 1);
     let below = g.b.op("Sub", "mp_threshold_gap", &[&threshold, &v], vec![]);
     let below = g.above_zero("mp_below_threshold", &below);
     let passes = g.b.op("Sub", "mp_passes", &[&one, &below], vec![]);
-    let mut live = g.b.op("Mul", "mp_live", &[&is_local_max, &passes], vec![]);
+    let live = g.b.op("Mul", "mp_live", &[&is_local_max, &passes], vec![]);
 
     // Every cell's position per keypoint (`[y | x]`, offsets plus the cell's pixel position,
     // one f32 addition as the reference), and the flat index of that position's cell: where a
@@ -580,10 +571,29 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     );
     let refined = g.b.op("Add", "mp_refined", &[&refined, &refined_cells], vec![]);
 
+    Frame {
+        displacement_fwd,
+        displacement_bwd,
+        v,
+        ranks,
+        scores,
+        one,
+        live,
+        threshold_value,
+        positions,
+        position_cells,
+        refined,
+    }
+}
+
+/// The maps each level of the traversal reads, reordered once per frame to its edges.
+fn level_plan(g: &mut Builder<'_>, f: &Frame) -> Vec<LevelMaps> {
+    let (displacement_fwd, displacement_bwd) = (&f.displacement_fwd, &f.displacement_bwd);
+    let (position_cells, refined) = (&f.position_cells, &f.refined);
     let levels = schedule();
     let mut plan: Vec<LevelMaps> = vec![];
     for (dir, levels) in levels.iter().enumerate() {
-        let (name, disp) = if dir == 0 { ("back", &displacement_bwd) } else { ("forth", &displacement_fwd) };
+        let (name, disp) = if dir == 0 { ("back", displacement_bwd) } else { ("forth", displacement_fwd) };
         // The head with a channel of zeros: onnxruntime CPU rewrites a Conv reading 32
         // channels (a multiple of 4) to NCHWc and reorders its output, so the levels' maps are
         // picked from 33 channels, behind one such Conv instead of eight.
@@ -622,16 +632,26 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
                 ends: ends.clone(),
                 roots,
                 disp: g.pick(&format!("{hint}_disp_map"), &disp, &disp_channels, d + 1),
-                cells: g.pick(&format!("{hint}_cell_map"), &position_cells, &cell_channels, K),
-                refined: g.pick(&format!("{hint}_refined_map"), &refined, &refined_channels, 3 * K),
+                cells: g.pick(&format!("{hint}_cell_map"), position_cells, &cell_channels, K),
+                refined: g.pick(&format!("{hint}_refined_map"), refined, &refined_channels, 3 * K),
             };
             plan.push(maps);
         }
     }
 
+    plan
+}
+
+/// The N rounds (`docs/multi-pose-decoder.md`, "N rounds"): each round's `(x, y, score)` rows
+/// and its pose score.
+fn rounds(g: &mut Builder<'_>, spec: &MultiPoseSpec, f: &Frame, plan: &[LevelMaps]) -> (Vec<String>, Vec<String>) {
+    let cells = spec.grid.0 * spec.grid.1;
+    let (v, ranks, scores, one, positions, refined) = (&f.v, &f.ranks, &f.scores, &f.one, &f.positions, &f.refined);
+    let threshold_value = f.threshold_value;
+    let mut live = f.live.clone();
     // R^2 in f32, as the reference squares it; made where first read (one round reads none).
-    let r2 = spec.nms_radius * spec.nms_radius;
-    let n = spec.max_poses;
+    let r2 = spec.params.nms_radius * spec.params.nms_radius;
+    let n = spec.params.max_poses;
     // Every pose so far, side by side in channels: slot j's `[y | x]` at channels 34j..34j+34
     // (`[B, 34 N, 1, 1]`), placed by 1x1 Convs. (Not on the last axis, `[B, 34, 1, N - 1]`, by
     // products with `[1, 1, 1, N - 1]` one-hot constants: onnx2tf lays such a constant out
@@ -648,34 +668,34 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         // values below -2^64 lose to the dead cells). The ranks keep them apart by multiplying
         // with `live` again.
         let masked = if threshold_value < 0.0 {
-            let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, &one], vec![]);
+            let dead = g.b.op("Sub", &format!("{p}_dead"), &[&live, one], vec![]);
             let scale = g.scale.clone();
             let dead = g.b.op("Mul", &format!("{p}_dead_low"), &[&dead, &scale], vec![]);
-            let kept = g.b.op("Mul", &format!("{p}_kept"), &[&v, &live], vec![]);
+            let kept = g.b.op("Mul", &format!("{p}_kept"), &[v, &live], vec![]);
             g.b.op("Add", &format!("{p}_masked"), &[&kept, &dead], vec![])
         } else {
-            g.b.op("Mul", &format!("{p}_masked"), &[&v, &live], vec![])
+            g.b.op("Mul", &format!("{p}_masked"), &[v, &live], vec![])
         };
         let best = g.global_max(&format!("{p}_best"), &masked, K);
         // The live cells' ranks at the best value (`1 - below_max`: exactly 0 or 1), 0 elsewhere:
         // the top rank is the first best live candidate's, or 0 when nothing is live.
         let below = g.b.below_max(&format!("{p}_below_best"), &masked, &best);
-        let at_best = g.b.op("Sub", &format!("{p}_at_best"), &[&one, &below], vec![]);
-        let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, &ranks], vec![]);
+        let at_best = g.b.op("Sub", &format!("{p}_at_best"), &[one, &below], vec![]);
+        let live_ranks = g.b.op("Mul", &format!("{p}_live_ranks"), &[&live, ranks], vec![]);
         let ranked = g.b.op("Mul", &format!("{p}_ranked"), &[&live_ranks, &at_best], vec![]);
         let top = g.global_max(&format!("{p}_top"), &ranked, K);
         // `found` is 1, or 0 when nothing is live (top 0: every cell's ranked value is 0 then).
         let found = g.b.clip(&format!("{p}_found_clipped"), &top, -1.0, 1.0);
         let found = g.b.op("Relu", &format!("{p}_found"), &[&found], vec![]);
-        let (root_keypoint, mut state) = g.root_state(&p, &top, &refined, cells);
-        for maps in &plan {
+        let (root_keypoint, mut state) = g.root_state(&p, &top, refined, cells);
+        for maps in plan {
             state = g.level(&format!("{p}_{}", &maps.hint[3..]), &state, &root_keypoint, maps);
         }
         let yx: Vec<usize> = (0..2 * K).collect();
         let pose = g.pick(&format!("{p}_pose_yx"), &state, &yx, STATE);
         let score_cells: Vec<usize> = (SCORE_CELL..SCORE_CELL + K).collect();
         let score_cells = g.pick(&format!("{p}_score_cells"), &state, &score_cells, STATE);
-        let score = g.lookup(&format!("{p}_keypoint_scores_read"), &scores, &score_cells);
+        let score = g.lookup(&format!("{p}_keypoint_scores_read"), scores, &score_cells);
         // An empty round reads cell 0: its scores are zeros, as its positions.
         let score = g.b.op("Mul", &format!("{p}_keypoint_scores"), &[&score, &found], vec![]);
 
@@ -707,7 +727,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
                 let near =
                     g.weighted(&format!("{p}_vs_earlier_near_count"), &far, r * K, K, &terms, Some(&[r as f32; K]));
                 let near = g.b.clip(&format!("{p}_vs_earlier_near"), &near, -1.0, 1.0);
-                let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[&one, &near], vec![]);
+                let keep = g.b.op("Sub", &format!("{p}_vs_earlier_keep"), &[one, &near], vec![]);
                 counted = g.b.op("Mul", &format!("{p}_counted"), &[&counted, &keep], vec![]);
             }
             so_far = Some(poses_so_far);
@@ -725,7 +745,7 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
         let count = g.keypoint_count.clone();
         let mean = g.b.op("Div", &format!("{p}_pose_score_found"), &[&sum, &count], vec![]);
         // mean + (found - 1): the mean, or -1 for an empty slot (whose scores are zeros).
-        let empty = g.b.op("Sub", &format!("{p}_empty"), &[&found, &one], vec![]);
+        let empty = g.b.op("Sub", &format!("{p}_empty"), &[&found, one], vec![]);
         score_rows.push(g.b.op("Add", &format!("{p}_pose_score"), &[&mean, &empty], vec![]));
 
         // Rows (x, y, score) per keypoint, as the single-pose decoder lays them out.
@@ -746,17 +766,23 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             // has no live candidate left to suppress). That takes the root too: its keypoint's
             // position is read from `positions` at its cell, so d2 = 0 <= R^2 (the reference's
             // "taken" mask matters only for non-finite positions or R, outside the contract).
-            let d2 = g.squared_distance(&format!("{p}_nms_d2"), &positions, &pose);
+            let d2 = g.squared_distance(&format!("{p}_nms_d2"), positions, &pose);
             let keep = g.farther_than(&format!("{p}_nms_keep"), &d2, r2);
             live = g.b.op("Mul", &format!("{p}_live_next"), &[&live, &keep], vec![]);
         }
     }
 
+    (pose_rows, score_rows)
+}
+
+/// Slot r of the outputs gets round r's rows and pose score.
+fn outputs(g: &mut Builder<'_>, spec: &MultiPoseSpec, pose_rows: &[String], score_rows: &[String]) {
+    let n = spec.params.max_poses;
     // Slot r of the outputs: 1x1 Convs placing each round's channels, added (one term each).
     let per_pose = K * VALUES_PER_KEYPOINT;
     let mut poses: Option<String> = None;
     let mut pose_scores: Option<String> = None;
-    for (r, (rows, score)) in pose_rows.iter().zip(&score_rows).enumerate() {
+    for (r, (rows, score)) in pose_rows.iter().zip(score_rows).enumerate() {
         let place: Vec<Option<usize>> =
             (0..n * per_pose).map(|c| (c / per_pose == r).then_some(c % per_pose)).collect();
         let placed = g.b.pick_channels(&format!("mp_slot{r}_rows"), rows, &place, per_pose);
@@ -783,7 +809,6 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
     g.b.op_into("Reshape", "mp_poses", &[&poses, &shape], vec![], &spec.poses);
     let shape = g.b.const_i64("mp_pose_scores_shape", &[2], &[-1, n as i64]);
     g.b.op_into("Reshape", "mp_pose_scores", &[&pose_scores, &shape], vec![], &spec.pose_scores);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -821,9 +846,7 @@ mod tests {
             grid: (h, w),
             stride: 16,
             scores: ScoreMode::Sigmoid,
-            max_poses: n,
-            score_threshold: 0.5,
-            nms_radius: 20.0,
+            params: MultiPoseParams::new(n),
             poses: "poses".into(),
             pose_scores: "pose_scores".into(),
         };

@@ -32,9 +32,7 @@ fn spec_in(grid: (usize, usize), n: usize, layout: Layout) -> MultiPoseSpec {
         grid,
         stride: 16,
         scores: ScoreMode::Sigmoid,
-        max_poses: n,
-        score_threshold: 0.5,
-        nms_radius: 20.0,
+        params: onnx_posefix::MultiPoseParams::new(n),
         poses: "poses".into(),
         pose_scores: "pose_scores".into(),
     }
@@ -47,7 +45,7 @@ fn append(graph: &mut GraphProto, opset: i64, spec: &MultiPoseSpec) {
     let (nodes, initializers) = b.finish();
     graph.node.extend(nodes);
     graph.initializer.extend(initializers);
-    let n = spec.max_poses as i64;
+    let n = spec.params.max_poses as i64;
     graph.output.push(proto::value_info(&spec.poses, DataType::FLOAT, &[1, n, 17, 3].map(Dim::Fixed)));
     graph.output.push(proto::value_info(&spec.pose_scores, DataType::FLOAT, &[1, n].map(Dim::Fixed)));
 }
