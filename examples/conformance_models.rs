@@ -21,12 +21,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use onnx_posefix::contract::{Layout, Pixels, Preprocess};
-use onnx_posefix::model::io::{self as model_io, LoadedModel};
+// The rewrite through the facade, as a library user calls it; the generators and two model
+// readers from the crate's testing feature.
 use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::onnx_protobuf::{Message, ModelProto};
-use onnx_posefix::rewrite::{self, MultiPoseOptions, PixelOptions, RewriteOptions};
 use onnx_posefix::testing::synthetic::{self, Batch, SyntheticSpec};
+use onnx_posefix::{
+    read_structure, rewrite, Layout, LoadedModel, MultiPoseOptions, PixelOptions, Pixels, Preprocess, RewriteOptions,
+};
 use serde_json::{json, Value};
 
 /// The real model, relative to the crate root.
@@ -135,7 +137,7 @@ fn main() -> Result<()> {
         models.push(write_synthetic(&out_dir, spec, Extras::default())?);
     }
     let real_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_MODEL);
-    let real = model_io::read_structure(&real_path).with_context(|| format!("reading {}", real_path.display()))?;
+    let real = read_structure(&real_path).with_context(|| format!("reading {}", real_path.display()))?;
     let real_name = real_path.file_stem().and_then(|s| s.to_str()).unwrap_or("real").to_string();
     models.push(
         write_pair(&out_dir, &real_name, &real, "real", Extras::default())
@@ -207,7 +209,7 @@ fn write_pair(out_dir: &Path, name: &str, model: &LoadedModel, kind: &str, extra
         target: extras.target.unwrap_or(onnx_posefix::PORTABLE).to_string(),
         ..Default::default()
     };
-    let rewritten = rewrite::rewrite(model, &options)?;
+    let rewritten = rewrite(model, &options)?;
     // What the provenance records is what check.py decodes with.
     let multi_pose = match &rewritten.provenance().multi_pose {
         Some(m) => json!({
