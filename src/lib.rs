@@ -95,7 +95,7 @@ pub use contract::{
     KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON, TOOL_VERSION,
 };
 pub use error::{one_line, Error, HeadCandidate, Invalid, Result};
-pub use heads::HeadChoice;
+pub use heads::{HeadChoice, Heads, ImageInput};
 pub use inspect::{inspect, Inspection};
 #[cfg(not(target_arch = "wasm32"))]
 pub use model::io::{read_model, read_structure, write_atomically};
@@ -103,7 +103,7 @@ pub use model::io::{redeclared_for_size, Durability, LoadedModel};
 pub use model::query::InputShape;
 #[cfg(not(target_arch = "wasm32"))]
 pub use model::temporary::remove_temporaries_on_interrupt;
-pub use profiles::{Profile, PORTABLE, PROFILE_NAMES};
+pub use profiles::{Profile, Proof, PORTABLE, PROFILE_NAMES};
 pub use render::{DrawStyle, DRAW_STYLE};
 #[cfg(not(target_arch = "wasm32"))]
 pub use rewrite::rewrite_file;
