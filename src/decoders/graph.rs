@@ -51,7 +51,7 @@ use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
-use crate::contract::{FloatType, NAME_PREFIX};
+use crate::contract::{FloatType, NAME_PREFIX, NUM_KEYPOINTS};
 use crate::decoders::reroute::{HeadInput, HeadRead};
 use crate::model::proto;
 
@@ -259,6 +259,20 @@ impl GraphBuilder {
     /// models with it; WebGL's Transpose moves data, so it reads right where a Reshape would not).
     pub fn nhwc_to_nchw(&mut self, hint: &str, x: &str) -> String {
         self.op("Transpose", hint, &[x], vec![proto::attr_ints("perm", &[0, 3, 1, 2])])
+    }
+
+    /// Every cell's position per keypoint in model-input pixels, `[N, 34, H, W]` in the offsets'
+    /// layout (y of keypoint k in channel k, x in k + 17): the offsets plus the cell's pixel
+    /// position (`gy*stride`, `gx*stride`, a constant named `grid_hint`), one f32 addition, as
+    /// the references add them.
+    pub fn cell_positions(&mut self, hint: &str, grid_hint: &str, offsets: &str, cells: Cells, stride: u32) -> String {
+        let (h, w, k) = (cells.height, cells.width, NUM_KEYPOINTS);
+        let stride = stride as f32;
+        let pixels: Vec<f32> = (0..2 * k)
+            .flat_map(|c| (0..h * w).map(move |i| if c < k { i / w } else { i % w } as f32 * stride))
+            .collect();
+        let pixels = self.const_f32(grid_hint, &[1, 2 * k as i64, h as i64, w as i64], &pixels);
+        self.op("Add", hint, &[offsets, &pixels], vec![])
     }
 
     /// `x` with its infinities taken to -FLT_MAX and FLT_MAX, so that `max - x` below is never

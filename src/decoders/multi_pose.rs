@@ -500,8 +500,6 @@ struct Frame {
 
 /// The per-frame part (`docs/multi-pose-decoder.md`, "Once per frame").
 fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
-    let (h, w) = spec.grid;
-    let cells = h * w;
     // NHWC heads are taken to NCHW first.
     let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
         Layout::Nchw => {
@@ -549,11 +547,8 @@ fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
     // Every cell's position per keypoint (`[y | x]`, offsets plus the cell's pixel position,
     // one f32 addition as the reference), and the flat index of that position's cell: where a
     // refinement at that cell leads.
-    let stride = spec.stride as f32;
-    let grid: Vec<f32> =
-        (0..2 * K).flat_map(|c| (0..cells).map(move |i| (if c < K { i / w } else { i % w }) as f32 * stride)).collect();
-    let grid = g.b.const_f32("mp_grid_px", &[1, 2 * K as i64, h as i64, w as i64], &grid);
-    let positions = g.b.op("Add", "mp_positions", &[&offsets, &grid], vec![]);
+    let grid = g.cells();
+    let positions = g.b.cell_positions("mp_positions", "mp_grid_px", &offsets, grid, spec.stride);
     let position_cells = g.cell("mp_position_cells", &positions, K);
     let position_cells = g.flat_index("mp_position_index", &position_cells, K, 1);
     // [y | x | cell] per keypoint, 51 channels.

@@ -120,13 +120,8 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
             _ => None,
         })
         .collect();
-    // The cell's pixel position (`gy*stride` for the y offsets, `gx*stride` for the x ones) added
-    // before the reorder: a third of the constant it would be after.
-    let stride = spec.settings.stride as f32;
-    let pixels: Vec<f32> =
-        (0..2 * K).flat_map(|c| (0..cells).map(move |i| if c < K { i / w } else { i % w } as f32 * stride)).collect();
-    let pixels = b.const_f32("grid_px", &[1, 2 * K as i64, h as i64, w as i64], &pixels);
-    let positions = b.op("Add", "positions", &[&offsets, &pixels], vec![]);
+    // The cell's pixel position added before the reorder: a third of the constant it would be after.
+    let positions = b.cell_positions("positions", "grid_px", &offsets, grid, spec.settings.stride);
     let positions = b.pick_channels("positions_xy", &positions, &from_offsets, 2 * K);
     let scores = match spec.settings.scores {
         ScoreMode::Sigmoid => b.op("Sigmoid", "scores", &[&heatmaps], vec![]),
@@ -173,11 +168,8 @@ fn build_with_argmax(b: &mut GraphBuilder, spec: &DecoderSpec<'_>, heatmaps: &st
         ScoreMode::Sigmoid => b.op("Sigmoid", "cell_scores", &[&flat], vec![]),
         ScoreMode::Raw => flat,
     };
-    let stride = spec.settings.stride as f32;
-    let pixels: Vec<f32> =
-        (0..2 * K).flat_map(|c| (0..h * w).map(move |i| if c < K { i / w } else { i % w } as f32 * stride)).collect();
-    let pixels = b.const_f32("grid_px", &[1, 2 * k, h as i64, w as i64], &pixels);
-    let positions = b.op("Add", "positions", &[offsets, &pixels], vec![]);
+    let grid = Cells { height: h, width: w };
+    let positions = b.cell_positions("positions", "grid_px", offsets, grid, spec.settings.stride);
     let yx_shape = b.const_i64("positions_shape", &[4], &[-1, 2, k, cells]);
     let positions = b.op("Reshape", "positions_yx", &[&positions, &yx_shape], vec![]);
     let positions =
