@@ -166,6 +166,13 @@ fn main() -> Result<()> {
     for spec in specs.iter().filter(|s| s.opset >= 11) {
         models.push(write_synthetic(&out_dir, spec, richer)?);
     }
+    // The multi-pose decoder's Gather form: the real model and the synthetic multi-pose ones.
+    let extras = Extras { multi: Some(multi), ..richer };
+    let name = format!("{real_name}_multi-pose-n{}_target-{}", multi.max_poses, RICHER_TARGET.0);
+    models.push(write_pair(&out_dir, &name, &real, "real", extras).with_context(|| format!("model {name}"))?);
+    for (spec, multi) in &multi_pose_models() {
+        models.push(write_synthetic(&out_dir, spec, Extras { multi: Some(*multi), ..richer })?);
+    }
 
     let opsets: BTreeSet<i64> = specs.iter().map(|s| s.opset).collect();
     let missing: Vec<i64> = (9..=21).filter(|o| !opsets.contains(o)).collect();

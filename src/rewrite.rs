@@ -458,6 +458,7 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
                 params: m.params,
                 poses: m.poses_name.clone(),
                 pose_scores: m.pose_scores_name.clone(),
+                forms,
             };
             multi_pose::build(&mut builder, &spec)?;
             settled.notes.extend(Profile::multi_pose_narrow_notes(&settled.target.name)?);

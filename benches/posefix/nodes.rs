@@ -1,5 +1,6 @@
 //! The decoders' size as a GPU sees it (issue 21, section 1): for each decoder as the tool builds
-//! it for the real model at 257 and 513 (single pose, `--poses 1`, `5`, `10`), the nodes it adds
+//! it for the real model at 257 and 513 (single pose, `--poses 1`, `5`, `10`, and the forms
+//! `--target onnxruntime` builds), the nodes it adds
 //! and its critical path, the longest chain of added nodes each of which reads an output of the
 //! one before: what a GPU runtime must run one after another whatever it runs side by side. On
 //! a GPU runtime nearly every node is at least one dispatch with a fixed cost (the `web`
@@ -14,13 +15,15 @@ use onnx_posefix::onnx_protobuf::ModelProto;
 use crate::models::{self, Workspace};
 
 /// The decoders measured, as (label, the tool's flags).
-pub const DECODERS: [(&str, &[&str]); 5] = [
+pub const DECODERS: [(&str, &[&str]); 7] = [
     ("single pose", &[]),
     ("`--poses 1`", &["--poses", "1"]),
     ("`--poses 5`", &["--poses", "5"]),
     ("`--poses 10`", &["--poses", "10"]),
     // ArgMax and GatherElements, where a proven profile allows them (docs/profiles.md).
     ("single pose, `--target onnxruntime`", &["--target", "onnxruntime"]),
+    ("`--poses 5 --target onnxruntime`", &["--poses", "5", "--target", "onnxruntime"]),
+    ("`--poses 10 --target onnxruntime`", &["--poses", "10", "--target", "onnxruntime"]),
 ];
 pub const SIZES: [usize; 2] = [257, 513];
 

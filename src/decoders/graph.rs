@@ -136,7 +136,6 @@ impl GraphBuilder {
         self.output_type = ty;
     }
 
-    #[cfg(feature = "testing")]
     pub fn opset(&self) -> i64 {
         self.opset
     }
@@ -170,6 +169,14 @@ impl GraphBuilder {
     /// A node with one fresh output tensor; returns that tensor's name.
     pub fn op(&mut self, op: &str, hint: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
         self.push(op, hint, inputs, attrs, None)
+    }
+
+    /// A node with two fresh output tensors (TopK's values and indices); never shared.
+    pub fn op_two(&mut self, op: &str, hint: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> (String, String) {
+        let name = self.names.fresh(hint);
+        let second = self.names.fresh(&format!("{hint}_second"));
+        self.nodes.push(proto::node(op, &name, inputs, &[&name, &second], attrs));
+        (name, second)
     }
 
     /// A node writing to a caller-chosen tensor name (a graph output), through a Cast when the

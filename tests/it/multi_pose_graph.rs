@@ -6,6 +6,7 @@
 use onnx_posefix::contract::{Layout, ScoreMode};
 use onnx_posefix::decoders::graph::{GraphBuilder, NameAllocator};
 use onnx_posefix::decoders::multi_pose::{self, MultiPoseSpec};
+use onnx_posefix::decoders::Forms;
 use onnx_posefix::model::proto::{self, Dim};
 use onnx_posefix::model::query;
 use onnx_posefix::onnx_protobuf::tensor_proto::DataType;
@@ -23,6 +24,10 @@ fn spec(grid: (usize, usize), n: usize) -> MultiPoseSpec {
 }
 
 fn spec_in(grid: (usize, usize), n: usize, layout: Layout) -> MultiPoseSpec {
+    spec_with(grid, n, layout, Forms::Thin)
+}
+
+fn spec_with(grid: (usize, usize), n: usize, layout: Layout, forms: Forms) -> MultiPoseSpec {
     MultiPoseSpec {
         heatmaps: HEADS[0].into(),
         offsets: HEADS[1].into(),
@@ -35,6 +40,7 @@ fn spec_in(grid: (usize, usize), n: usize, layout: Layout) -> MultiPoseSpec {
         params: onnx_posefix::MultiPoseParams::new(n),
         poses: "poses".into(),
         pose_scores: "pose_scores".into(),
+        forms,
     }
 }
 
@@ -91,6 +97,17 @@ fn judge(label: &str, heads: &[Vec<f32>], grid: (usize, usize), n: usize, output
 
 #[test]
 fn decoder_alone_matches_the_reference_on_random_heads() {
+    decoder_alone_matches_on_random_heads(Forms::Thin);
+}
+
+#[test]
+fn gather_form_matches_the_reference_on_random_heads() {
+    decoder_alone_matches_on_random_heads(Forms::ArgMaxGather);
+}
+
+/// The decoder in `forms` on seeded random heads, NCHW and NHWC, at several grids, N and opsets
+/// (the Gather form from opset 11, its first).
+fn decoder_alone_matches_on_random_heads(forms: Forms) {
     let mut total = 0;
     let (nchw, nhwc) = (Layout::Nchw, Layout::Nhwc);
     for (case, (grid, n, opset, layout)) in [
@@ -106,7 +123,8 @@ fn decoder_alone_matches_the_reference_on_random_heads() {
     .into_iter()
     .enumerate()
     {
-        let spec = spec_in(grid, n, layout);
+        let spec = spec_with(grid, n, layout, forms);
+        let opset = if forms == Forms::ArgMaxGather { opset.max(11) } else { opset };
         let runner = Runner::new(&decoder_model(&spec, opset), &head_shapes(&spec)).unwrap();
         for seed in 0..6u64 {
             // NHWC cases reuse NCHW cases' seeds: the same heads, transposed.
@@ -129,8 +147,8 @@ fn decoder_alone_matches_the_reference_on_random_heads() {
                 })
                 .collect();
             let outputs = run_decoder(&runner, &heads, &spec);
-            total +=
-                judge(&format!("{layout} grid {grid:?} N {n} opset {opset} seed {seed}"), &heads, grid, n, &outputs);
+            let label = format!("{forms:?} {layout} grid {grid:?} N {n} opset {opset} seed {seed}");
+            total += judge(&label, &heads, grid, n, &outputs);
         }
     }
     assert!(total > 60, "{total} poses: the random heads should yield many");
@@ -199,11 +217,11 @@ fn decoder_alone_matches_the_reference_at_the_nms_radius() {
     // the second pose's nose.
     assert_eq!((inside.len(), nearer.len()), (2, 3));
     assert!(inside[1].score < nearer[1].score);
-    for opset in [9, 13] {
-        let spec = spec(grid, 4);
+    for (opset, forms) in [(9, Forms::Thin), (13, Forms::Thin), (11, Forms::ArgMaxGather), (18, Forms::ArgMaxGather)] {
+        let spec = spec_with(grid, 4, Layout::Nchw, forms);
         let runner = Runner::new(&decoder_model(&spec, opset), &head_shapes(&spec)).unwrap();
         let outputs = run_decoder(&runner, &heads, &spec);
-        assert_eq!(judge(&format!("at the radius, opset {opset}"), &heads, grid, 4, &outputs), 2);
+        assert_eq!(judge(&format!("at the radius, {forms:?} opset {opset}"), &heads, grid, 4, &outputs), 2);
     }
 }
 
@@ -244,12 +262,17 @@ fn node_counts() {
 
 #[test]
 fn real_model_poses_match_the_reference_on_the_shared_photos() {
-    real_model_poses_match(Layout::Nchw);
+    real_model_poses_match(Layout::Nchw, Forms::Thin);
 }
 
 #[test]
 fn real_model_poses_match_the_reference_from_nhwc_heads() {
-    real_model_poses_match(Layout::Nhwc);
+    real_model_poses_match(Layout::Nhwc, Forms::Thin);
+}
+
+#[test]
+fn real_model_gather_form_poses_match_the_reference_on_the_shared_photos() {
+    real_model_poses_match(Layout::Nchw, Forms::ArgMaxGather);
 }
 
 /// `spec` reading the heads of `graph` (a model with NCHW heads) in its layout: for NHWC, the
@@ -276,12 +299,12 @@ fn with_heads_in(graph: &mut GraphProto, mut spec: MultiPoseSpec) -> MultiPoseSp
 
 /// The real model with the decoder appended (for NHWC, to Transpose nodes of the test's own that
 /// give it NHWC heads), judged against the reference on the model's NCHW heads.
-fn real_model_poses_match(layout: Layout) {
+fn real_model_poses_match(layout: Layout, forms: Forms) {
     // Without the photos: a note, or a failure in CI.
     let Some(photos) = crate::common::shared_photos() else { return };
     let mut model = onnx_posefix::model::io::read_model(&crate::common::real_model_path()).unwrap().into_proto();
     let n = 5;
-    let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_in((17, 17), n, layout));
+    let spec = with_heads_in(model.graph.as_mut().unwrap(), spec_with((17, 17), n, layout, forms));
     let opset = query::default_opset(&model).unwrap();
     append(model.graph.as_mut().unwrap(), opset, &spec);
     let runner = Runner::new(&onnx_posefix::model::io::to_bytes(&model).unwrap(), &[vec![1, 3, 257, 257]]).unwrap();
@@ -294,7 +317,7 @@ fn real_model_poses_match(layout: Layout) {
             .map(|h| outputs[index(h)].to_plain_array_view::<f32>().unwrap().iter().copied().collect())
             .collect();
         let decoded = [outputs[index("poses")].clone(), outputs[index("pose_scores")].clone()];
-        let found = judge(&format!("{layout} {}", photo.display()), &heads, (17, 17), n, &decoded);
+        let found = judge(&format!("{forms:?} {layout} {}", photo.display()), &heads, (17, 17), n, &decoded);
         total += found;
         crowded += usize::from(found >= 2);
     }

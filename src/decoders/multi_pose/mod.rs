@@ -36,8 +36,11 @@ use std::collections::BTreeMap;
 
 use crate::contract::{Layout, MultiPoseParams, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
+use crate::decoders::Forms;
 use crate::error::{Error, Result};
 use crate::model::proto;
+
+mod gather;
 
 const K: usize = NUM_KEYPOINTS;
 /// The pose state's channels: y, x, traversal cell and score cell of every keypoint, and one
@@ -87,6 +90,18 @@ pub struct MultiPoseSpec {
     pub params: MultiPoseParams,
     pub poses: String,
     pub pose_scores: String,
+    /// The primitives' form, as the target profile allows: [`Forms::ArgMaxGather`] builds the
+    /// Gather form ([`gather`]).
+    pub forms: Forms,
+}
+
+/// The threshold on the clamped heatmaps: a logit in sigmoid mode (the reference's
+/// `decision_threshold`, the same f32 arithmetic).
+fn decision_threshold(spec: &MultiPoseSpec) -> f32 {
+    match spec.scores {
+        ScoreMode::Sigmoid => (spec.params.score_threshold / (1.0 - spec.params.score_threshold)).ln(),
+        ScoreMode::Raw => spec.params.score_threshold,
+    }
 }
 
 /// The edges one level of a traversal direction decodes, and for which root keypoints.
@@ -464,6 +479,10 @@ pub fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> Result<()> {
             spec.params.max_poses
         )));
     }
+    if spec.forms == Forms::ArgMaxGather {
+        gather::build(b, spec);
+        return Ok(());
+    }
     let mut g = Builder {
         b,
         h,
@@ -533,10 +552,7 @@ fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
     let is_local_max = g.b.below_max("mp_not_local_max", &v, &window);
     let one = g.b.scalar_f32("one", 1.0, 1);
     let is_local_max = g.b.op("Sub", "mp_is_local_max", &[&one, &is_local_max], vec![]);
-    let threshold = match spec.scores {
-        ScoreMode::Sigmoid => (spec.params.score_threshold / (1.0 - spec.params.score_threshold)).ln(),
-        ScoreMode::Raw => spec.params.score_threshold,
-    };
+    let threshold = decision_threshold(spec);
     let threshold_value = threshold;
     let threshold = g.b.scalar_f32("mp_threshold", threshold, 1);
     let below = g.b.op("Sub", "mp_threshold_gap", &[&threshold, &v], vec![]);
@@ -844,6 +860,7 @@ mod tests {
             params: MultiPoseParams::new(n),
             poses: "poses".into(),
             pose_scores: "pose_scores".into(),
+            forms: Forms::Thin,
         };
         let mut b = GraphBuilder::new(13, NameAllocator::new(Default::default()));
         build(&mut b, &spec).unwrap();
