@@ -1,4 +1,4 @@
-//! The multi-pose decoder (`src/decoders/multi_pose.rs`) against the multi-pose reference, in
+//! The multi-pose decoder (`src/decoders/multi_pose/`, both forms) against the multi-pose reference, in
 //! tract: on random heads (with ties and candidates on the borders) fed to the decoder alone, NCHW
 //! and NHWC (the same heads transposed), and on the real model's heads for the shared photos (as
 //! they come, NCHW, and transposed to NHWC by the test's own Transpose nodes).
