@@ -9,7 +9,8 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
 2. Each runtime loads both models (a failure is recorded with the runtime's own message) and runs
    the rewritten one on every input: seeded noise, zeros (for the synthetic models every heatmap
    is then one repeated value: all cells tie), a checkerboard (ties between distant cells), and for
-   the real model photos. The raw heatmaps and offsets of that same run go through a numpy port of
+   the real model photos. The runtimes: onnxruntime (CPU), OpenCV DNN (each engine), OpenVINO's
+   CPU plugin at float32 (`openvino`: `INFERENCE_PRECISION_HINT` f32), and the legs'. The raw heatmaps and offsets of that same run go through a numpy port of
    the reference decoder (`src/reference/single_pose.rs`, contract in `src/contract.rs`); `keypoints` must
    match it: |dx|, |dy| <= 1e-3 and |dscore| <= 1e-5. The heads must also match those of the
    original model on the same runtime (the rewrite must not disturb them).
@@ -42,14 +43,16 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    is not run further, and a runtime that loads and runs it fails the suite (the profile's claim
    is then wrong).
 6. Runtimes that compute in fp16 at their defaults (a runtime with `fp16_arithmetic = True`, e.g.
-   ncnn on Vulkan with ncnn's default options): the heads come back as that runtime computed them
+   ncnn on Vulkan with ncnn's default options; or in bfloat16, `narrow = "bfloat16"`: OpenVINO's
+   CPU plugin at its defaults on a processor with bfloat16, the runtime `openvino-defaults`, run
+   only when named in --runtimes; each rule below then in bfloat16, tolerances in NARROW): the heads come back as that runtime computed them
    (rounded to fp16), the reference decodes them in float32 as everywhere else, and `keypoints`
    must pick the same cells: each position, rounded to fp16, equal to the reference's rounded to
    fp16 (`np.float16(ref) == np.float16(got)`), each score within FP16_SCORE_TOL (or two fp16
    spacings); the heads within FP16_HEADS_TOL of the original's (not compared for a model that
    takes pixels: its normalization runs in fp16 too, the original's ran in check.py in float32). The
    multi-pose decoder is not expected to be exact there: its outputs are compared as in 3, but a
-   mismatch is reported as "not exact at fp16 defaults (expected)" with the setting that makes it
+   mismatch is reported as "not exact at narrow defaults (expected)" with the setting that makes it
    exact (the runtime's `exact_setting`), not as a failure; the leg checks that setting exactly
    in another runtime. A runtime with `float16_constants = True` (it stores the model's float
    constants in float16 and computes in float32: onnx2tf's float16 .tflite) is held to the float32
@@ -92,6 +95,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 NUM_KEYPOINTS = 17
@@ -113,6 +117,13 @@ POSE_SCORE_TOL = SCORE_TOL + 1e-6
 FP16_SCORE_TOL = 2.0 ** -8
 FP16_SCORE_SPACINGS = 2
 FP16_HEADS_TOL = 2.0 ** -7
+# The same rules for a runtime that computes in bfloat16 (`narrow = "bfloat16"`: OpenVINO's CPU
+# plugin at its defaults on a processor with bfloat16 arithmetic): 8 significant bits where
+# float16 has 11, so each tolerance is 8 times float16's.
+NARROW = {
+    "float16": {"type": np.float16, "score": FP16_SCORE_TOL, "heads": FP16_HEADS_TOL},
+    "bfloat16": {"type": ml_dtypes.bfloat16, "score": 2.0 ** -5, "heads": 2.0 ** -4},
+}
 # Photos with several people (and poses above 0.15 each, from tfjs), which legs that run a subset
 # of the photos (software GPUs) run for the multi-pose models.
 # In this order: a leg that runs fewer takes the first ones.
@@ -221,16 +232,25 @@ class MultiPoseReference:
         return out
 
 
-def cells_matching(off_nchw, stride, b, k, x, y, fp16=False):
-    """Heatmap cells whose decoded position is (x, y) within tolerance (with `fp16`: equal once
-    both are rounded to fp16): where a mismatching runtime most likely pointed."""
+def narrow_of(runtime):
+    """The NARROW entry of a runtime that computes in a type narrower than float32 at its defaults
+    (its `narrow` attribute, or `fp16_arithmetic` for float16), or None."""
+    name = getattr(runtime, "narrow", None) or ("float16" if getattr(runtime, "fp16_arithmetic", False) else None)
+    return NARROW[name] if name else None
+
+
+def cells_matching(off_nchw, stride, b, k, x, y, narrow=None):
+    """Heatmap cells whose decoded position is (x, y) within tolerance (with `narrow`, a NARROW
+    entry: equal once both are rounded to that type): where a mismatching runtime most likely
+    pointed."""
     _, _, h, w = off_nchw.shape
     gy, gx = np.mgrid[0:h, 0:w]
     py = (gy * stride).astype(np.float32) + np.asarray(off_nchw[b, k], dtype=np.float32)
     px = (gx * stride).astype(np.float32) + np.asarray(off_nchw[b, k + NUM_KEYPOINTS], dtype=np.float32)
-    if fp16:
+    if narrow:
+        t = narrow["type"]
         with np.errstate(over="ignore", invalid="ignore"):
-            near = (py.astype(np.float16) == np.float16(y)) & (px.astype(np.float16) == np.float16(x))
+            near = (py.astype(t) == np.float32(y).astype(t)) & (px.astype(t) == np.float32(x).astype(t))
     else:
         near = (np.abs(py - y) <= POS_TOL) & (np.abs(px - x) <= POS_TOL)
     found = np.argwhere(near)
@@ -392,6 +412,48 @@ class OpenCvDnn:
         names = list(net.getUnconnectedOutLayersNames())
         outs = net.forward(names)
         return {name: np.array(out, copy=True) for name, out in zip(names, outs)}
+
+
+class OpenVino:
+    """OpenVINO's CPU plugin, reading the ONNX file itself (`Core.read_model`), as its users load
+    a model. Two runtimes: `openvino` with `INFERENCE_PRECISION_HINT` at f32, and
+    `openvino-defaults`, the plugin's default precision: bfloat16 on a processor with bfloat16
+    arithmetic (AMX or AVX-512 BF16), float32 elsewhere; held to check.py's narrow-arithmetic
+    rules (6. above) in bfloat16 when that is what the plugin says it computes in."""
+
+    fatal_load = False
+    exact_setting = 'core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'
+
+    def __init__(self, defaults):
+        import openvino
+
+        self.ov = openvino
+        self.core = openvino.Core()
+        self.version = openvino.__version__.split("-")[0]
+        self.config = {} if defaults else {"INFERENCE_PRECISION_HINT": "f32"}
+        self.name = "openvino-defaults" if defaults else "openvino"
+        # The plugin's default for this processor: "<Type: 'bfloat16'>" or "<Type: 'float32'>".
+        precision = str(self.core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
+        self.narrow = "bfloat16" if defaults and "bfloat16" in precision else None
+        if defaults:
+            self.version += f", computing in {'bfloat16' if self.narrow else 'float32'} on this processor"
+
+    @staticmethod
+    def accepts(entry):
+        if entry.get("fp16"):
+            # Measured: the plugin computes a float16 model in float32 (or bfloat16) and the
+            # decoder reads the heads unrounded, while the heads it returns are rounded to float16:
+            # positions a few thousandths of a pixel off the reference on the returned heads.
+            return "float16 models: the plugin computes them wider and the decoder reads the heads unrounded"
+        return None
+
+    def load(self, path):
+        return self.core.compile_model(self.core.read_model(str(path)), "CPU", self.config)
+
+    def run(self, compiled, input_name, x):
+        result = compiled({input_name: x})
+        # Every name of each output: the plugin may report another name of the same tensor first.
+        return {name: np.array(result[out], copy=True) for out in compiled.outputs for name in out.get_names()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,11 +668,11 @@ def as_output_type(ref, want_type):
     return rounded, np.where(np.isfinite(slack), slack, 0.0)
 
 
-def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, fp16=False, float16_constants=False):
-    """Checks one run's keypoints against the reference on its own heads. With `fp16` (a runtime
-    that computes in fp16): positions equal once both are rounded to fp16, scores within
-    FP16_SCORE_TOL or FP16_SCORE_SPACINGS fp16 spacings (plus SCORE_TOL), heads within
-    FP16_HEADS_TOL. With `float16_constants` (a runtime that stores the model's float constants in
+def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, narrow=None, float16_constants=False):
+    """Checks one run's keypoints against the reference on its own heads. With `narrow` (a
+    NARROW entry: a runtime that computes in fp16 or bfloat16): positions equal once both are
+    rounded to that type, scores within its score tolerance or FP16_SCORE_SPACINGS of its
+    spacings (plus SCORE_TOL), heads within its heads tolerance. With `float16_constants` (a runtime that stores the model's float constants in
     float16 and computes in float32), a model that takes pixels has its heads compared within
     FP16_HEADS_TOL too: the normalization's constants are rounded like every weight."""
     problems = []
@@ -634,15 +696,15 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, fp16=False, f
     res.max_dy = max(res.max_dy, float(d[..., 1].max()))
     res.max_dscore = max(res.max_dscore, float(d[..., 2].max()))
     res.keypoints_checked += kp.shape[0] * kp.shape[1]
-    if fp16:
-        # The runtime adds cell * stride and the offset in fp16: the reference's float32 sum,
-        # rounded to fp16, is what it must give (the same cell, the same offset).
+    if narrow:
+        # The runtime adds cell * stride and the offset in fp16 (or bfloat16): the reference's
+        # float32 sum, rounded to that type, is what it must give (the same cell, the same offset).
         with np.errstate(over="ignore", invalid="ignore"):
-            got16, ref16 = kp.astype(np.float16), ref.astype(np.float16)
+            got16, ref16 = kp.astype(narrow["type"]), ref.astype(narrow["type"])
             score_slack = np.nan_to_num(np.abs(np.spacing(ref16[..., 2])).astype(np.float64), nan=0.0, posinf=0.0)
         same = (got16[..., :2] == ref16[..., :2]) | (np.isnan(got16[..., :2]) & np.isnan(ref16[..., :2]))
         res.bit_exact_positions += int(same.all(axis=-1).sum())
-        score_tol = np.maximum(FP16_SCORE_TOL, FP16_SCORE_SPACINGS * score_slack)
+        score_tol = np.maximum(narrow["score"], FP16_SCORE_SPACINGS * score_slack)
         bad = ~same.all(axis=-1) | (d[..., 2] > SCORE_TOL + np.maximum(slack[..., 2], score_tol))
     else:
         res.bit_exact_positions += int((bits(kp[..., :2]) == bits(ref[..., :2])).all(axis=-1).sum())
@@ -653,10 +715,10 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, fp16=False, f
         for b, k in np.argwhere(bad)[:3]:
             got, want = kp[b, k], ref[b, k]
             cell = tuple(int(v) for v in cells[b, k])
-            took = cells_matching(off_nchw, entry["stride"], b, k, got[0], got[1], fp16)
-            if fp16:
-                w16 = want.astype(np.float16)
-                want_text = (f"reference rounded to fp16 ({float(w16[0]):.6g}, {float(w16[1]):.6g}, "
+            took = cells_matching(off_nchw, entry["stride"], b, k, got[0], got[1], narrow)
+            if narrow:
+                w16 = want.astype(narrow["type"])
+                want_text = (f"reference rounded to {np.dtype(narrow['type']).name} ({float(w16[0]):.6g}, {float(w16[1]):.6g}, "
                              f"{float(w16[2]):.6g}) (float32 ({want[0]:.6g}, {want[1]:.6g}, {want[2]:.6g}))")
             else:
                 want_text = f"reference ({want[0]:.6g}, {want[1]:.6g}, {want[2]:.6g})"
@@ -685,11 +747,12 @@ def compare_run(entry, label, outs, orig_outs, res: RuntimeResult, fp16=False, f
                 continue
             diff = nan_aware_diff(a, b) / (1.0 + np.abs(b))
             res.heads_max_diff = max(res.heads_max_diff, float(diff.max()))
-            if fp16 and entry.get("pixels"):
+            if narrow and entry.get("pixels"):
                 # The in-graph normalization itself runs in fp16 there, the original's input was
                 # normalized by check.py in float32: the heads differ (counted, not compared).
                 continue
-            if diff.max() > (FP16_HEADS_TOL if fp16 or (float16_constants and entry.get("pixels")) else HEADS_TOL):
+            tol = narrow["heads"] if narrow else FP16_HEADS_TOL if float16_constants and entry.get("pixels") else HEADS_TOL
+            if diff.max() > tol:
                 problems.append(f"{label}: head {head} differs from the original model's by {float(diff.max()):.3g}")
     return problems
 
@@ -796,7 +859,7 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
     # A leg may run a subset of the inputs (the real model's photos on a slow software GPU).
     inputs = getattr(runtime, "select_inputs", lambda _entry, i: i)(entry, inputs)
     res.expected_refusal = refusal_expected(runtime, models_dir, entry)
-    res.fp16 = bool(getattr(runtime, "fp16_arithmetic", False))
+    res.fp16 = narrow_of(runtime) is not None
     try:
         net = runtime.load(models_dir / entry["posefix"])
         res.loaded = True
@@ -838,7 +901,7 @@ def check_runtime(runtime, models_dir, entry, inputs, res: RuntimeResult, refere
         except Exception as exc:  # noqa: BLE001
             res.run_failure = f"{label}: {one_line(exc)}"
             break
-        problems.append(compare_run(entry, label, outs, orig_outs, res, res.fp16,
+        problems.append(compare_run(entry, label, outs, orig_outs, res, narrow_of(runtime),
                                     bool(getattr(runtime, "float16_constants", False))))
         if entry.get("multi_pose"):
             got, problem = multi_pose_outputs(entry, label, outs)
@@ -879,7 +942,7 @@ def cell_text(res: RuntimeResult):
         return "RUN FAILED"
     extra = ""
     if res.fp16 and res.multi_pose_runs:
-        extra = (f" (poses: fp16-inexact {res.multi_pose_inexact}/{res.multi_pose_runs}, expected)"
+        extra = (f" (poses: inexact at narrow defaults {res.multi_pose_inexact}/{res.multi_pose_runs}, expected)"
                  if res.multi_pose_inexact else f" (poses: exact {res.multi_pose_runs}/{res.multi_pose_runs})")
     if res.exact:
         return f"exact {res.exact_runs}/{res.runs}{extra}"
@@ -927,7 +990,12 @@ def main():
 
     import onnx
 
-    runtimes = [OnnxRuntime(), *OpenCvDnn.all(), *load_legs([n for n in args.legs.split(",") if n])]
+    runtimes = [OnnxRuntime(), *OpenCvDnn.all(), OpenVino(defaults=False),
+                *load_legs([n for n in args.legs.split(",") if n])]
+    if args.runtimes and "openvino-defaults" in args.runtimes.split(","):
+        # Only when named: on a processor with bfloat16 the single-pose decoder's first-occurrence
+        # ranks are not exact there (conformance/README.md, "OpenVINO"); not a CI runtime.
+        runtimes.append(OpenVino(defaults=True))
     if args.runtimes:
         wanted = set(args.runtimes.split(","))
         if wanted - {r.name for r in runtimes}:
@@ -1044,13 +1112,13 @@ def main():
                    if multi_rows else "")
         refused = sum(r.refused_as_expected for r in ran)
         mp = [r for r in mp if not r.expected_refusal]
-        if getattr(runtime, "fp16_arithmetic", False) and mp:
+        if narrow_of(runtime) and mp:
             inexact = [r for r in mp if r.multi_pose_inexact]
-            mp_text = (f"; multi-pose {len(inexact)}/{len(mp)} models not exact at fp16 defaults (expected; setting: "
+            mp_text = (f"; multi-pose {len(inexact)}/{len(mp)} models not exact at narrow (fp16 or bfloat16) defaults (expected; setting: "
                        f"{getattr(runtime, 'exact_setting', '?')}), "
                        f"{sum(r.multi_pose_inexact for r in mp)}/{sum(r.multi_pose_runs for r in mp)} runs")
         print(f"{runtime.name} {runtime.version}: loaded {loaded}/{len(ran)}, exact {exact}/{len(ran)}"
-              + (" (fp16 arithmetic: positions compared rounded to fp16)" if getattr(runtime, "fp16_arithmetic", False)
+              + (f" ({np.dtype(narrow_of(runtime)['type']).name} arithmetic: positions compared rounded to it)" if narrow_of(runtime)
                  else "")
               + (f", {refused} refused as its profile says" if refused else "")
               + (f", {skipped} skipped" if skipped else "") + mp_text
@@ -1104,7 +1172,7 @@ def main():
     expected = [(row["name"], runtime, row["results"][runtime.name]) for row in rows for runtime in runtimes
                 if row["results"][runtime.name].multi_pose_inexact]
     if expected:
-        print(f"\n{len(expected)} multi-pose models not exact at fp16 defaults (expected, not failures):")
+        print(f"\n{len(expected)} multi-pose models not exact at narrow (fp16 or bfloat16) defaults (expected, not failures):")
         for name, runtime, res in expected:
             print(f"- {name} on {runtime.name}: {res.multi_pose_inexact}/{res.multi_pose_runs} runs not exact "
                   f"(setting: {getattr(runtime, 'exact_setting', '?')}); first: "
