@@ -15,12 +15,13 @@
 //!    makes, `+inf` with `FLT_MAX`, the reference makes too), `mx` its max by MaxPool.
 //! 2. `below = Ceil(Clip(mx - hm, -1, 1))`: 0 at the maxima, 1 elsewhere, exactly
 //!    ([`GraphBuilder::below_max`]).
-//! 3. First occurrence: `ranked = rank - below`, with `rank = (A - i) / 2^m` (cell i in row-major
-//!    order, `2^m >= A`): in (0, 1] at the maxima, the first the largest, and at most 0 elsewhere,
-//!    still in scan order, so an empty mask (wonnx's MaxPool floor, see `max_over`) takes the
-//!    first cell, where the reference puts an all -inf map. `top` its max by MaxPool.
-//! 4. `miss = Ceil(top - ranked)`: 0 at the chosen cell, 1 or 2 elsewhere (`top - ranked` is
-//!    below 2, and at least `2^-m` away from 0 at every other cell).
+//! 3. First occurrence: `ranked = rank - below`, with `rank` a constant per cell, distinct and
+//!    decreasing in row-major order, in (0, 1] ([`first_cell_ranks`]): in (0, 1] at the maxima,
+//!    the first the largest, and at most 0 elsewhere, still in scan order, so an empty mask
+//!    (wonnx's MaxPool floor, see `max_over`) takes the first cell, where the reference puts an
+//!    all -inf map. `top` its max by MaxPool.
+//! 4. `miss = Ceil(top - ranked)`: 0 at the chosen cell, 1 or 2 elsewhere (`top - ranked` is at
+//!    most 2, and above 0 at every other cell: two distinct floats differ).
 //! 5. The values per cell in output order, `(x, y, score)` per keypoint (51 channels): the
 //!    offsets plus the cell's pixel position (`gy*stride`, `gx*stride`: one f32 addition, as the
 //!    reference) reordered by a 1x1 Conv, and `sigmoid(hm)` (or `hm` for raw scores) placed
@@ -29,9 +30,10 @@
 //!    while positions lie within 2^14 px of each other (`MAX_POSITION_SPREAD`).
 //! 6. Reshaped to `[N, 17, 3]`.
 //!
-//! Every constant is exact in float16 while `A <= 2048` (`MAX_CELLS_F16`): the ranks are
-//! multiples of `2^-11` in (0, 1], the grid positions multiples of the stride, the penalty
-//! 2^14 (at most 2^15 with the values in float16's range). A non-finite offset anywhere turns
+//! Every constant is exact in float16 while `A <= 1793` (`MAX_CELLS_F16`), the ranks in
+//! bfloat16 too: they have 8 significant bits (bfloat16's) and lie in float16's normal range;
+//! the grid positions are multiples of the stride, the penalty 2^14 (at most 2^15 with the
+//! values in float16's range). A non-finite offset anywhere turns
 //! the values at its cell NaN (the 1x1 Conv multiplies it by zeros too), and the result is then
 //! what the runtime's MaxPool makes of a NaN; a NaN heatmap cell likewise; and a non-finite raw
 //! score does the same through the score's Conv.
@@ -45,9 +47,15 @@ use crate::error::{Error, Result};
 
 /// Largest heatmap (in cells) whose ranks are exact in f32.
 pub const MAX_CELLS_F32: usize = 1 << 24;
-/// Largest heatmap (in cells) whose ranks are exact in f16.
+/// Largest heatmap (in cells) whose ranks are exact in f16 (and bf16): 1.0 and 128 ranks in each
+/// of the 14 binades from 2^-14 to 1.
 #[cfg(feature = "testing")]
-pub const MAX_CELLS_F16: usize = 2048;
+pub const MAX_CELLS_F16: usize = 1 + 14 * EIGHT_BIT_RANKS_PER_BINADE;
+/// Ranks of 8 significant bits per binade: `m / 256 * 2^-b` for m in 128..=255.
+const EIGHT_BIT_RANKS_PER_BINADE: usize = 128;
+/// Largest heatmap (in cells) ranked by 8-bit values: down to 2^-101, where the differences of
+/// two ranks stay normal floats in float32 and bfloat16 (no flush to zero can tie them).
+const MAX_CELLS_EIGHT_BIT: usize = 1 + 100 * EIGHT_BIT_RANKS_PER_BINADE;
 /// What every cell but the chosen one loses before the max over the cells: the positions of one
 /// keypoint must lie within this many pixels of each other for the max to be the chosen cell's.
 pub const MAX_POSITION_SPREAD: f32 = 16384.0;
@@ -67,10 +75,25 @@ pub struct DecoderSpec<'a> {
     pub forms: Forms,
 }
 
-/// `(A - i) / 2^m` for every cell i, `2^m` the smallest power of two at least A: (0, 1].
+/// A rank per cell in row-major order, distinct, decreasing, in (0, 1]: 1.0, then the values of
+/// 8 significant bits binade by binade (255/256 down to 1/2, then 255/512 down to 1/4, ...), so
+/// that they are exact in bfloat16 as well as in float16 (while `A <= MAX_CELLS_F16`) and float32.
+/// `(A - i) / 2^A'` (`2^A'` the power of two at least A) would need more than bfloat16's 8 bits
+/// past 256 cells, and bfloat16 would tie neighbouring ranks (measured on OpenVINO's bfloat16
+/// defaults: a later cell of tied maxima taken). Past [`MAX_CELLS_EIGHT_BIT`] cells, that form
+/// (exact in float32 to 2^24 cells).
 fn first_cell_ranks(cells: usize) -> Vec<f32> {
-    let scale = (cells as f32).log2().ceil().exp2();
-    (0..cells).map(|i| (cells - i) as f32 / scale).collect()
+    if cells > MAX_CELLS_EIGHT_BIT {
+        let scale = (cells as f32).log2().ceil().exp2();
+        return (0..cells).map(|i| (cells - i) as f32 / scale).collect();
+    }
+    let per = EIGHT_BIT_RANKS_PER_BINADE;
+    (0..cells)
+        .map(|i| match i {
+            0 => 1.0,
+            i => ((2 * per - 1 - (i - 1) % per) as f32 / (2 * per) as f32) * 2f32.powi(-(((i - 1) / per) as i32)),
+        })
+        .collect()
 }
 
 /// Appends the decoder for `spec` to `b`; the last node writes `spec.settings.output`.
@@ -189,14 +212,46 @@ mod tests {
 
     #[test]
     fn ranks_are_exact_in_float16_and_in_scan_order() {
-        for cells in [1, 2, 289, 1089, 2048] {
+        for cells in [1, 2, 289, 1089, MAX_CELLS_F16, MAX_CELLS_F16 + 1, MAX_CELLS_EIGHT_BIT, 20_000] {
             let ranks = first_cell_ranks(cells);
-            assert_eq!(ranks[0], cells as f32 / (cells as f32).log2().ceil().exp2());
             assert!(ranks[0] <= 1.0 && *ranks.last().unwrap() > 0.0);
-            assert!(ranks.windows(2).all(|p| p[0] > p[1]));
+            assert!(ranks.windows(2).all(|p| p[0] > p[1]), "{cells}");
+            // 8 significant bits at most (bfloat16's) and, for float16, at least 2^-14.
+            let eight_bits = |r: f32| (r * 2f32.powi(7 - r.log2().floor() as i32)).fract() == 0.0;
+            if cells <= MAX_CELLS_EIGHT_BIT {
+                assert!(ranks.iter().all(|&r| eight_bits(r)), "{cells}");
+                // Differences of neighbours are normal floats: no flush to zero ties them.
+                assert!(ranks.windows(2).all(|p| p[0] - p[1] >= f32::MIN_POSITIVE), "{cells}");
+            }
             if cells <= MAX_CELLS_F16 {
-                // Multiples of 2^-11 in (0, 1]: 11 significant bits at most, float16's.
-                assert!(ranks.iter().all(|r| (r * 2048.0).fract() == 0.0));
+                assert!(ranks.iter().all(|&r| r >= 2f32.powi(-14)), "{cells}");
+            }
+        }
+        // One past the 8-bit table is past float16's normal range.
+        assert!(first_cell_ranks(MAX_CELLS_F16 + 1).last().unwrap() < &2f32.powi(-14));
+    }
+
+    /// `x` rounded to bfloat16 (to nearest, ties to even), as a float32.
+    fn bf16(x: f32) -> f32 {
+        let bits = x.to_bits();
+        f32::from_bits((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
+    }
+
+    #[test]
+    fn the_first_cell_wins_in_bfloat16_arithmetic() {
+        // Each op rounded to bfloat16, as OpenVINO's CPU plugin computes at its defaults: the
+        // ranks are bfloat16 values, and the gaps to the top stay in (0, 2] for every other cell.
+        let ranks = first_cell_ranks(1089);
+        assert!(ranks.iter().all(|&r| bf16(r) == r));
+        for top_at in [0, 1, 127, 128, 129, 700, 1088] {
+            let top = ranks[top_at];
+            for (i, &r) in ranks.iter().enumerate() {
+                let miss = bf16(top - r).ceil();
+                if i > top_at {
+                    assert_eq!(miss, 1.0, "top {top_at}, later maximum {i}");
+                }
+                let off_the_maxima = bf16(top - bf16(r - 1.0)).ceil();
+                assert!(off_the_maxima == 1.0 || off_the_maxima == 2.0, "top {top_at}, cell {i}");
             }
         }
     }
