@@ -1,8 +1,8 @@
 //! The multi-pose decoder where the target runs Gather, GatherElements, TopK and Where right
 //! ([`Forms::ArgMaxGather`](crate::decoders::Forms), opset 11 and later): every candidate root's
 //! whole pose is decoded once per frame, before the rounds, so that a round is only "take the
-//! best live candidate, read its pose, suppress what it covers". About 70 nodes for the frame and
-//! 8 a round (2 for the last), where the thin form takes about 280 a round
+//! best live candidate, read its pose, suppress what it covers": about 90 nodes for the frame and
+//! the outputs, and 8 a round (2 for the last), where the thin form takes about 280 a round
 //! (`docs/multi-pose-decoder.md`, "The Gather form").
 //!
 //! Why the frame can decode every root at once: in the reference every decoded keypoint's

@@ -1,5 +1,9 @@
 //! The multi-pose decoder appended to a model (`--poses N`), checked against
 //! [`crate::reference::multi_pose`]; its design and measured cost: `docs/multi-pose-decoder.md`.
+//! Two forms, as the target profile allows ([`Forms`]): the thin one here, and where a proven
+//! profile runs Gather, GatherElements and TopK right (opset 11 and later) the Gather form in
+//! `gather.rs`, which decodes every candidate root's pose once per frame and so needs 8 nodes a
+//! round where this one needs about 280.
 //!
 //! `poses [B, N, 17, 3]` (x, y, score per keypoint, model-input pixels) and `pose_scores [B, N]`,
 //! slots past the poses found at -1 with zero keypoints: tfjs posenet 2.2.2's
@@ -95,8 +99,8 @@ pub struct MultiPoseSpec {
     pub forms: Forms,
 }
 
-/// The threshold on the clamped heatmaps: a logit in sigmoid mode (the reference's
-/// `decision_threshold`, the same f32 arithmetic).
+/// The threshold on the clamped heatmaps: a logit in sigmoid mode. The same f32 arithmetic as
+/// the reference's `decision_threshold`, written apart from it so that the reference checks it.
 fn decision_threshold(spec: &MultiPoseSpec) -> f32 {
     match spec.scores {
         ScoreMode::Sigmoid => (spec.params.score_threshold / (1.0 - spec.params.score_threshold)).ln(),
