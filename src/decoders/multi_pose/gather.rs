@@ -29,11 +29,11 @@
 //! Out of the contract, as for the thin form: NaN or infinite offsets or displacements (a NaN
 //! cell reads as cell 0 here), and NaN heatmaps (a NaN passes the threshold test `!(v < T)`).
 
-use crate::contract::{Layout, ScoreMode, NUM_KEYPOINTS, POSE_CHAIN};
+use crate::contract::{NUM_KEYPOINTS, POSE_CHAIN};
 use crate::decoders::graph::{Cells, GraphBuilder};
 use crate::model::proto;
 
-use super::{decision_threshold, MultiPoseSpec};
+use super::{decision_threshold, heads_nchw, local_max_window, scores_of, MultiPoseSpec};
 
 const K: usize = NUM_KEYPOINTS;
 const EDGES: usize = POSE_CHAIN.len();
@@ -166,23 +166,10 @@ pub(super) fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) {
     let n = spec.params.max_poses;
     let k = K as i64;
 
-    let (heatmaps, offsets, fwd, bwd) = match spec.layout {
-        Layout::Nchw => {
-            (spec.heatmaps.clone(), spec.offsets.clone(), spec.displacement_fwd.clone(), spec.displacement_bwd.clone())
-        }
-        Layout::Nhwc => (
-            g.b.nhwc_to_nchw("mp_heatmaps_nchw", &spec.heatmaps),
-            g.b.nhwc_to_nchw("mp_offsets_nchw", &spec.offsets),
-            g.b.nhwc_to_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd),
-            g.b.nhwc_to_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd),
-        ),
-    };
+    let [heatmaps, offsets, fwd, bwd] = heads_nchw(g.b, spec);
     // The maps the single-pose decoder makes too (the builder shares equal nodes).
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
-    let scores = match spec.scores {
-        ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&heatmaps], vec![]),
-        ScoreMode::Raw => v.clone(),
-    };
+    let scores = scores_of(g.b, spec, &heatmaps, &v);
     let grid = Cells { height: h, width: w };
     let positions = g.b.cell_positions("mp_positions", "mp_grid_px", &offsets, grid, spec.stride);
 
@@ -260,16 +247,7 @@ pub(super) fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) {
 
     // The candidates' priority in scan order, [B, M, 17, 2] (the same value in each of a
     // candidate's 34 places, so that TopK's indices read a whole pose).
-    let window = g.b.op(
-        "MaxPool",
-        "mp_local_max",
-        &[&v],
-        vec![
-            proto::attr_ints("kernel_shape", &[3, 3]),
-            proto::attr_ints("pads", &[1, 1, 1, 1]),
-            proto::attr_ints("strides", &[1, 1]),
-        ],
-    );
+    let window = local_max_window(g.b, &v);
     let none = g.b.scalar_f32("mp_none", f32::NEG_INFINITY, 1);
     let threshold = g.b.scalar_f32("mp_threshold", decision_threshold(spec), 1);
     let beaten = g.b.op("Greater", "mp_beaten", &[&window, &v], vec![]);

@@ -523,36 +523,11 @@ struct Frame {
 
 /// The per-frame part (`docs/multi-pose-decoder.md`, "Once per frame").
 fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
-    // NHWC heads are taken to NCHW first.
-    let (heatmaps, offsets, displacement_fwd, displacement_bwd) = match spec.layout {
-        Layout::Nchw => {
-            (spec.heatmaps.clone(), spec.offsets.clone(), spec.displacement_fwd.clone(), spec.displacement_bwd.clone())
-        }
-        Layout::Nhwc => (
-            g.b.nhwc_to_nchw("mp_heatmaps_nchw", &spec.heatmaps),
-            g.b.nhwc_to_nchw("mp_offsets_nchw", &spec.offsets),
-            g.b.nhwc_to_nchw("mp_displacement_fwd_nchw", &spec.displacement_fwd),
-            g.b.nhwc_to_nchw("mp_displacement_bwd_nchw", &spec.displacement_bwd),
-        ),
-    };
+    let [heatmaps, offsets, displacement_fwd, displacement_bwd] = heads_nchw(g.b, spec);
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
     let ranks = g.per_frame(&v);
-    // Sigmoid of the heatmaps as they come (the same values as of `v`: sigmoid(+-FLT_MAX) is
-    // sigmoid(+-inf)), the single-pose decoder's node.
-    let scores = match spec.scores {
-        ScoreMode::Sigmoid => g.b.op("Sigmoid", "mp_scores", &[&heatmaps], vec![]),
-        ScoreMode::Raw => v.clone(),
-    };
-    let window = g.b.op(
-        "MaxPool",
-        "mp_local_max",
-        &[&v],
-        vec![
-            proto::attr_ints("kernel_shape", &[3, 3]),
-            proto::attr_ints("pads", &[1, 1, 1, 1]),
-            proto::attr_ints("strides", &[1, 1]),
-        ],
-    );
+    let scores = scores_of(g.b, spec, &heatmaps, &v);
+    let window = local_max_window(g.b, &v);
     let is_local_max = g.b.below_max("mp_not_local_max", &v, &window);
     let one = g.b.scalar_f32("one", 1.0, 1);
     let is_local_max = g.b.op("Sub", "mp_is_local_max", &[&one, &is_local_max], vec![]);
@@ -788,6 +763,43 @@ fn rounds(g: &mut Builder<'_>, spec: &MultiPoseSpec, f: &Frame, plan: &[LevelMap
     }
 
     (pose_rows, score_rows)
+}
+
+/// The four heads, NCHW: NHWC heads through a Transpose each (both forms read the same nodes).
+fn heads_nchw(b: &mut GraphBuilder, spec: &MultiPoseSpec) -> [String; 4] {
+    let heads = [&spec.heatmaps, &spec.offsets, &spec.displacement_fwd, &spec.displacement_bwd];
+    match spec.layout {
+        Layout::Nchw => heads.map(String::clone),
+        Layout::Nhwc => {
+            let hints = ["mp_heatmaps_nchw", "mp_offsets_nchw", "mp_displacement_fwd_nchw", "mp_displacement_bwd_nchw"];
+            std::array::from_fn(|i| b.nhwc_to_nchw(hints[i], heads[i]))
+        }
+    }
+}
+
+/// The keypoint scores of every cell: the sigmoid of the heatmaps as they come (the same values
+/// as of the clamped `v`: sigmoid(+-FLT_MAX) is sigmoid(+-inf)), the single-pose decoder's node;
+/// `v` itself for raw scores.
+fn scores_of(b: &mut GraphBuilder, spec: &MultiPoseSpec, heatmaps: &str, v: &str) -> String {
+    match spec.scores {
+        ScoreMode::Sigmoid => b.op("Sigmoid", "mp_scores", &[heatmaps], vec![]),
+        ScoreMode::Raw => v.to_string(),
+    }
+}
+
+/// The max of each cell's 3x3 window of `v` (the reference's local maximum, radius 1), padded
+/// with MaxPool's -inf at the borders.
+fn local_max_window(b: &mut GraphBuilder, v: &str) -> String {
+    b.op(
+        "MaxPool",
+        "mp_local_max",
+        &[v],
+        vec![
+            proto::attr_ints("kernel_shape", &[3, 3]),
+            proto::attr_ints("pads", &[1, 1, 1, 1]),
+            proto::attr_ints("strides", &[1, 1]),
+        ],
+    )
 }
 
 /// Slot r of the outputs gets round r's rows and pose score.
