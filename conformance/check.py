@@ -10,7 +10,8 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    the rewritten one on every input: seeded noise, zeros (for the synthetic models every heatmap
    is then one repeated value: all cells tie), a checkerboard (ties between distant cells), and for
    the real model photos. The runtimes: onnxruntime (CPU), OpenCV DNN (each engine), OpenVINO's
-   CPU plugin at float32 (`openvino`: `INFERENCE_PRECISION_HINT` f32), and the legs'. The raw heatmaps and offsets of that same run go through a numpy port of
+   CPU plugin at float32 and at its defaults (`openvino`, `openvino-defaults`), and the legs'.
+   The raw heatmaps and offsets of that same run go through a numpy port of
    the reference decoder (`src/reference/single_pose.rs`, contract in `src/contract.rs`); `keypoints` must
    match it: |dx|, |dy| <= 1e-3 and |dscore| <= 1e-5. The heads must also match those of the
    original model on the same runtime (the rewrite must not disturb them).
@@ -43,12 +44,12 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    is not run further, and a runtime that loads and runs it fails the suite (the profile's claim
    is then wrong).
 6. Runtimes that compute in fp16 at their defaults (a runtime with `fp16_arithmetic = True`, e.g.
-   ncnn on Vulkan with ncnn's default options; or in bfloat16, `narrow = "bfloat16"`: OpenVINO's
-   CPU plugin at its defaults on a processor with bfloat16, the runtime `openvino-defaults`
-   (float32 rules on a processor without); each rule below then in bfloat16, tolerances in NARROW; the
-   heads are rounded to that type before the reference decodes them, as the decoder received
-   them: OpenVINO returns a Sigmoid head computed in float32 while its readers got bfloat16): the heads come back as that runtime computed them
-   (rounded to fp16), the reference decodes them in float32 as everywhere else, and `keypoints`
+   ncnn on Vulkan with ncnn's default options) or in bfloat16 (`narrow = "bfloat16"`: OpenVINO's
+   CPU plugin at its defaults on a processor with bfloat16, `openvino-defaults`; float32 rules
+   on a processor without): what follows, in that type, with its tolerances in NARROW. The heads
+   are rounded to that type, as the decoder received them (OpenVINO returns a Sigmoid head
+   computed in float32 while its readers got bfloat16; ncnn's come back in fp16 already), the
+   reference decodes them in float32 as everywhere else, and `keypoints`
    must pick the same cells: each position, rounded to fp16, equal to the reference's rounded to
    fp16 (`np.float16(ref) == np.float16(got)`), each score within FP16_SCORE_TOL (or two fp16
    spacings); the heads within FP16_HEADS_TOL of the original's (not compared for a model that
@@ -430,7 +431,6 @@ class OpenVino:
     def __init__(self, defaults):
         import openvino
 
-        self.ov = openvino
         self.core = openvino.Core()
         self.version = openvino.__version__.split("-")[0]
         self.config = {} if defaults else {"INFERENCE_PRECISION_HINT": "f32"}
