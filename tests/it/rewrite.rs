@@ -140,6 +140,27 @@ fn matrix_multi_pose_rewrites_match_snapshots() {
     }
 }
 
+/// The multi-pose decoder's Gather form (`--target onnxruntime`), on two matrix models: NCHW
+/// logits at opset 11 (its first), NHWC sigmoid heads on a non-square grid at opset 18 (ReduceMin's
+/// axes as an input).
+#[test]
+fn gather_form_multi_pose_rewrites_match_snapshots() {
+    let picked = ["nchw_logits_op11_b1_257x257", "nhwc_sigmoid_op18_b1_257x353"];
+    let specs: Vec<_> = synthetic::matrix().into_iter().filter(|s| picked.contains(&s.label().as_str())).collect();
+    assert_eq!(specs.len(), picked.len(), "the matrix still has both models");
+    for spec in specs {
+        let options = RewriteOptions {
+            multi_pose: Some(MultiPoseOptions::new(2)),
+            target: "onnxruntime".to_string(),
+            ..RewriteOptions::default()
+        };
+        let (_, rewritten) = rewrite_spec(&spec, &options);
+        let text = onnx_posefix::testing::render::appended_subgraph_under(rewritten.model(), "posefix/mp_");
+        assert!(text.contains("TopK"), "{}: not the Gather form", spec.label());
+        snapshot_settings().bind(|| insta::assert_snapshot!(format!("multi_pose_gather_{}", spec.label()), text));
+    }
+}
+
 #[test]
 fn rewrite_is_additive() {
     for spec in synthetic::matrix() {
