@@ -136,6 +136,7 @@ impl GraphBuilder {
         self.output_type = ty;
     }
 
+    #[cfg(feature = "testing")]
     pub fn opset(&self) -> i64 {
         self.opset
     }
@@ -301,6 +302,17 @@ impl GraphBuilder {
         let lo = self.scalar_f32(&bound_name(lo), lo, 0);
         let hi = self.scalar_f32(&bound_name(hi), hi, 0);
         self.op("Clip", hint, &[x, &lo, &hi], vec![])
+    }
+
+    /// ReduceMin over `axis`, kept, in the form of the opset (axes an attribute before 18, an
+    /// input from 18). Only where the target profile allows it (the multi-pose Gather form):
+    /// WebGL fails on the input form, and pnnx converts one axis only.
+    pub fn reduce_min(&mut self, hint: &str, x: &str, axis: i64) -> String {
+        if self.opset < 18 {
+            return self.op("ReduceMin", hint, &[x], vec![proto::attr_ints("axes", &[axis])]);
+        }
+        let axes = self.const_i64(&format!("{hint}_axes"), &[1], &[axis]);
+        self.op("ReduceMin", hint, &[x, &axes], vec![])
     }
 
     /// The largest value per map, `[N, C, 1, 1]`, by a MaxPool over the whole map, not ReduceMax

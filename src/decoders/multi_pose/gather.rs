@@ -41,8 +41,6 @@ const EDGES: usize = POSE_CHAIN.len();
 const PAIRS: usize = K * K;
 /// The row of the identity table in the directed edges' tables (after the 2 * 16 edges).
 const IDENTITY_ROW: usize = 2 * EDGES;
-/// ONNX's TensorProto data type for int64 (Cast's `to`).
-const INT64: i64 = 7;
 
 /// How the reference decodes keypoint j for root keypoint k0: by which directed edge (a row of
 /// the edge tables: edge e backward is row e, forward row 16 + e; the root itself the identity
@@ -100,10 +98,6 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn cells(&self) -> usize {
-        self.h * self.w
-    }
-
     fn indices(&mut self, hint: &str, values: &[usize]) -> String {
         let values: Vec<i64> = values.iter().map(|&v| v as i64).collect();
         self.b.const_i64(hint, &[values.len() as i64], &values)
@@ -144,24 +138,17 @@ impl Builder<'_> {
         }
         let weights = self.b.const_f32(&format!("{hint}_weights"), &[pairs.len() as i64, inputs as i64], &weights);
         let flat = self.b.op("MatMul", &format!("{hint}_f32"), &[&weights, c], vec![]);
-        self.b.op("Cast", hint, &[&flat], vec![proto::attr_int("to", INT64)])
+        let int64 = onnx_protobuf::tensor_proto::DataType::INT64 as i64;
+        self.b.op("Cast", hint, &[&flat], vec![proto::attr_int("to", int64)])
     }
 
-    /// `x` reduced by ReduceMin over `axis`, kept, in the opset's form (axes an input from 18).
-    fn reduce_min(&mut self, hint: &str, x: &str, axis: i64) -> String {
-        if self.b.opset() < 18 {
-            return self.b.op("ReduceMin", hint, &[x], vec![proto::attr_ints("axes", &[axis])]);
-        }
-        let axes = self.b.const_i64(&format!("{hint}_axes"), &[1], &[axis]);
-        self.b.op("ReduceMin", hint, &[x, &axes], vec![])
-    }
 }
 
 /// Appends the Gather-form decoder for `spec` (its grid and N already checked).
 pub(super) fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) {
     let (h, w) = spec.grid;
     let mut g = Builder { b, h, w, stride: spec.stride as f32 };
-    let a = g.cells() as i64;
+    let a = (h * w) as i64;
     let m = a * K as i64;
     let n = spec.params.max_poses;
     let k = K as i64;
@@ -293,7 +280,7 @@ pub(super) fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) {
         picked.push(index);
         poses.push(pose);
     }
-    outputs(&mut g, spec, &poses, &picked, &picked_values, &score_table);
+    outputs(&mut g, spec, &r2, &poses, &picked, &picked_values, &score_table);
 }
 
 /// Tensors `parts` ([B, 1, ...] each) joined on axis 1, or the one.
@@ -310,6 +297,7 @@ fn join(g: &mut Builder<'_>, hint: &str, parts: &[String]) -> String {
 fn outputs(
     g: &mut Builder<'_>,
     spec: &MultiPoseSpec,
+    r2: &str,
     poses: &[String],
     picked: &[String],
     picked_values: &[String],
@@ -356,10 +344,8 @@ fn outputs(
             (0..n * n).map(|c| if c % n < c / n { 0.0 } else { f32::INFINITY }).collect();
         let later = g.b.const_f32("mp_not_earlier", &[n as i64, n as i64, 1], &later);
         let d2 = g.b.op("Add", "mp_poses_d2_earlier", &[&d2, &later], vec![]);
-        let nearest = g.reduce_min("mp_poses_nearest", &d2, 2);
-        let r2 = spec.params.nms_radius * spec.params.nms_radius;
-        let r2 = g.b.scalar_f32("mp_nms_radius_sq", r2, 1);
-        let far = g.b.op("Greater", "mp_keypoint_counts", &[&nearest, &r2], vec![]);
+        let nearest = g.b.reduce_min("mp_poses_nearest", &d2, 2);
+        let far = g.b.op("Greater", "mp_keypoint_counts", &[&nearest, r2], vec![]);
         let zero = g.b.scalar_f32("zero", 0.0, 1);
         g.b.op("Where", "mp_counted_scores", &[&far, &scores_by_keypoint, &zero], vec![])
     };
