@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const PORTABLE: &str = "portable";
 
 /// Every profile name, `portable` first.
-pub const PROFILE_NAMES: [&str; 9] = [
+pub const PROFILE_NAMES: [&str; 10] = [
     PORTABLE,
     "barracuda-1.0.4",
     "barracuda-2.0",
@@ -20,6 +20,7 @@ pub const PROFILE_NAMES: [&str; 9] = [
     "ncnn",
     "wonnx",
     "onnxruntime",
+    "openvino",
 ];
 
 /// A runtime profile.

@@ -140,7 +140,7 @@ fn portable_is_the_intersection_of_the_proven_runtimes() {
         runtimes().into_iter().partition(|p| p.proof.is_proven());
     assert_eq!(
         runtimes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime"]
+        ["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino"]
     );
     let portable = Profile::by_name(PORTABLE).unwrap();
     assert_eq!(Profile::proven().unwrap(), runtimes);
@@ -337,7 +337,7 @@ fn inspect_reports_the_nodes_each_profile_rejects_and_why() {
     assert_eq!(json["profiles"][0]["proof"]["status"], "derived");
     assert_eq!(
         json["profiles"][0]["derived_from"],
-        serde_json::json!(["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime"])
+        serde_json::json!(["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino"])
     );
     assert!(text.contains("  barracuda-2.0: accepts all 4 nodes\n    proof: documentation only: "), "{text}");
     assert!(

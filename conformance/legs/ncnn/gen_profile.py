@@ -39,31 +39,8 @@ import opcases  # noqa: E402
 import runtime as rt  # noqa: E402
 
 REPO = LEG.parent.parent.parent
-MAX_OPSET = 21
-MIN_PROBED = 9
 HOW = "conformance/legs/ncnn/gen_profile.py"
-
-
-def forms(op):
-    """[(since_version, first opset, last opset or None)] of op's versions up to MAX_OPSET."""
-    versions = sorted({onnx.defs.get_schema(op, o, "").since_version for o in range(1, MAX_OPSET + 1)
-                       if _has(op, o)})
-    out = []
-    for i, v in enumerate(versions):
-        nxt = versions[i + 1] if i + 1 < len(versions) else None
-        last = nxt - 1 if nxt else None
-        if last is not None and last < MIN_PROBED:
-            continue
-        out.append((v, max(v, MIN_PROBED), last))
-    return out
-
-
-def _has(op, o):
-    try:
-        onnx.defs.get_schema(op, o, "")
-        return True
-    except onnx.defs.SchemaError:
-        return False
+forms, compare = opcases.forms, opcases.matches
 
 
 def clean(text):
@@ -71,26 +48,6 @@ def clean(text):
     text = re.sub(r"\x1b\[[0-9;]*m", "", text or "")
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ ", "", text)
     return text
-
-
-def compare(got, want, exact):
-    if got.size != want.size:
-        return False, f"shape {list(got.shape)} for {list(want.shape)}"
-    got = got.reshape(want.shape).astype(np.float32)
-    want = want.astype(np.float32)
-    both_nan = np.isnan(got) & np.isnan(want)
-    if exact:
-        same = (got == want) | both_nan
-        if same.all():
-            return True, None
-        i = tuple(np.argwhere(~same)[0])
-        return False, f"{int((~same).sum())} values differ, e.g. {got[i]!r} for {want[i]!r}"
-    err = np.abs(got.astype(np.float64) - want)
-    bad = (err > 1e-5 + 1e-3 * np.abs(want)) & ~both_nan
-    if not bad.any():
-        return True, None
-    i = tuple(np.argwhere(bad)[0])
-    return False, f"{int(bad.sum())} values off by more than 1e-5 + 1e-3 relative, e.g. {got[i]!r} for {want[i]!r}"
 
 
 def probe(w, backends, model, case, tmp):
