@@ -115,6 +115,8 @@ pub struct GraphBuilder {
     constants: HashMap<String, String>,
     /// The type of the outputs [`GraphBuilder::op_into`] writes.
     output_type: FloatType,
+    /// The batch of the per-cell constants (see [`GraphBuilder::set_constant_batch`]).
+    constant_batch: usize,
 }
 
 impl GraphBuilder {
@@ -128,12 +130,31 @@ impl GraphBuilder {
             made: HashMap::new(),
             constants: HashMap::new(),
             output_type: FloatType::Float32,
+            constant_batch: 1,
         }
     }
 
     /// Outputs written by [`GraphBuilder::op_into`] from now on are of type `ty`.
     pub fn set_output_type(&mut self, ty: FloatType) {
         self.output_type = ty;
+    }
+
+    /// The heads' batch where it is fixed: a per-cell constant that an element-wise op meets with
+    /// a head-shaped tensor ([`GraphBuilder::per_cell_const`]) is then made whole, of that batch,
+    /// not broadcast along it. onnx2tf (1.29.24) transposes a constant whose shape differs from
+    /// the other operand's a second time, so a `[1, C, H, W]` constant against a batch of 2 stops
+    /// its conversion (measured). A symbolic batch keeps 1: no constant can match it.
+    pub fn set_constant_batch(&mut self, batch: usize) {
+        self.constant_batch = batch.max(1);
+    }
+
+    /// A float constant `[batch, channels, h, w]` of `per_item` (`[channels, h, w]` values)
+    /// repeated for each item of the constant batch.
+    pub fn per_cell_const(&mut self, hint: &str, channels: usize, cells: Cells, per_item: &[f32]) -> String {
+        let batch = self.constant_batch;
+        let values: Vec<f32> = per_item.iter().copied().cycle().take(batch * per_item.len()).collect();
+        let dims = [batch as i64, channels as i64, cells.height as i64, cells.width as i64];
+        self.const_f32(hint, &dims, &values)
     }
 
     #[cfg(feature = "testing")]
@@ -279,7 +300,7 @@ impl GraphBuilder {
         let pixels: Vec<f32> = (0..2 * k)
             .flat_map(|c| (0..h * w).map(move |i| if c < k { i / w } else { i % w } as f32 * stride))
             .collect();
-        let pixels = self.const_f32(grid_hint, &[1, 2 * k as i64, h as i64, w as i64], &pixels);
+        let pixels = self.per_cell_const(grid_hint, 2 * k, cells, &pixels);
         self.op("Add", hint, &[offsets, &pixels], vec![])
     }
 

@@ -129,7 +129,7 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
     // constant against its NHWC layout wrongly when H, W and the channels are all 17 (the real
     // model), and its max then picks the wrong cells (measured with onnx2tf 1.29.24 -cotof).
     let ranks: Vec<f32> = first_cell_ranks(cells).into_iter().cycle().take(K * cells).collect();
-    let ranks = b.const_f32("first_cell_rank", &[1, K as i64, h as i64, w as i64], &ranks);
+    let ranks = b.per_cell_const("first_cell_rank", K, grid, &ranks);
     let ranked = b.op("Sub", "ranked", &[&ranks, &below], vec![]);
     let top = b.max_over("top_rank", &ranked, grid);
     let gap = b.op("Sub", "rank_gap", &[&top, &ranked], vec![]);
