@@ -459,6 +459,65 @@ class OpenVino:
         return {name: np.array(result[out], copy=True) for out in compiled.outputs for name in out.get_names()}
 
 
+class Mnn:
+    """MNN (Alibaba), as its users take an ONNX model there: its converter with the arguments of
+    `mnnconvert -f ONNX --modelFile model.onnx --MNNModel model.mnn --bizCode posefix`, then the
+    Module API on the CPU at its defaults (`MNN.nn.load_module_from_file`), fed the ONNX input as
+    it is. The converter runs in a subprocess (a crash is a failed load, not check.py's), and as
+    the wheel's compiled `_tools.mnnconvert`, not its `mnnconvert` command: that wrapper reports
+    each conversion to Aliyun's log service and, when the SDK for that is missing, runs
+    `pip install -U aliyun-log-python-sdk` into whatever pip is on PATH (MNN/tools/utils/log.py)."""
+
+    fatal_load = "if_original"
+    name = "mnn"
+
+    def __init__(self):
+        import MNN
+
+        self.mnn = MNN
+        self.version = MNN.version()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mnn-"))
+
+    @staticmethod
+    def accepts(entry):
+        if entry.get("output_type") == "float16":
+            # Measured: the outputs come back float32 and are not float16 values.
+            return ("--output-type float16: mnnconvert makes a float16 model a float32 one, the decoder's "
+                    "final Casts to float16 included")
+        return None
+
+    def load(self, path):
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        weights = {t.name for t in graph.initializer}
+        inputs = [i.name for i in graph.input if i.name not in weights]
+        outputs = [o.name for o in graph.output]
+        out = self.tmp / (Path(path).stem + ".mnn")
+        argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(path), "--MNNModel", str(out), "--bizCode", "posefix"]
+        done = subprocess.run([sys.executable, "-c", "import sys, _tools; _tools.mnnconvert(sys.argv[1:])", *argv],
+                              capture_output=True, text=True, cwd=self.tmp)  # it leaves a scratch file there
+        if done.returncode != 0 or not out.is_file():
+            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
+            signal = f" (signal {-done.returncode})" if done.returncode < 0 else ""
+            raise RuntimeError(f"mnnconvert failed, exit {done.returncode}{signal}: {tail}")
+        return self.mnn.nn.load_module_from_file(str(out), inputs, outputs), outputs
+
+    def run(self, loaded, input_name, x):
+        module, names = loaded
+        expr = self.mnn.expr
+        # A float16 model is converted to a float32 one (mnnconvert's default): its input widened,
+        # exactly.
+        x = x.astype(np.float32) if x.dtype == np.float16 else x
+        outs = module.forward([expr.const(x, list(x.shape), expr.NCHW)])
+        result = {}
+        for name, out in zip(names, outs):
+            if out.data_format == expr.NC4HW4:  # MNN's packed layout: back to the ONNX one
+                out = expr.convert(out, expr.NCHW)
+            result[name] = np.array(out.read(), copy=True).reshape(out.shape)
+        return result
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks
 
@@ -998,7 +1057,7 @@ def main():
 
     import onnx
 
-    runtimes = [OnnxRuntime(), *OpenCvDnn.all(), OpenVino(defaults=False), OpenVino(defaults=True),
+    runtimes = [OnnxRuntime(), *OpenCvDnn.all(), OpenVino(defaults=False), OpenVino(defaults=True), Mnn(),
                 *load_legs([n for n in args.legs.split(",") if n])]
     if args.runtimes:
         wanted = set(args.runtimes.split(","))

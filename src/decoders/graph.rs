@@ -12,7 +12,8 @@
 //!   map is padded to the square ([`GraphBuilder::max_over`]): Barracuda 1.0.4's importer hands
 //!   `kernel_shape` and `strides` over as (height, width) to arrays ordered (x, y) and so
 //!   transposes every non-square kernel and stride (it swaps the pads); converters (onnx2tf,
-//!   pnnx) take a square pool or Conv by their most common path.
+//!   pnnx) take a square pool or Conv by their most common path. Its `strides` are written out:
+//!   MNN's converter takes a missing attribute for 0, not ONNX's default of 1, and crashes.
 //! - Sub, Clip and Ceil for "equal to the maximum", not Equal / Greater / Cast: no comparisons or
 //!   bool tensors (ncnn has no comparison layer, wonnx no bool tensors). `Ceil(Clip(max - x, -1,
 //!   1))` is 0 at the maxima and 1 elsewhere for any gap, down to the smallest float, in float32
@@ -341,12 +342,14 @@ impl GraphBuilder {
     /// form: "Reduce op requires 1 input") nor GlobalMaxPool (wonnx has none). The kernel is
     /// square, with unit strides: a non-square map is padded at its bottom or right end to the
     /// square (MaxPool's padding is never a maximum), since Barracuda 1.0.4 transposes
-    /// non-square kernels (see the module doc). wonnx's MaxPool starts from -3.4e37, not -inf:
+    /// non-square kernels (see the module doc); the strides are written out (MNN). wonnx's MaxPool starts from -3.4e37, not -inf:
     /// values below that everywhere read -3.4e37, which the decoders allow for.
     pub fn max_over(&mut self, hint: &str, x: &str, cells: Cells) -> String {
         let Cells { height, width } = cells;
         let side = height.max(width) as i64;
-        let mut attrs = vec![proto::attr_ints("kernel_shape", &[side, side])];
+        // Unit strides written out, not left to their default: MNN's converter (3.6.1) reads a
+        // missing `strides` as 0 and divides by it (SIGILL while converting, SIGFPE at run time).
+        let mut attrs = vec![proto::attr_ints("kernel_shape", &[side, side]), proto::attr_ints("strides", &[1, 1])];
         if height != width {
             let pads = [0, 0, side - height as i64, side - width as i64];
             attrs.push(proto::attr_ints("pads", &pads));
@@ -459,7 +462,7 @@ mod tests {
         assert_eq!(ints(&b, 1, "pads"), Some(vec![0, 0, 3, 0]));
         assert_eq!(ints(&b, 2, "kernel_shape"), Some(vec![9, 9]));
         assert_eq!(ints(&b, 2, "pads"), None);
-        assert!((0..3).all(|n| ints(&b, n, "strides").is_none() && b.nodes[n].op_type == "MaxPool"));
+        assert!((0..3).all(|n| ints(&b, n, "strides") == Some(vec![1, 1]) && b.nodes[n].op_type == "MaxPool"));
     }
 
     #[test]

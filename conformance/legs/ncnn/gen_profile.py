@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.defs
 import onnxruntime as ort
 
 LEG = Path(__file__).resolve().parent
