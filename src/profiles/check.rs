@@ -198,6 +198,7 @@ impl RuleKind {
             RuleKind::KnownWrong { pattern: Pattern::NonSquarePoolKernel } => non_square_pool_kernel(node),
             RuleKind::KnownWrong { pattern: Pattern::NonSquareStrides } => non_square_strides(node),
             RuleKind::KnownWrong { pattern: Pattern::NonSquareDilations } => non_square_dilations(node),
+            RuleKind::KnownWrong { pattern: Pattern::ImplicitPoolStrides } => implicit_pool_strides(node),
         }
     }
 }
@@ -418,6 +419,12 @@ fn non_square_pool_kernel(node: &NodeProto) -> Option<String> {
 fn non_square_strides(node: &NodeProto) -> Option<String> {
     let (h, w) = unequal_pair(node, "strides")?;
     Some(format!("strides [{h}, {w}] ({h} down, {w} across), which the runtime steps as {w} down and {h} across"))
+}
+
+fn implicit_pool_strides(node: &NodeProto) -> Option<String> {
+    let pool = matches!(node.op_type.as_str(), "MaxPool" | "AveragePool");
+    (pool && !node.attribute.iter().any(|a| a.name == "strides"))
+        .then(|| "no strides attribute, which the runtime reads as 0 (ONNX's default is 1)".to_string())
 }
 
 fn non_square_dilations(node: &NodeProto) -> Option<String> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const PORTABLE: &str = "portable";
 
 /// Every profile name, `portable` first.
-pub const PROFILE_NAMES: [&str; 10] = [
+pub const PROFILE_NAMES: [&str; 11] = [
     PORTABLE,
     "barracuda-1.0.4",
     "barracuda-2.0",
@@ -21,6 +21,7 @@ pub const PROFILE_NAMES: [&str; 10] = [
     "wonnx",
     "onnxruntime",
     "openvino",
+    "mnn",
 ];
 
 /// A runtime profile.
@@ -323,6 +324,9 @@ pub enum Pattern {
     /// A Conv whose `dilations` differ in height and width: Barracuda 1.0.4 sizes the dilated
     /// kernel right but places its taps with the height's dilation along the width.
     NonSquareDilations,
+    /// A MaxPool or AveragePool with no `strides` attribute: MNN 3.6.1's converter takes it for
+    /// 0, not ONNX's default of 1, and divides by it.
+    ImplicitPoolStrides,
 }
 
 impl fmt::Display for Pattern {
@@ -342,6 +346,7 @@ impl fmt::Display for Pattern {
             }
             Pattern::NonSquareStrides => "strides equal in height and width (the runtime swaps them)",
             Pattern::NonSquareDilations => "dilations equal in height and width (the runtime misplaces the taps)",
+            Pattern::ImplicitPoolStrides => "pool strides written out (the runtime takes a missing attribute for 0)",
         })
     }
 }

@@ -140,7 +140,7 @@ fn portable_is_the_intersection_of_the_proven_runtimes() {
         runtimes().into_iter().partition(|p| p.proof.is_proven());
     assert_eq!(
         runtimes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino"]
+        ["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino", "mnn"]
     );
     let portable = Profile::by_name(PORTABLE).unwrap();
     assert_eq!(Profile::proven().unwrap(), runtimes);
@@ -337,7 +337,7 @@ fn inspect_reports_the_nodes_each_profile_rejects_and_why() {
     assert_eq!(json["profiles"][0]["proof"]["status"], "derived");
     assert_eq!(
         json["profiles"][0]["derived_from"],
-        serde_json::json!(["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino"])
+        serde_json::json!(["barracuda-1.0.4", "ort-web-webgl", "ncnn", "wonnx", "onnxruntime", "openvino", "mnn"])
     );
     assert!(text.contains("  barracuda-2.0: accepts all 4 nodes\n    proof: documentation only: "), "{text}");
     assert!(
@@ -564,5 +564,33 @@ fn barracuda_1_0_4_refuses_non_square_pool_kernels_and_strides() {
         for found in [inspected(&portable), target(&portable)] {
             assert!(found.iter().any(|v| v.starts_with(&expected)), "{label}: {found:#?}");
         }
+    }
+}
+
+/// MNN's converter takes a pool's missing `strides` for 0 and crashes: `--target mnn` and
+/// `portable` refuse such a pool, and accept it with its unit strides written out (as the
+/// decoders write them).
+#[test]
+fn mnn_refuses_pools_whose_strides_are_left_to_the_default() {
+    let mnn = Profile::by_name("mnn").unwrap();
+    let portable = Profile::by_name(PORTABLE).unwrap();
+    let explicit = window_model("MaxPool", [3, 3], [1, 1]);
+    let mut implicit = explicit.clone();
+    implicit.graph.as_mut().unwrap().node[0].attribute.retain(|a| a.name != "strides");
+    let found = |model: &ModelProto, p: &Profile| -> Vec<String> {
+        let found = profiles::check_decoder(model, &[], p).err().unwrap_or_default();
+        found.iter().map(|v| v.to_string()).collect()
+    };
+    for p in [&mnn, &portable] {
+        assert!(found(&explicit, p).is_empty(), "{}: {:?}", p.name, found(&explicit, p));
+        let refused = found(&implicit, p);
+        let expected = format!(
+            "node posefix/window (MaxPool): no strides attribute, which the runtime reads as 0 (ONNX's default is 1) \
+             breaks \"{}\" of {} (",
+            Pattern::ImplicitPoolStrides,
+            p.name
+        );
+        assert!(refused.iter().any(|v| v.starts_with(&expected)), "{}: {refused:#?}", p.name);
+        assert!(refused.iter().any(|v| v.contains("OnnxPooling.cpp")), "{}: {refused:#?}", p.name);
     }
 }
