@@ -10,7 +10,8 @@ model pair `NAME.orig.onnx` / `NAME.posefix.onnx`:
    the rewritten one on every input: seeded noise, zeros (for the synthetic models every heatmap
    is then one repeated value: all cells tie), a checkerboard (ties between distant cells), and for
    the real model photos. The runtimes: onnxruntime (CPU), OpenCV DNN (each engine), OpenVINO's
-   CPU plugin at float32 and at its defaults (`openvino`, `openvino-defaults`), and the legs'.
+   CPU plugin at float32 and at its defaults (`openvino`, `openvino-defaults`), MNN after its
+   converter (`mnn`), and the legs'.
    The raw heatmaps and offsets of that same run go through a numpy port of
    the reference decoder (`src/reference/single_pose.rs`, contract in `src/contract.rs`); `keypoints` must
    match it: |dx|, |dy| <= 1e-3 and |dscore| <= 1e-5. The heads must also match those of the
