@@ -495,14 +495,21 @@ class Mnn:
         inputs = [i.name for i in graph.input if i.name not in weights]
         outputs = [o.name for o in graph.output]
         out = self.tmp / (Path(path).stem + ".mnn")
+        Mnn.convert(path, out)
+        return self.mnn.nn.load_module_from_file(str(out), inputs, outputs), outputs
+
+    @staticmethod
+    def convert(path, out):
+        """`mnnconvert -f ONNX --modelFile path --MNNModel out --bizCode posefix`, by the wheel's
+        compiled converter in a subprocess; RuntimeError with its last words when it fails."""
         argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(path), "--MNNModel", str(out), "--bizCode", "posefix"]
+        out.unlink(missing_ok=True)
         done = subprocess.run([sys.executable, "-c", "import sys, _tools; _tools.mnnconvert(sys.argv[1:])", *argv],
-                              capture_output=True, text=True, cwd=self.tmp)  # it leaves a scratch file there
+                              capture_output=True, text=True, cwd=out.parent)  # it leaves a scratch file there
         if done.returncode != 0 or not out.is_file():
             tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
             signal = f" (signal {-done.returncode})" if done.returncode < 0 else ""
             raise RuntimeError(f"mnnconvert failed, exit {done.returncode}{signal}: {tail}")
-        return self.mnn.nn.load_module_from_file(str(out), inputs, outputs), outputs
 
     def run(self, loaded, input_name, x):
         module, names = loaded

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ import onnxruntime as ort
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE / "legs" / "ncnn"))
+import check  # noqa: E402  (conformance/check.py: how it runs each runtime)
 import opcases  # noqa: E402
 
 HOW = "conformance/gen_probed_profile.py"
@@ -95,9 +95,8 @@ class OpenVino:
 
 
 class Mnn:
-    """As check.py's Mnn: the wheel's converter (its compiled `_tools`, in a subprocess; not the
-    `mnnconvert` command, which pip-installs a log SDK and reports each conversion), then the
-    Module API on the CPU at its defaults."""
+    """As check.py's Mnn: its converter (`check.Mnn.convert`), then the Module API on the CPU at
+    its defaults."""
 
     name = "mnn"
 
@@ -112,14 +111,7 @@ class Mnn:
     def outputs(self, path, inputs):
         graph = onnx.load(str(path)).graph
         out = Path(path).with_suffix(".mnn")
-        out.unlink(missing_ok=True)
-        argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(path), "--MNNModel", str(out), "--bizCode", "posefix"]
-        done = subprocess.run([sys.executable, "-c", "import sys, _tools; _tools.mnnconvert(sys.argv[1:])", *argv],
-                              capture_output=True, text=True, cwd=Path(path).parent)
-        if done.returncode != 0 or not out.is_file():
-            signal = f" (signal {-done.returncode})" if done.returncode < 0 else ""
-            raise RuntimeError(f"mnnconvert exit {done.returncode}{signal}: "
-                               + one_line("\n".join((done.stdout + done.stderr).strip().splitlines()[-2:])))
+        check.Mnn.convert(path, out)
         names = [o.name for o in graph.output]
         module = self.mnn.nn.load_module_from_file(str(out), list(inputs), names)
         expr = self.mnn.expr
