@@ -80,16 +80,18 @@ impl MultiPose {
 /// The real model's multi-pose settings: N = 5, posenet's `MULTI_PERSON_INFERENCE_CONFIG`.
 const REAL_MULTI_POSE_N: usize = 5;
 
-/// Synthetic models with the multi-pose decoder besides the single-pose one: NCHW logits heads
-/// (the decoder reads NCHW only so far), batch 1 (so that every leg runs them), opsets apart from
-/// the real model's 11, non-square grids and a stride other than 16. Their random 1x1-Conv heads
-/// give many candidates and long displacements that leave the grid; zeros make every heatmap
+/// Synthetic models with the multi-pose decoder besides the single-pose one: NCHW logits heads,
+/// batch 1 but for one with a symbolic batch (which WebGL refuses), opsets apart from the real
+/// model's 11, non-square grids and a stride other than 16. Their random 1x1-Conv heads give many
+/// candidates and long displacements that leave the grid; zeros make every heatmap
 /// constant (each cell ties with its neighbours: all are candidates, taken in scan order).
 fn multi_pose_models() -> Vec<(SyntheticSpec, MultiPose)> {
     let base = SyntheticSpec::posenet;
     vec![
         (SyntheticSpec { input_hw: (257, 353), seed: 0x5EED + 2000, ..base(13) }, MultiPose::new(4)),
         (SyntheticSpec { stride: 8, input_hw: (161, 225), seed: 0x5EED + 2001, ..base(17) }, MultiPose::new(3)),
+        // A symbolic batch, run at the manifest's batch of 2: several images a run.
+        (SyntheticSpec { batch: Batch::Symbolic("N".into()), seed: 0x5EED + 2002, ..base(15) }, MultiPose::new(2)),
     ]
 }
 

@@ -442,7 +442,6 @@ fn build(proto: &ModelProto, settled: &mut Settled, options: &RewriteOptions) ->
         grid: heads.grid,
         forms,
     };
-    builder.set_constant_batch(spec.heatmaps_read.dims.first().map_or(1, |&n| usize::try_from(n).unwrap_or(1)));
     decoder::build(&mut builder, &spec)?;
     let multi_pose = match (&options.multi_pose, &settled.displacements) {
         (Some(m), Some(displacements)) => {

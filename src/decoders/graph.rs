@@ -40,9 +40,10 @@
 //!   `shape_unmatched_special_avoidance_workaround` taking the transposed constant for its ONNX
 //!   shape, once more: `[1, 1, H, W]` becomes `(1, H, 1, W)`), and no rank-1 one of more than
 //!   two values (it reorders them as NCHW dims). A per-channel constant goes into a 1x1 Conv's
-//!   weights or bias; a constant map is added to zeros made in the graph first (a tensor of the
-//!   graph broadcasts by its ONNX shape). No division by a constant but a power of two: onnx2tf
-//!   writes it as a product with the reciprocal, which float16 rounds.
+//!   weights or bias. A per-cell constant (the grid, the first-cell ranks, the multi-pose cell
+//!   numbers) is a tensor of the graph, of the heads' batch, read out of a Conv's weights
+//!   ([`GraphBuilder::cell_maps`]): with a symbolic batch no constant can have the other
+//!   operand's shape, and so none escapes that second transpose.
 //!
 //! The builder shares nodes: a node with the op, inputs and attributes of an earlier one (and a
 //! constant with the values of an earlier one) is not made twice, so the two decoders share the
@@ -71,6 +72,23 @@ fn bound_name(v: f32) -> String {
 pub struct Cells {
     pub height: usize,
     pub width: usize,
+}
+
+/// The origin map that per-cell maps are read out from ([`GraphBuilder::cell_maps`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellMaps {
+    /// `[N, 1, H, W]` of ones.
+    ones: String,
+    /// `[N, 1, H, W]`, 1 at the first cell, 0 elsewhere.
+    origin: String,
+    cells: Cells,
+}
+
+impl CellMaps {
+    /// `[N, 1, H, W]` of ones, of the batch of the tensor the maps were made from.
+    pub fn ones(&self) -> &str {
+        &self.ones
+    }
 }
 
 /// Default-domain opsets the emitted nodes are written for.
@@ -116,8 +134,6 @@ pub struct GraphBuilder {
     constants: HashMap<String, String>,
     /// The type of the outputs [`GraphBuilder::op_into`] writes.
     output_type: FloatType,
-    /// The batch of the per-cell constants (see [`GraphBuilder::set_constant_batch`]).
-    constant_batch: usize,
 }
 
 impl GraphBuilder {
@@ -131,31 +147,12 @@ impl GraphBuilder {
             made: HashMap::new(),
             constants: HashMap::new(),
             output_type: FloatType::Float32,
-            constant_batch: 1,
         }
     }
 
     /// Outputs written by [`GraphBuilder::op_into`] from now on are of type `ty`.
     pub fn set_output_type(&mut self, ty: FloatType) {
         self.output_type = ty;
-    }
-
-    /// The heads' batch where it is fixed: a per-cell constant that an element-wise op meets with
-    /// a head-shaped tensor ([`GraphBuilder::per_cell_const`]) is then made whole, of that batch,
-    /// not broadcast along it. onnx2tf (1.29.24) transposes a constant whose shape differs from
-    /// the other operand's a second time, so a `[1, C, H, W]` constant against a batch of 2 stops
-    /// its conversion (measured). A symbolic batch keeps 1: no constant can match it.
-    pub fn set_constant_batch(&mut self, batch: usize) {
-        self.constant_batch = batch.max(1);
-    }
-
-    /// A float constant `[batch, channels, h, w]` of `per_item` (`[channels, h, w]` values)
-    /// repeated for each item of the constant batch.
-    pub fn per_cell_const(&mut self, hint: &str, channels: usize, cells: Cells, per_item: &[f32]) -> String {
-        let batch = self.constant_batch;
-        let values: Vec<f32> = per_item.iter().copied().cycle().take(batch * per_item.len()).collect();
-        let dims = [batch as i64, channels as i64, cells.height as i64, cells.width as i64];
-        self.const_f32(hint, &dims, &values)
     }
 
     #[cfg(feature = "testing")]
@@ -291,17 +288,56 @@ impl GraphBuilder {
         self.op("Transpose", hint, &[x], vec![proto::attr_ints("perm", &[0, 3, 1, 2])])
     }
 
+    /// The origin of the per-cell maps of `like` (a finite `[N, C, H, W]` tensor of the graph,
+    /// `like_channels` = C): `[N, 1, H, W]`, 1 at the first cell and 0 elsewhere, exactly, by two
+    /// Convs: ones (zero weights over `like`, bias 1), then a 2x2 kernel `[[1, -1], [-1, 1]]`
+    /// padded at the top and left only, which sums to 0 wherever its window holds more than the
+    /// first cell. Integers in any summation order; a NaN in `like` makes its cell NaN.
+    pub fn cell_maps(&mut self, like: &str, like_channels: usize, cells: Cells) -> CellMaps {
+        let zeros = self.const_f32("cell_ones_weights", &[1, like_channels as i64, 1, 1], &vec![0.0; like_channels]);
+        let one = self.const_f32("cell_ones_bias", &[1], &[1.0]);
+        let ones = self.op("Conv", "cell_ones", &[like, &zeros, &one], vec![proto::attr_ints("kernel_shape", &[1, 1])]);
+        let corner = self.const_f32("first_cell_weights", &[1, 1, 2, 2], &[1.0, -1.0, -1.0, 1.0]);
+        let attrs = vec![proto::attr_ints("kernel_shape", &[2, 2]), proto::attr_ints("pads", &[1, 1, 0, 0])];
+        let origin = self.op("Conv", "first_cell", &[&ones, &corner], attrs);
+        CellMaps { ones, origin, cells }
+    }
+
+    /// A map of constant values per cell as a tensor of the graph: `[N, channels, H, W]`, of the
+    /// batch of [`Self::cell_maps`]' `like`, `per_cell` holding `[channels, H, W]` values. A
+    /// Conv of the origin map whose square kernel (the longer side, S) holds the values
+    /// mirrored: padded at the top and left by S - 1, the window of cell (y, x) meets the first
+    /// cell at kernel tap (S-1-y, S-1-x), so the output is that value times 1 plus zeros: exact
+    /// in any precision the value is. It costs `channels * S^2` multiply-adds a cell, so a
+    /// map of few channels is made and widened by a 1x1 Conv where many are needed.
+    pub fn per_cell_map(&mut self, hint: &str, maps: &CellMaps, channels: usize, per_cell: &[f32]) -> String {
+        let Cells { height, width } = maps.cells;
+        debug_assert_eq!(per_cell.len(), channels * height * width);
+        let side = height.max(width);
+        let mut kernel = vec![0.0f32; channels * side * side];
+        for (i, &value) in per_cell.iter().enumerate() {
+            let (c, y, x) = (i / (height * width), i / width % height, i % width);
+            kernel[(c * side + side - 1 - y) * side + side - 1 - x] = value;
+        }
+        let (s, c) = (side as i64, channels as i64);
+        let kernel = self.const_f32(&format!("{hint}_values"), &[c, 1, s, s], &kernel);
+        let attrs = vec![proto::attr_ints("kernel_shape", &[s, s]), proto::attr_ints("pads", &[s - 1, s - 1, 0, 0])];
+        self.op("Conv", hint, &[&maps.origin, &kernel], attrs)
+    }
+
     /// Every cell's position per keypoint in model-input pixels, `[N, 34, H, W]` in the offsets'
     /// layout (y of keypoint k in channel k, x in k + 17): the offsets plus the cell's pixel
-    /// position (`gy*stride`, `gx*stride`, a constant named `grid_hint`), one f32 addition, as
-    /// the references add them.
-    pub fn cell_positions(&mut self, hint: &str, grid_hint: &str, offsets: &str, cells: Cells, stride: u32) -> String {
-        let (h, w, k) = (cells.height, cells.width, NUM_KEYPOINTS);
+    /// position (`gy*stride`, `gx*stride`), one f32 addition, as the references add them. The
+    /// pixel positions are a two-channel map ([`Self::per_cell_map`]) widened to the offsets'
+    /// 34 channels by a 1x1 Conv of unit weights.
+    pub fn cell_positions(&mut self, hint: &str, offsets: &str, maps: &CellMaps, stride: u32) -> String {
+        let Cells { height: h, width: w } = maps.cells;
         let stride = stride as f32;
-        let pixels: Vec<f32> = (0..2 * k)
-            .flat_map(|c| (0..h * w).map(move |i| if c < k { i / w } else { i % w } as f32 * stride))
-            .collect();
-        let pixels = self.per_cell_const(grid_hint, 2 * k, cells, &pixels);
+        let pixels: Vec<f32> = (0..2).flat_map(|c| (0..h * w).map(move |i| if c == 0 { i / w } else { i % w } as f32 * stride)).collect();
+        let pixels = self.per_cell_map("grid_px", maps, 2, &pixels);
+        let k = NUM_KEYPOINTS;
+        let widened: Vec<Option<usize>> = (0..2 * k).map(|c| Some(c / k)).collect();
+        let pixels = self.pick_channels("grid_px_per_keypoint", &pixels, &widened, 2);
         self.op("Add", hint, &[offsets, &pixels], vec![])
     }
 

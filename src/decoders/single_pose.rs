@@ -125,11 +125,9 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
     let clamped = b.clamp_finite("heatmaps_finite", &heatmaps);
     let max = b.max_over("heatmap_max", &clamped, grid);
     let below = b.below_max("below_max", &clamped, &max);
-    // One rank map per keypoint, not one broadcast over the channels: onnx2tf reads a [1, 1, H, W]
-    // constant against its NHWC layout wrongly when H, W and the channels are all 17 (the real
-    // model), and its max then picks the wrong cells (measured with onnx2tf 1.29.24 -cotof).
-    let ranks: Vec<f32> = first_cell_ranks(cells).into_iter().cycle().take(K * cells).collect();
-    let ranks = b.per_cell_const("first_cell_rank", K, grid, &ranks);
+    // One rank map, broadcast over the keypoints (a tensor of the graph: see `cell_maps`).
+    let maps = b.cell_maps(&clamped, K, grid);
+    let ranks = b.per_cell_map("first_cell_rank", &maps, 1, &first_cell_ranks(cells));
     let ranked = b.op("Sub", "ranked", &[&ranks, &below], vec![]);
     let top = b.max_over("top_rank", &ranked, grid);
     let gap = b.op("Sub", "rank_gap", &[&top, &ranked], vec![]);
@@ -144,7 +142,7 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
         })
         .collect();
     // The cell's pixel position added before the reorder: a third of the constant it would be after.
-    let positions = b.cell_positions("positions", "grid_px", &offsets, grid, spec.settings.stride);
+    let positions = b.cell_positions("positions", &offsets, &maps, spec.settings.stride);
     let positions = b.pick_channels("positions_xy", &positions, &from_offsets, 2 * K);
     let scores = match spec.settings.scores {
         ScoreMode::Sigmoid => b.op("Sigmoid", "scores", &[&heatmaps], vec![]),
@@ -191,8 +189,8 @@ fn build_with_argmax(b: &mut GraphBuilder, spec: &DecoderSpec<'_>, heatmaps: &st
         ScoreMode::Sigmoid => b.op("Sigmoid", "cell_scores", &[&flat], vec![]),
         ScoreMode::Raw => flat,
     };
-    let grid = Cells { height: h, width: w };
-    let positions = b.cell_positions("positions", "grid_px", offsets, grid, spec.settings.stride);
+    let maps = b.cell_maps(&clamped, K, Cells { height: h, width: w });
+    let positions = b.cell_positions("positions", offsets, &maps, spec.settings.stride);
     let yx_shape = b.const_i64("positions_shape", &[4], &[-1, 2, k, cells]);
     let positions = b.op("Reshape", "positions_yx", &[&positions, &yx_shape], vec![]);
     let positions =

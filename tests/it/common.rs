@@ -118,3 +118,19 @@ pub fn real_model_heads(photos: &[PathBuf]) -> Vec<Vec<Vec<f32>>> {
         })
         .collect()
 }
+
+/// No element-wise op (Add, Sub, Mul, Div) of `graph` reads a constant of more than one value:
+/// onnx2tf transposes such an operand against its own guess of the layout, and with a symbolic
+/// batch no constant can have the other operand's shape (see `decoders::graph`).
+pub fn assert_no_constant_maps_in_elementwise_ops(graph: &onnx_posefix::onnx_protobuf::GraphProto, label: &str) {
+    let constants: std::collections::HashMap<&str, &Vec<i64>> =
+        graph.initializer.iter().map(|t| (t.name.as_str(), &t.dims)).collect();
+    for n in graph.node.iter().filter(|n| ["Add", "Sub", "Mul", "Div"].contains(&n.op_type.as_str())) {
+        for input in &n.input {
+            if let Some(dims) = constants.get(input.as_str()) {
+                let values: i64 = dims.iter().product();
+                assert!(values <= 1, "{label}: {} reads a constant of shape {dims:?}", n.name);
+            }
+        }
+    }
+}

@@ -125,8 +125,9 @@ fn xy_swapped_is_caught_on_every_keypoint() {
 fn last_occurrence_ties_are_caught() {
     let dir = TempDir::new().unwrap();
     let (original, rewritten, mut model) = pair(&dir, &SyntheticSpec::posenet(13));
-    // Ranks A..1 pick the first maximal cell; 1..A pick the last.
-    tamper(&mut model, "posefix/first_cell_rank", |r| r.reverse());
+    // Ranks A..1 pick the first maximal cell; 1..A pick the last (the map's kernel holds them
+    // mirrored: reversed, it holds them in the other order).
+    tamper(&mut model, "posefix/first_cell_rank_values", |r| r.reverse());
     fs::write(&rewritten, encode(&model)).unwrap();
     let out = verify_cli(&original, &rewritten, &[]);
     assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
@@ -150,7 +151,7 @@ fn wrong_stride_is_caught_away_from_the_origin() {
     let dir = TempDir::new().unwrap();
     let (original, rewritten, mut model) = pair(&dir, &SyntheticSpec::posenet(11));
     // As if built with stride 15 instead of 16.
-    tamper(&mut model, "posefix/grid_px", |g| g.iter_mut().for_each(|v| *v = *v / 16.0 * 15.0));
+    tamper(&mut model, "posefix/grid_px_values", |g| g.iter_mut().for_each(|v| *v = *v / 16.0 * 15.0));
     fs::write(&rewritten, encode(&model)).unwrap();
     let out = verify_cli(&original, &rewritten, &[]);
     assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));

@@ -197,27 +197,22 @@ class Handle:
             pass
 
 
-# One synthetic model of each shape the real model does not have (7 to 17 s a conversion here; the
-# multi-pose one about 130 s): NHWC input and heads, NHWC heads with a Sigmoid at opset 9 and stride
-# 32, non-square grids either way round, a fixed batch of 2, and the multi-pose decoder at stride 8.
+# One synthetic model of each shape the real model does not have (7 to 17 s a conversion here; a
+# multi-pose one 1 to 2.5 minutes): NHWC input and heads, NHWC heads with a Sigmoid at opset 9 and
+# stride 32, non-square grids either way round, a fixed batch of 2, a symbolic batch (NCHW and NHWC
+# heads; run at the manifest's batch of 2), and the multi-pose decoder at stride 8 and with a
+# symbolic batch.
 SYNTHETIC_IN_CI = {
     "nhwc_logits_op15_b1_257x257_input-nhwc",
     "nhwc_sigmoid_op9_b1_257x257_s32",
     "nhwc_sigmoid_op18_b1_257x353",
     "nchw_sigmoid_op18_b1_353x257",
     "nchw_logits_op19_b2_257x257",
+    "nchw_logits_op13_bsym_257x257",
+    "nhwc_sigmoid_op12_bsym_257x257",
     "nchw_logits_op17_b1_161x225_s8_multi-pose-n3",
+    "nchw_logits_op15_bsym_257x257_multi-pose-n2",
 }
-
-# Measured on onnx2tf 1.29.24: the original converts, the rewritten model does not.
-SYMBOLIC_BATCH = (
-    "symbolic batch: onnx2tf 1.29.24 transposes the decoder's [1,34,H,W] grid constant twice where "
-    "it is added to the [N,34,H,W] offsets (shape_unmatched_special_avoidance_workaround, "
-    "utils/common_functions.py, takes the constant already made NHWC for an ONNX-layout one when "
-    "the batch is unknown) and the conversion stops at posefix/positions; onnx2tf's -b 1 stops one "
-    "node later. Pin the batch when rewriting (onnx-posefix --input-shape 1,3,H,W): that model "
-    "converts and is exact"
-)
 
 
 class LiteRt:
@@ -238,10 +233,7 @@ class LiteRt:
         """The real model and its float32 variants (the --poses 5 one included), and the synthetic
         models of SYNTHETIC_IN_CI; the float16 conversions with ONNX2TF_LEG_FP16=1, every model with
         ONNX2TF_LEG_ALL=1 (each conversion takes onnx2tf 7 to 80 s here, a multi-pose model 2 to
-        4.5 minutes: CI runs what users deploy and one model of each shape). A symbolic batch is
-        skipped, with the measured reason and the remedy."""
-        if entry.get("batch") == "N":
-            return SYMBOLIC_BATCH
+        4.5 minutes: CI runs what users deploy and one model of each shape)."""
         if os.environ.get("ONNX2TF_LEG_ALL") == "1":
             return None
         if entry.get("kind") != "real" and entry["name"] not in SYNTHETIC_IN_CI:
@@ -291,6 +283,9 @@ class LiteRt:
         if w.generation != handle.generation or w.proc is None:
             raise RuntimeError("the onnx2tf worker was restarted since this model was loaded")
         shape, dtype = handle.tfl_inputs[handle.input_name]
+        if handle.input_shape and handle.input_shape[0] is None:
+            # A symbolic batch: the .tflite declares 1 and its signature runner resizes to the feed.
+            shape = [x.shape[0], *shape[1:]]
         feed = x
         if tuple(shape) != x.shape:
             # onnx2tf lays every input out channels-last, ONNX axes (0, 2, ..., 1), whatever the

@@ -158,7 +158,8 @@ pub(super) fn build(b: &mut GraphBuilder, spec: &MultiPoseSpec) {
     let v = g.b.clamp_finite("mp_heatmaps_finite", &heatmaps);
     let scores = scores_of(g.b, spec, &heatmaps, &v);
     let grid = Cells { height: h, width: w };
-    let positions = g.b.cell_positions("mp_positions", "mp_grid_px", &offsets, grid, spec.stride);
+    let maps = g.b.cell_maps(&v, K, grid);
+    let positions = g.b.cell_positions("mp_positions", &offsets, &maps, spec.stride);
 
     // Every keypoint's position at every cell, [B, 34, A] (y rows, then x rows), and the flat
     // index of its cell, n: [B, 17, A].

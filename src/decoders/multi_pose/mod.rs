@@ -317,45 +317,37 @@ impl Builder<'_> {
     }
 
     /// What every round reads, made once per frame from `v` (the clamped heatmaps), as tensors
-    /// of the graph rather than constants: zeros `[B, 1, H, W]` (a 1x1 Conv of zero weights over
-    /// `v`) plus a constant.
-    /// - `2^64` ([`INDEX_SCALE`]), `[B, 1, 1, 1]`: `(0 + 2^8)` squared three times. Every
-    ///   constant of the decoder is a float16 value (onnx2tf's float16 `.tflite` stores them so and
-    ///   computes in float32): the scaled indices are made by products of tensors, and no
-    ///   converter folds those into a constant.
+    /// of the graph of `v`'s batch rather than constants ([`GraphBuilder::cell_maps`]: a
+    /// `[1, 1, H, W]` constant operand of the lookups' Sub is transposed twice by onnx2tf
+    /// 1.29.24, and with a symbolic batch no constant can have the other operand's shape).
+    /// - `2^64` ([`INDEX_SCALE`]), `[B, 1, 1, 1]`: `(1 * 2^8)` squared three times, `1` the max
+    ///   of the ones map. Every constant of the decoder is a float16 value (onnx2tf's float16
+    ///   `.tflite` stores them so and computes in float32): the scaled indices are made by
+    ///   products of tensors, and no converter folds those into a constant.
     /// - The scaled flat index of every cell, `i * 2^64`, `[B, 1, H, W]` (self.cell_index).
-    ///   Not a `[1, 1, H, W]` constant operand of the lookups' Sub: onnx2tf 1.29.24 transposes a
-    ///   rank-4 constant operand of an element-wise op to NHWC, then
-    ///   (`shape_unmatched_special_avoidance_workaround`, which takes the transposed constant for
-    ///   its ONNX shape) once more when the other operand is broadcast against it (`[1, 1, H, W]`
-    ///   became `(1, H, 1, W)`, then the lookups' `[1, C, H, W]` maps were read as
-    ///   `(1, H, C, W)`). Between two tensors of the graph it broadcasts by their ONNX shapes.
     /// - The ranks `RANK_BLOCK * (cells - i) - k`, `[B, 17, H, W]`: `cells - i` (a float16
     ///   integer up to 2048 cells), then a 1x1 Conv of weight `RANK_BLOCK` and bias `-k`.
     ///
-    /// A NaN heatmap value makes the zeros NaN at its cell, and so every read and the whole
+    /// A NaN heatmap value makes the ones NaN at its cell, and so every read and the whole
     /// decode where MaxPool propagates NaN (heatmaps with NaN are outside the contract).
     fn per_frame(&mut self, v: &str) -> String {
-        let (h, w) = (self.h, self.w);
-        let cells = h * w;
-        let zeros = self.weighted("mp_zeros", v, K, 1, &[], None);
-        let zero = self.b.max_over("mp_zero", &zeros, self.cells());
+        let cells = self.h * self.w;
+        let maps = self.b.cell_maps(v, K, self.cells());
+        let one = self.b.max_over("mp_one", maps.ones(), self.cells());
         let base = self.b.scalar_f32("mp_two_pow_8", INDEX_SCALE_ROOT, 1);
-        let mut scale = self.b.op("Add", "mp_two_pow_8_tensor", &[&zero, &base], vec![]);
+        let mut scale = self.b.op("Mul", "mp_two_pow_8_tensor", &[&one, &base], vec![]);
         for power in [16, 32, 64] {
             scale = self.b.op("Mul", &format!("mp_two_pow_{power}"), &[&scale, &scale], vec![]);
         }
         self.scale = scale.clone();
         let count = self.b.scalar_f32("mp_keypoints", K as f32, 1);
-        self.keypoint_count = self.b.op("Add", "mp_keypoints_tensor", &[&zero, &count], vec![]);
+        self.keypoint_count = self.b.op("Mul", "mp_keypoints_tensor", &[&one, &count], vec![]);
         let index: Vec<f32> = (0..cells).map(|i| i as f32).collect();
-        let index = self.b.const_f32("mp_cell_number", &[1, 1, h as i64, w as i64], &index);
-        let index = self.b.op("Add", "mp_cell_number_tensor", &[&zeros, &index], vec![]);
+        let index = self.b.per_cell_map("mp_cell_number", &maps, 1, &index);
         self.cell_index = self.b.op("Mul", "mp_cell_index", &[&index, &scale], vec![]);
         // Scan order (y, x, k): the first candidate gets the largest rank (see `RANK_BLOCK`).
         let left: Vec<f32> = (0..cells).map(|i| (cells - i) as f32).collect();
-        let left = self.b.const_f32("mp_cells_left", &[1, 1, h as i64, w as i64], &left);
-        let left = self.b.op("Add", "mp_cells_left_tensor", &[&zeros, &left], vec![]);
+        let left = self.b.per_cell_map("mp_cells_left", &maps, 1, &left);
         let terms: Vec<(usize, usize, f32)> = (0..K).map(|k| (k, 0, RANK_BLOCK as f32)).collect();
         let bias: Vec<f32> = (0..K).map(|k| -(k as f32)).collect();
         self.weighted("mp_scan_rank", &left, 1, K, &terms, Some(&bias))
@@ -543,7 +535,8 @@ fn frame(g: &mut Builder<'_>, spec: &MultiPoseSpec) -> Frame {
     // one f32 addition as the reference), and the flat index of that position's cell: where a
     // refinement at that cell leads.
     let grid = g.cells();
-    let positions = g.b.cell_positions("mp_positions", "mp_grid_px", &offsets, grid, spec.stride);
+    let maps = g.b.cell_maps(&v, K, grid);
+    let positions = g.b.cell_positions("mp_positions", &offsets, &maps, spec.stride);
     let position_cells = g.cell("mp_position_cells", &positions, K);
     let position_cells = g.flat_index("mp_position_index", &position_cells, K, 1);
     // [y | x | cell] per keypoint, 51 channels.
@@ -913,8 +906,10 @@ mod tests {
                 }
                 "Conv" => {
                     let (x, weights) = (input(0), input(1));
-                    assert_eq!((x[1], &weights[2..]), (weights[1], &[1, 1][..]), "{}", node.name);
-                    vec![x[0], weights[0], x[2], x[3]]
+                    let pads = ints(node, "pads").unwrap_or(vec![0; 4]);
+                    assert_eq!(x[1], weights[1], "{}", node.name);
+                    let (kh, kw) = (weights[2], weights[3]);
+                    vec![x[0], weights[0], x[2] + pads[0] + pads[2] - kh + 1, x[3] + pads[1] + pads[3] - kw + 1]
                 }
                 "MaxPool" => {
                     let x = input(0);
@@ -949,8 +944,9 @@ mod tests {
                 for (c, other) in [(0, 1), (1, 0)] {
                     let Some((dims, values)) = constants.get(&node.input[c]) else { continue };
                     let other = &shapes[&node.input[other]];
-                    // A rank-4 constant only against a tensor of its own shape; else one value.
-                    assert!(values.len() == 1 || dims == other, "{}: {dims:?} against {other:?}", node.name);
+                    // One value: a map would be transposed by onnx2tf unless it had the other
+                    // operand's shape, which no constant has when the batch is symbolic.
+                    assert!(values.len() == 1, "{}: {dims:?} against {other:?}", node.name);
                     if node.op_type == "Div" && c == 1 {
                         assert!(values.iter().all(|v| v.log2().fract() == 0.0), "{}: divides by {values:?}", node.name);
                     }
