@@ -524,6 +524,45 @@ mod tests {
     }
 
     #[test]
+    fn per_cell_maps_hold_their_values_at_every_cell_of_every_item() {
+        use onnx_protobuf::tensor_proto::DataType;
+        use tract_onnx::prelude::Tensor;
+
+        for (h, w) in [(1, 1), (3, 5), (5, 3), (4, 4)] {
+            let mut b = GraphBuilder::new(13, NameAllocator::new(HashSet::new()));
+            let cells = Cells { height: h, width: w };
+            let maps = b.cell_maps("x", 2, cells);
+            // Values of 8 significant bits and a large one: exact only if read out as one product.
+            let values: Vec<f32> = (0..2 * h * w).map(|i| if i == 1 { 65504.0 } else { 1.0 - i as f32 / 256.0 }).collect();
+            let out = b.per_cell_map("m", &maps, 2, &values);
+            let (nodes, initializers) = b.finish();
+            let mut graph = onnx_protobuf::GraphProto::new();
+            let dims = [2, 2, h as i64, w as i64].map(proto::Dim::Fixed);
+            graph.input.push(proto::value_info("x", DataType::FLOAT, &dims));
+            graph.output.push(proto::value_info(&out, DataType::FLOAT, &[]));
+            graph.node = nodes;
+            graph.initializer = initializers;
+            let mut model = onnx_protobuf::ModelProto::new();
+            model.ir_version = 8;
+            let mut opset = onnx_protobuf::OperatorSetIdProto::new();
+            opset.version = 13;
+            model.opset_import.push(opset);
+            model.graph = Some(graph).into();
+            let bytes = crate::model::io::to_bytes(&model).unwrap();
+            let runner = crate::tract_bridge::Runner::new(&bytes, &[vec![2, 2, h, w]]).unwrap();
+            // Any finite input: the maps do not depend on its values.
+            let x: Vec<f32> = (0..4 * h * w).map(|i| (i as f32 * 0.37).sin() * 1e30).collect();
+            let input = Tensor::from_shape(&[2, 2, h, w], &x).unwrap();
+            let got = runner.run(vec![input]).unwrap().remove(0);
+            assert_eq!(got.shape(), &[2, 2, h, w]);
+            let got: Vec<f32> = got.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+            for item in 0..2 {
+                assert_eq!(&got[item * 2 * h * w..(item + 1) * 2 * h * w], &values[..], "{h}x{w}, item {item}");
+            }
+        }
+    }
+
+    #[test]
     fn below_max_is_exact_for_the_smallest_gaps_in_float32_and_float16() {
         // Ceil(Clip(gap, -1, 1)): 0 for a zero gap, 1 for the smallest positive one.
         let step = |gap: f32| gap.clamp(-1.0, 1.0).ceil();

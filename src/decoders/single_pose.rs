@@ -3,11 +3,11 @@
 //! Design for the weakest runtimes (Unity Barracuda 1.0.x, onnxruntime-web's WebGL backend,
 //! ncnn, wonnx) and the converters users take models through (onnx2tf, pnnx): no ArgMax, Gather,
 //! Squeeze, Concat or Where; no comparisons and no bool tensors; no ReduceMax, ReduceSum or
-//! MatMul; tensors of rank 4 or less; square pools and 1x1 Convs at unit strides; every op but
+//! MatMul; tensors of rank 4 or less; square pools and Convs at unit strides; every op but
 //! Clip in one form across opsets 9 to 21; no constant beyond the float16 range that a result
-//! depends on (the op choices and the runtimes behind them are in [`crate::decoders::graph`]).
-//! On a GPU each node is a dispatch: the decoder is 18 nodes (17 for raw scores, 2 more for
-//! NHWC heads), whatever the grid.
+//! depends on, and none of more than one value in an element-wise op (the op choices and the
+//! runtimes behind them are in [`crate::decoders::graph`]). On a GPU each node is a dispatch:
+//! the decoder is 23 nodes (22 for raw scores, 2 more for NHWC heads), whatever the grid.
 //!
 //! NHWC heads are first taken to NCHW by a Transpose; the rest reads `[N, C, H, W]` maps with
 //! A = H*W cells. Per keypoint map `hm`:
@@ -15,16 +15,17 @@
 //!    makes, `+inf` with `FLT_MAX`, the reference makes too), `mx` its max by MaxPool.
 //! 2. `below = Ceil(Clip(mx - hm, -1, 1))`: 0 at the maxima, 1 elsewhere, exactly
 //!    ([`GraphBuilder::below_max`]).
-//! 3. First occurrence: `ranked = rank - below`, with `rank` a constant per cell, distinct and
-//!    decreasing in row-major order, in (0, 1] ([`first_cell_ranks`]): in (0, 1] at the maxima,
+//! 3. First occurrence: `ranked = rank - below`, with `rank` a value per cell, distinct and
+//!    decreasing in row-major order, in (0, 1] ([`first_cell_ranks`]; one map of the graph
+//!    broadcast over the keypoints, [`GraphBuilder::per_cell_map`]): in (0, 1] at the maxima,
 //!    the first the largest, and at most 0 elsewhere, still in scan order, so an empty mask
 //!    (wonnx's MaxPool floor, see `max_over`) takes the first cell, where the reference puts an
 //!    all -inf map. `top` its max by MaxPool.
 //! 4. `miss = Ceil(top - ranked)`: 0 at the chosen cell, 1 or 2 elsewhere (`top - ranked` is at
 //!    most 2, and above 0 at every other cell: two distinct floats differ).
 //! 5. The values per cell in output order, `(x, y, score)` per keypoint (51 channels): the
-//!    offsets plus the cell's pixel position (`gy*stride`, `gx*stride`: one f32 addition, as the
-//!    reference) reordered by a 1x1 Conv, and `sigmoid(hm)` (or `hm` for raw scores) placed
+//!    offsets plus the cell's pixel position (`gy*stride`, `gx*stride`, a map of the graph: one
+//!    f32 addition, as the reference, [`GraphBuilder::cell_positions`]) reordered by a 1x1 Conv, and `sigmoid(hm)` (or `hm` for raw scores) placed
 //!    by another; minus `miss * 2^14` (a 1x1 Conv of `miss`), their max over the cells by
 //!    MaxPool is the chosen cell's values, exactly: every other cell is at least 2^14 lower,
 //!    while positions lie within 2^14 px of each other (`MAX_POSITION_SPREAD`).
@@ -33,10 +34,11 @@
 //! Every constant is exact in float16 while `A <= 1793` (`MAX_CELLS_F16`), the ranks in
 //! bfloat16 too: they have 8 significant bits (bfloat16's) and lie in float16's normal range;
 //! the grid positions are multiples of the stride, the penalty 2^14 (at most 2^15 with the
-//! values in float16's range). A non-finite offset anywhere turns
-//! the values at its cell NaN (the 1x1 Conv multiplies it by zeros too), and the result is then
-//! what the runtime's MaxPool makes of a NaN; a NaN heatmap cell likewise; and a non-finite raw
-//! score does the same through the score's Conv.
+//! values in float16's range). A non-finite offset anywhere turns the values at its cell NaN
+//! (the 1x1 Conv multiplies it by zeros too), and the result is then what the runtime's MaxPool
+//! makes of a NaN; a non-finite raw score does the same through the score's Conv; a NaN heatmap
+//! cell makes the per-cell maps NaN there and at every cell below and right of it
+//! ([`GraphBuilder::cell_maps`]). Infinite heatmaps are clamped first: the maps stay exact.
 
 use crate::contract::{DecoderSettings, Layout, ScoreMode, NUM_KEYPOINTS, VALUES_PER_KEYPOINT};
 use crate::decoders::graph::{Cells, GraphBuilder};
@@ -163,7 +165,7 @@ pub fn build(b: &mut GraphBuilder, spec: &DecoderSpec<'_>) -> Result<()> {
 }
 
 /// The decoder where the target runs ArgMax and GatherElements right ([`Forms::ArgMaxGather`]):
-/// 12 nodes (a critical path of 7; 11 and 6 for raw scores), not 18 and 13. The clamped heatmaps
+/// 16 nodes (a critical path of 12; 15 and 12 for raw scores), not 23 and 13. The clamped heatmaps
 /// of each keypoint flattened to `[N, 17, A, 1]`; ArgMax over the cells (its first maximum, as
 /// the reference; opset 12's `select_last_index` left at 0); a table `[N, 17, A, 3]` of
 /// `(y, x, score)` per cell (positions as the thin form makes them, one f32 addition);
