@@ -23,6 +23,12 @@
 //!   reorder and scale channels, not Concat, Gather or MatMul: exact in any summation order
 //!   (`v * w + 0 + ...`), as every runtime's Conv is (wonnx concatenates wrongly when a dim before
 //!   the axis is not 1 and drops MatMul terms when the inner size is not a multiple of 4).
+//! - Per-cell values (the grid, the first-cell ranks, the multi-pose cell numbers) as Convs of a
+//!   one-channel map of the graph ([`GraphBuilder::cell_maps`]): a 1x1 Conv with a bias, a 2x2
+//!   Conv and a square Conv of the map's longer side, at unit strides, padded more at the top and
+//!   left (Barracuda 1.0.4's importer swaps pads right; every conformance leg, the converters
+//!   pnnx and onnx2tf included, runs them exactly), no pad wider than the map (Barracuda 1.0.4's
+//!   CPU Conv asserts on one in debug builds). Each output is one exact product plus zeros.
 //! - Transpose only to take NHWC heads to NCHW (`[0, 3, 1, 2]`, the standard permutation every
 //!   converter knows; WebGL reads it right, unlike a Reshape between textures).
 //! - Reshape: `shape` is an input since opset 5 (`allowzero` from 14 defaults to 0; we never
@@ -306,10 +312,13 @@ impl GraphBuilder {
     /// A map of constant values per cell as a tensor of the graph: `[N, channels, H, W]`, of the
     /// batch of [`Self::cell_maps`]' `like`, `per_cell` holding `[channels, H, W]` values. A
     /// Conv of the origin map whose square kernel (the longer side, S) holds the values
-    /// mirrored: padded at the top and left by S - 1, the window of cell (y, x) meets the first
-    /// cell at kernel tap (S-1-y, S-1-x), so the output is that value times 1 plus zeros: exact
-    /// in any precision the value is. It costs `channels * S^2` multiply-adds a cell, so a
-    /// map of few channels is made and widened by a 1x1 Conv where many are needed.
+    /// mirrored: padded by H - 1 at the top and W - 1 at the left (and to S at the other ends),
+    /// the window of cell (y, x) meets the first cell at kernel tap (H-1-y, W-1-x), so the
+    /// output is that value times 1 plus zeros: exact in any precision the value is. No pad
+    /// exceeds the map's side when it is at most twice the other: Barracuda 1.0.4's CPU Conv
+    /// (`Conv2DUsingIm2ColSliced`) asserts, in debug builds, on a left pad wider than the map
+    /// (its results are right). It costs `channels * S^2` multiply-adds a cell, so a map of few
+    /// channels is made and widened by a 1x1 Conv where many are needed.
     pub fn per_cell_map(&mut self, hint: &str, maps: &CellMaps, channels: usize, per_cell: &[f32]) -> String {
         let Cells { height, width } = maps.cells;
         debug_assert_eq!(per_cell.len(), channels * height * width);
@@ -317,11 +326,12 @@ impl GraphBuilder {
         let mut kernel = vec![0.0f32; channels * side * side];
         for (i, &value) in per_cell.iter().enumerate() {
             let (c, y, x) = (i / (height * width), i / width % height, i % width);
-            kernel[(c * side + side - 1 - y) * side + side - 1 - x] = value;
+            kernel[(c * side + height - 1 - y) * side + width - 1 - x] = value;
         }
-        let (s, c) = (side as i64, channels as i64);
+        let (s, c, h, w) = (side as i64, channels as i64, height as i64, width as i64);
         let kernel = self.const_f32(&format!("{hint}_values"), &[c, 1, s, s], &kernel);
-        let attrs = vec![proto::attr_ints("kernel_shape", &[s, s]), proto::attr_ints("pads", &[s - 1, s - 1, 0, 0])];
+        let pads = [h - 1, w - 1, s - h, s - w];
+        let attrs = vec![proto::attr_ints("kernel_shape", &[s, s]), proto::attr_ints("pads", &pads)];
         self.op("Conv", hint, &[&maps.origin, &kernel], attrs)
     }
 
@@ -329,16 +339,19 @@ impl GraphBuilder {
     /// layout (y of keypoint k in channel k, x in k + 17): the offsets plus the cell's pixel
     /// position (`gy*stride`, `gx*stride`), one f32 addition, as the references add them. The
     /// pixel positions are a two-channel map ([`Self::per_cell_map`]) widened to the offsets'
-    /// 34 channels by a 1x1 Conv of unit weights.
+    /// 34 channels, negated, by a 1x1 Conv of weights -1, then subtracted (`a - (-b)` is `a + b`
+    /// exactly): onnxruntime-web 1.30.0's wasm backend loses a graph output (the offsets head)
+    /// that an Add reads with the output of a Conv ("Reading data from non-tensor typed value",
+    /// measured; the Sub runs exactly).
     pub fn cell_positions(&mut self, hint: &str, offsets: &str, maps: &CellMaps, stride: u32) -> String {
         let Cells { height: h, width: w } = maps.cells;
         let stride = stride as f32;
         let pixels: Vec<f32> = (0..2).flat_map(|c| (0..h * w).map(move |i| if c == 0 { i / w } else { i % w } as f32 * stride)).collect();
         let pixels = self.per_cell_map("grid_px", maps, 2, &pixels);
         let k = NUM_KEYPOINTS;
-        let widened: Vec<Option<usize>> = (0..2 * k).map(|c| Some(c / k)).collect();
-        let pixels = self.pick_channels("grid_px_per_keypoint", &pixels, &widened, 2);
-        self.op("Add", hint, &[offsets, &pixels], vec![])
+        let negated: Vec<Option<(usize, f32)>> = (0..2 * k).map(|c| Some((c / k, -1.0))).collect();
+        let pixels = self.scale_channels("grid_px_negated", &pixels, &negated, 2);
+        self.op("Sub", hint, &[offsets, &pixels], vec![])
     }
 
     /// `x` with its infinities taken to -FLT_MAX and FLT_MAX, so that `max - x` below is never
