@@ -555,12 +555,7 @@ mod tests {
             graph.output.push(proto::value_info(&out, DataType::FLOAT, &[]));
             graph.node = nodes;
             graph.initializer = initializers;
-            let mut model = onnx_protobuf::ModelProto::new();
-            model.ir_version = 8;
-            let mut opset = onnx_protobuf::OperatorSetIdProto::new();
-            opset.version = 13;
-            model.opset_import.push(opset);
-            model.graph = Some(graph).into();
+            let model = crate::testing::synthetic::wrap_graph(graph, 13, 8, format!("maps {h}x{w}"));
             let bytes = crate::model::io::to_bytes(&model).unwrap();
             let runner = crate::tract_bridge::Runner::new(&bytes, &[vec![2, 2, h, w]]).unwrap();
             // Any finite input: the maps do not depend on its values.

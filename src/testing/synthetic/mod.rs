@@ -365,7 +365,7 @@ pub fn generate(spec: &SyntheticSpec) -> ModelProto {
 }
 
 /// A model around a generated graph, in the default domain at `opset`.
-fn wrap_graph(graph: GraphProto, opset: i64, ir_version: i64, label: String) -> ModelProto {
+pub fn wrap_graph(graph: GraphProto, opset: i64, ir_version: i64, label: String) -> ModelProto {
     let mut import = OperatorSetIdProto::new();
     import.version = opset;
     let mut model = ModelProto::new();
